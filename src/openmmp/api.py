@@ -1,0 +1,13 @@
+"""Mounts every domain router under /api/v1."""
+
+from fastapi import APIRouter
+
+from openmmp.api_keys.endpoints import router as api_keys_router
+from openmmp.channels.endpoints import router as channels_router
+from openmmp.companies.endpoints import router as companies_router
+from openmmp.kit.paths import API_PREFIX
+
+router = APIRouter(prefix=API_PREFIX)
+router.include_router(companies_router)
+router.include_router(api_keys_router)
+router.include_router(channels_router)

@@ -1,0 +1,91 @@
+"""Who is calling: the API key → company resolution every authenticated route depends on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from openmmp.api_keys import repository
+from openmmp.deps import KeyringDep
+from openmmp.errors import CompanyNotActive, Forbidden, Unauthenticated
+from openmmp.kit.crypto import api_key_well_formed
+from openmmp.kit.db import SessionDep
+from openmmp.kit.time import now_ms
+from openmmp.models.company import CompanyStatus, CompanyType
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The authenticated caller: one company, through one of its keys."""
+
+    company_id: int
+    company_public_id: str
+    company_type: int
+    api_key_id: int
+
+    @property
+    def is_partner(self) -> bool:
+        return self.company_type == CompanyType.PARTNER
+
+
+_api_key_header = APIKeyHeader(
+    name="apiKey",
+    auto_error=False,
+    description="The company's API key. `X-API-Key: <key>` and `Authorization: Bearer <key>` also work.",
+)
+
+
+def _presented_key(request: Request, api_key: str | None) -> str | None:
+    if api_key:
+        return api_key
+    alias = request.headers.get("x-api-key")
+    if alias:
+        return alias
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+async def _authenticate(
+    request: Request,
+    session: SessionDep,
+    keyring: KeyringDep,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+) -> Subject:
+    presented = _presented_key(request, api_key)
+    if presented is None:
+        raise Unauthenticated("API key required in the apiKey header")
+    if not api_key_well_formed(presented):
+        raise Unauthenticated("API key is not valid")
+    found = await repository.find_by_hash(session, keyring.hash_api_key(presented))
+    if found is None:
+        raise Unauthenticated("API key is not valid")
+    key, company = found
+    now = now_ms()
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        raise Unauthenticated("API key is revoked or expired")
+    if company.status != CompanyStatus.ACTIVE:
+        raise CompanyNotActive("The company of this API key is not active")
+    subject = Subject(
+        company_id=company.id,
+        company_public_id=company.public_id,
+        company_type=company.type,
+        api_key_id=key.id,
+    )
+    request.state.subject = subject
+    return subject
+
+
+async def _require_partner(subject: Annotated[Subject, Depends(_authenticate)]) -> Subject:
+    if not subject.is_partner:
+        raise Forbidden("Only a partner company's API key may do this", name="apiKey")
+    return subject
+
+
+CompanyKey = Annotated[Subject, Depends(_authenticate)]
+PartnerKey = Annotated[Subject, Depends(_require_partner)]

@@ -1,0 +1,127 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from openmmp.api_keys.auth import CompanyKey
+from openmmp.channels.schemas import (
+    ChannelResponse,
+    ChannelSaved,
+    CommonGetChannelStatusResponse,
+    CreateChannelRequest,
+    EditChannelRequest,
+    SetWebhookRequest,
+    SetWebhookResponse,
+)
+from openmmp.channels.service import Saved, channels
+from openmmp.deps import KeyringDep
+from openmmp.errors import responses
+from openmmp.kit.db import SessionDep
+from openmmp.kit.schemas import Page, PageNumber, PageSize
+from openmmp.models import Channel
+from openmmp.models.channel import Application, channel_type
+
+router = APIRouter(prefix="/channel", tags=["Channel"])
+
+
+def _read(channel: Channel) -> ChannelResponse:
+    return ChannelResponse(
+        public_id=channel.public_id,
+        name=channel.name,
+        application_id=channel.application_id,
+        type=channel_type(channel.application_id),
+        status=channel.status,
+        webhook_url=channel.webhook_url,
+        settings=channel.settings,
+        created_date=channel.created_at,
+    )
+
+
+def _saved(saved: Saved) -> ChannelSaved:
+    return ChannelSaved(**_read(saved.channel).model_dump(), webhook_secret=saved.new_webhook_secret)
+
+
+@router.post(
+    "",
+    summary="Create a channel",
+    description="`webhookSecret` is in the answer only when this call created the channel's webhook secret.",
+    status_code=201,
+    response_model=ChannelSaved,
+    responses=responses(400, 401, 403, 413),
+)
+async def create_channel(
+    body: CreateChannelRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+) -> ChannelSaved:
+    return _saved(await channels.create(session, keyring, subject, request=body))
+
+
+@router.get(
+    "",
+    summary="List the company's channels",
+    response_model=Page[ChannelResponse],
+    responses=responses(400, 401, 403),
+)
+async def list_channels(
+    subject: CompanyKey,
+    session: SessionDep,
+    application_id: Annotated[Application | None, Query(alias="applicationId")] = None,
+    page: PageNumber = 1,
+    size: PageSize = 20,
+) -> Page[ChannelResponse]:
+    total, items = await channels.list(session, subject, application_id=application_id, page=page, size=size)
+    return Page[ChannelResponse](total=total, page=page, size=size, items=[_read(c) for c in items])
+
+
+@router.get(
+    "/{account_id}",
+    summary="Get channel information",
+    response_model=ChannelResponse,
+    responses=responses(401, 403, 404),
+)
+async def get_channel(account_id: str, subject: CompanyKey, session: SessionDep) -> ChannelResponse:
+    return _read(await channels.get(session, subject, public_id=account_id))
+
+
+@router.post(
+    "/{account_id}",
+    summary="Edit a channel (name, credentials, settings, webhook URL)",
+    response_model=ChannelSaved,
+    responses=responses(400, 401, 403, 404, 413),
+)
+async def edit_channel(
+    account_id: str, body: EditChannelRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+) -> ChannelSaved:
+    return _saved(await channels.edit(session, keyring, subject, public_id=account_id, request=body))
+
+
+@router.get(
+    "/{account_id}/status",
+    summary="Get Channel Status",
+    response_model=CommonGetChannelStatusResponse,
+    responses=responses(401, 403, 404),
+)
+async def get_channel_status(
+    account_id: str, subject: CompanyKey, session: SessionDep
+) -> CommonGetChannelStatusResponse:
+    channel = await channels.get(session, subject, public_id=account_id)
+    return CommonGetChannelStatusResponse(
+        public_id=channel.public_id,
+        application_id=channel.application_id,
+        status=channel.status,
+        cause=channel.status_cause,
+    )
+
+
+@router.post(
+    "/{account_id}/webhook",
+    summary="Set the channel's webhook endpoint",
+    response_model=SetWebhookResponse,
+    responses=responses(400, 401, 403, 404, 413),
+)
+async def set_channel_webhook(
+    account_id: str, body: SetWebhookRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+) -> SetWebhookResponse:
+    channel, secret = await channels.set_webhook(
+        session, keyring, subject, public_id=account_id, url=body.url, secret=body.secret
+    )
+    assert channel.webhook_url is not None
+    return SetWebhookResponse(url=channel.webhook_url, secret=secret, status=channel.webhook_status)

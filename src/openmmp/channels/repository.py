@@ -1,0 +1,39 @@
+"""All SQL about channels. Every read starts from `readable(subject)`: the tenant choke point."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Select, func, select
+
+from openmmp.kit.ids import canonical_public_id
+from openmmp.models import Channel
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from openmmp.api_keys.auth import Subject
+
+
+def readable(subject: Subject) -> Select[Channel]:
+    return select(Channel).where(Channel.company_id == subject.company_id)
+
+
+async def get(session: AsyncSession, subject: Subject, public_id: str) -> Channel | None:
+    canonical = canonical_public_id(public_id)
+    if canonical is None:
+        return None
+    return (
+        await session.execute(readable(subject).where(Channel.public_id == canonical))
+    ).scalar_one_or_none()
+
+
+async def page(
+    session: AsyncSession, subject: Subject, *, application_id: int | None, offset: int, limit: int
+) -> tuple[int, list[Channel]]:
+    statement = readable(subject)
+    if application_id is not None:
+        statement = statement.where(Channel.application_id == application_id)
+    total = (await session.execute(select(func.count()).select_from(statement.subquery()))).scalar_one()
+    rows = await session.execute(statement.order_by(Channel.id).offset(offset).limit(limit))
+    return total, list(rows.scalars())

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
+
+from openmmp.channels.credentials import credentials_json_schema
+from openmmp.kit.schemas import RequestModel, ResponseModel
+from openmmp.kit.validators import Country, HttpUrl
+from openmmp.models.channel import Application
+
+CredentialsInput = Annotated[dict[str, Any], WithJsonSchema(credentials_json_schema())]
+
+
+class ChannelSettings(RequestModel):
+    default_country: Country | None = Field(
+        default=None, description="Region for national phone numbers, e.g. KH (then 012345678 → 85512345678)."
+    )
+    rate_limit_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="Sends per second; default: the upstream's published limit.",
+    )
+    sender_name: str | None = Field(default=None, min_length=1, max_length=28)
+    sender_avatar: HttpUrl | None = None
+
+
+class CreateChannelRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    application_id: Application
+    credentials: CredentialsInput
+    webhook_url: HttpUrl | None = None
+    settings: ChannelSettings = ChannelSettings()
+
+
+class EditChannelRequest(RequestModel):
+    """Only the fields given change. `credentials` replaces the stored set as a whole."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    credentials: CredentialsInput | None = None
+    webhook_url: HttpUrl | None = None
+    settings: ChannelSettings | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EditChannelRequest:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+
+class ChannelResponse(ResponseModel):
+    """ResponseChannelInfo: a channel as its company sees it (never its credentials)."""
+
+    public_id: str = Field(description="The channel's id, the accountId in URLs")
+    name: str
+    application_id: int
+    type: int = Field(description="1 OA (addressed by phone), 2 BOT (addressed by conversation)")
+    status: int = Field(description="1 REQUEST, 2 PROCESSING, 3 LAUNCH, 4 SUSPEND, 5 REJECT, 6 ACCEPT")
+    webhook_url: str | None
+    settings: dict[str, Any]
+    created_date: int
+
+
+class ChannelSaved(ChannelResponse):
+    webhook_secret: str | None = Field(
+        default=None, description="Present only when this call created the channel's webhook secret."
+    )
+
+
+class CommonGetChannelStatusResponse(ResponseModel):
+    public_id: str
+    application_id: int
+    status: int
+    cause: str | None = None
+
+
+class SetWebhookRequest(RequestModel):
+    url: HttpUrl
+    secret: str | None = Field(
+        default=None, description="A Standard Webhooks secret `whsec_<base64>`; generated when absent."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        raw = value.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("must be whsec_ followed by base64") from exc
+        if not value.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError("must be whsec_ followed by the base64 of 24 to 64 random bytes")
+        return value
+
+
+class SetWebhookResponse(ResponseModel):
+    url: str
+    secret: str = Field(description="Signs every webhook (Standard Webhooks). Keep it; shown on set only.")
+    status: int = Field(description="1 ACTIVATED, 2 FAILED, 3 BLOCKED")

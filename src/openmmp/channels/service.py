@@ -1,0 +1,128 @@
+"""Rules for channels: credentials checked per application and sealed, webhook endpoint and secret."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmmp.api_keys.auth import Subject
+from openmmp.channels import repository
+from openmmp.channels.credentials import Credentials, validate_credentials
+from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, EditChannelRequest
+from openmmp.errors import NotFound
+from openmmp.kit.crypto import Keyring, new_webhook_secret
+from openmmp.models import Channel
+from openmmp.models.channel import Application, ChannelStatus, WebhookStatus
+
+
+class ChannelNotFound(NotFound):
+    default_name = "accountId"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A channel after a change, with the webhook secret in clear when this change created it."""
+
+    channel: Channel
+    new_webhook_secret: str | None = None
+
+
+def _seal(keyring: Keyring, credentials: Credentials) -> str:
+    return keyring.encrypt(json.dumps(credentials.model_dump(by_alias=True, exclude_none=True)))
+
+
+def _settings(settings: ChannelSettings) -> dict[str, Any]:
+    return settings.model_dump(by_alias=True, exclude_none=True)
+
+
+class ChannelService:
+    async def create(
+        self, session: AsyncSession, keyring: Keyring, subject: Subject, *, request: CreateChannelRequest
+    ) -> Saved:
+        credentials = validate_credentials(request.application_id, request.credentials)
+        secret = new_webhook_secret() if request.webhook_url else None
+        channel = Channel(
+            company_id=subject.company_id,
+            name=request.name,
+            application_id=int(request.application_id),
+            status=ChannelStatus.LAUNCH,
+            credentials=_seal(keyring, credentials),
+            settings=_settings(request.settings),
+            webhook_url=request.webhook_url,
+            webhook_secret=keyring.encrypt(secret) if secret else None,
+            webhook_status=WebhookStatus.ACTIVATED,
+        )
+        session.add(channel)
+        await session.flush()
+        return Saved(channel, secret)
+
+    async def get(self, session: AsyncSession, subject: Subject, *, public_id: str) -> Channel:
+        channel = await repository.get(session, subject, public_id)
+        if channel is None:
+            raise ChannelNotFound("No such channel")
+        return channel
+
+    async def list(
+        self, session: AsyncSession, subject: Subject, *, application_id: int | None, page: int, size: int
+    ) -> tuple[int, list[Channel]]:
+        return await repository.page(
+            session, subject, application_id=application_id, offset=(page - 1) * size, limit=size
+        )
+
+    async def edit(
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        public_id: str,
+        request: EditChannelRequest,
+    ) -> Saved:
+        channel = await self.get(session, subject, public_id=public_id)
+        secret = None
+        if request.name is not None:
+            channel.name = request.name
+        if request.credentials is not None:
+            credentials = validate_credentials(Application(channel.application_id), request.credentials)
+            channel.credentials = _seal(keyring, credentials)
+        if request.settings is not None:
+            channel.settings = {**channel.settings, **_settings(request.settings)}
+        if request.webhook_url is not None:
+            channel.webhook_url = request.webhook_url
+            channel.webhook_status = WebhookStatus.ACTIVATED
+            if channel.webhook_secret is None:
+                secret = new_webhook_secret()
+                channel.webhook_secret = keyring.encrypt(secret)
+        await session.flush()
+        return Saved(channel, secret)
+
+    async def set_webhook(
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        public_id: str,
+        url: str,
+        secret: str | None,
+    ) -> tuple[Channel, str]:
+        """Point the channel's events at `url`, signed with `secret` (a new one when none is given)."""
+        channel = await self.get(session, subject, public_id=public_id)
+        secret = secret or new_webhook_secret()
+        channel.webhook_url = url
+        channel.webhook_secret = keyring.encrypt(secret)
+        channel.webhook_status = WebhookStatus.ACTIVATED
+        await session.flush()
+        return channel, secret
+
+
+def open_credentials(keyring: Keyring, channel: Channel) -> dict[str, Any]:
+    """The channel's credentials in clear (wire names), for adapters only. Never log the result."""
+    opened: dict[str, Any] = json.loads(keyring.decrypt(channel.credentials))
+    return opened
+
+
+channels = ChannelService()

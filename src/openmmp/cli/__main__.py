@@ -1,0 +1,3 @@
+from openmmp.cli.main import main
+
+main()

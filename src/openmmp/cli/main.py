@@ -1,0 +1,121 @@
+"""The `openmmp` command: serve, migrate, bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from openmmp import demo as demo_data
+from openmmp import migrate as migrations
+from openmmp.kit.crypto import Keyring, server_keyring
+from openmmp.kit.db import Database, redact_url
+from openmmp.kit.logs import configure_logging
+from openmmp.settings import Settings
+
+app = typer.Typer(
+    help="OpenMMP: a self-hostable multi-channel business messaging platform.", no_args_is_help=True
+)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the latest version."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    migrations.upgrade(settings.resolved_database_url)
+    typer.echo(f"database is up to date: {redact_url(settings.resolved_database_url)}", err=True)
+
+
+@app.command()
+def bootstrap(
+    name: Annotated[str, typer.Option(help="The operator's partner company name")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print {companyPublicId, apiKey} as JSON")] = False,
+) -> None:
+    """Create the operator's partner company and print its API key (shown once)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if not name.strip() or len(name) > 200:
+        raise typer.BadParameter("name must have 1 to 200 characters", param_hint="--name")
+    keyring = server_keyring(settings.secret_key, settings.data_dir)
+
+    async def run() -> tuple[str, str]:
+        from openmmp.companies.service import companies
+
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.write_sessions() as session, session.begin():
+                company, key = await companies.create_partner(session, keyring, name=name.strip())
+                return company.public_id, key
+        finally:
+            await db.dispose()
+
+    public_id, key = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps({"companyPublicId": public_id, "apiKey": key}))
+    else:
+        typer.echo(f"Partner company {public_id} created.\nAPI key (shown once, keep it safe): {key}")
+
+
+def _banner(demo: demo_data.Demo, base: str) -> str:
+    viber = demo.channels.get("VIBER", "<accountId>")
+    return f"""
+  OpenMMP sandbox is ready at {base}  (API docs: {base}/docs)
+
+  Demo API key:  {demo.api_key}
+  Demo channels: {", ".join(f"{k}={v}" for k, v in sorted(demo.channels.items()))}
+
+  Try it:
+    curl -s {base}/api/v1/channel/{viber} -H 'apiKey: {demo.api_key}'
+"""
+
+
+def _sandbox_demo(settings: Settings, keyring: Keyring) -> demo_data.Demo:
+    """The demo data: created on the first sandbox start, then read back from the data folder."""
+    saved = demo_data.load_saved(settings.data_dir)
+
+    async def ensure() -> demo_data.Demo:
+        db = Database(settings.resolved_database_url)
+        try:
+            return await demo_data.ensure_demo(db, keyring, saved)
+        finally:
+            await db.dispose()
+
+    demo = asyncio.run(ensure())
+    if demo != saved:
+        demo_data.save(settings.data_dir, demo)
+    return demo
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    sandbox: Annotated[
+        bool | None, typer.Option("--sandbox/--no-sandbox", help="Built-in simulators and demo data")
+    ] = None,
+) -> None:
+    """Serve the API (and, in sandbox mode, the provider simulators and demo data)."""
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if sandbox is not None:
+        overrides["sandbox"] = sandbox
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_level)
+    from openmmp.app import create_app
+
+    application = create_app(settings)
+    if settings.sandbox:
+        demo = _sandbox_demo(settings, application.state.keyring)
+        typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}"), err=True)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def main() -> None:
+    app()

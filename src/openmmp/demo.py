@@ -1,0 +1,133 @@
+"""Sandbox demo data: a partner, a company with an API key, and one channel per application.
+
+Created on the first sandbox start of an empty database. The demo key is kept in the data folder (mode
+0600) so every later sandbox start can print it again; outside sandbox mode keys are never kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from openmmp.api_keys.auth import Subject
+from openmmp.channels.schemas import CreateChannelRequest
+from openmmp.channels.service import channels
+from openmmp.companies import repository as companies_repository
+from openmmp.companies.schemas import OnboardRequest
+from openmmp.companies.service import companies
+from openmmp.kit.crypto import Keyring
+from openmmp.kit.db import Database
+from openmmp.models import Channel
+from openmmp.models.channel import Application
+
+DEMO_FILE = "demo.json"
+
+DEMO_CREDENTIALS: dict[Application, dict[str, Any]] = {
+    Application.VIBER: {"serviceId": 1001, "label": "transaction"},
+    Application.RCS: {"agentId": "demo-agent", "serviceAccountJson": '{"type": "service_account"}'},
+    Application.SMS: {
+        "host": "127.0.0.1",
+        "port": 2775,
+        "systemId": "demo",
+        "password": "demo",
+        "sourceAddr": "DEMO",
+    },
+    Application.APPLE: {"businessId": "demo-business", "mspId": "demo-msp", "secret": "demo-secret"},
+    Application.TELEGRAM: {"botToken": "demo-telegram-token"},
+    Application.FACEBOOK: {
+        "pageId": "1001",
+        "pageAccessToken": "demo-page-token",
+        "appSecret": "demo-app-secret",
+    },
+    Application.ZALO: {
+        "oaId": "1001",
+        "appId": "1001",
+        "accessToken": "demo",
+        "refreshToken": "demo",
+        "secretKey": "demo",
+    },
+    Application.ZALO_ZNS: {
+        "oaId": "1002",
+        "appId": "1002",
+        "accessToken": "demo",
+        "refreshToken": "demo",
+        "secretKey": "demo",
+    },
+    Application.VIBER_BOT: {"authToken": "demo-viber-bot-token", "senderName": "OpenMMP Demo"},
+    Application.WHATSAPP: {
+        "phoneNumberId": "1001",
+        "wabaId": "1001",
+        "accessToken": "demo-token",
+        "appSecret": "demo-app-secret",
+    },
+    Application.MMS: {
+        "host": "127.0.0.1",
+        "port": 2775,
+        "systemId": "demo",
+        "password": "demo",
+        "sourceAddr": "DEMO",
+    },
+    Application.EMAIL: {"from": "demo@openmmp.local"},
+}
+
+
+@dataclass(frozen=True)
+class Demo:
+    api_key: str
+    company_public_id: str
+    channels: dict[str, str]
+
+
+def load_saved(data_dir: Path) -> Demo | None:
+    path = data_dir / DEMO_FILE
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return Demo(saved["apiKey"], saved["companyPublicId"], saved["channels"])
+
+
+def save(data_dir: Path, demo: Demo) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / DEMO_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {"apiKey": demo.api_key, "companyPublicId": demo.company_public_id, "channels": demo.channels},
+            handle,
+        )
+
+
+async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Demo:
+    """The saved demo if its company is still in the database, else newly created demo data."""
+    async with db.write_sessions() as session, session.begin():
+        if saved is not None and await companies_repository.get_by_public_id(
+            session, saved.company_public_id
+        ):
+            return saved
+        partner, _ = await companies.create_partner(session, keyring, name="Demo Partner")
+        partner_subject = Subject(partner.id, partner.public_id, partner.type, 0)
+        request = OnboardRequest.model_validate(
+            {
+                "company": {"name": "Demo Company", "country": "KH"},
+                "admin": {"name": "Demo Admin", "email": "admin@demo.openmmp.local"},
+            }
+        )
+        onboarded = await companies.onboard(session, keyring, partner_subject, request=request)
+        subject = Subject(onboarded.company.id, onboarded.company.public_id, onboarded.company.type, 0)
+        for application, credentials in DEMO_CREDENTIALS.items():
+            create = CreateChannelRequest.model_validate(
+                {
+                    "name": f"Demo {application.name}",
+                    "applicationId": application.value,
+                    "credentials": credentials,
+                    "settings": {"defaultCountry": "KH"},
+                }
+            )
+            await channels.create(session, keyring, subject, request=create)
+        rows = await session.execute(select(Channel).where(Channel.company_id == onboarded.company.id))
+        by_name = {Application(c.application_id).name: c.public_id for c in rows.scalars()}
+    return Demo(onboarded.api_key, onboarded.company.public_id, by_name)

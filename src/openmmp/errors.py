@@ -1,0 +1,238 @@
+"""Typed errors and the one error body of api.md §1: `{"errors": [{"name", "code", "message"}]}`.
+
+Services raise `AppError` subclasses; the handlers installed by `install_error_handlers` render every
+failure (ours, FastAPI's validation, Starlette's routing, anything unexpected) in that one shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class ErrorCode(StrEnum):
+    INVALID = "INVALID"
+    BAD_REQUEST = "BAD_REQUEST"
+    NOT_AUTHENTICATE = "NOT_AUTHENTICATE"
+    API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
+    FORBIDDEN_ERROR = "FORBIDDEN_ERROR"
+    RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
+    EXISTED = "EXISTED"
+    COMPANY_IS_NOT_ACTIVE = "COMPANY_IS_NOT_ACTIVE"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    EXPECTATION_FAILED = "EXPECTATION_FAILED"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+class ErrorItem(BaseModel):
+    name: str
+    code: ErrorCode
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    errors: list[ErrorItem]
+
+
+class AppError(Exception):
+    """Base of every error a client can cause; rendered with its status code and error code."""
+
+    status_code = 400
+    code = ErrorCode.BAD_REQUEST
+    default_name = "request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        items: Sequence[ErrorItem] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name or self.default_name
+        self.headers = dict(headers or {})
+        self.items = list(items) if items else [ErrorItem(name=self.name, code=self.code, message=message)]
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Invalid(AppError):
+    code = ErrorCode.INVALID
+
+
+class Unauthenticated(AppError):
+    status_code = 401
+    code = ErrorCode.NOT_AUTHENTICATE
+    default_name = "apiKey"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = ErrorCode.FORBIDDEN_ERROR
+
+
+class CompanyNotActive(AppError):
+    status_code = 403
+    code = ErrorCode.COMPANY_IS_NOT_ACTIVE
+    default_name = "company"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = ErrorCode.RESOURCE_NOT_FOUND
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = ErrorCode.EXISTED
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    default_name = "body"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = ErrorCode.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, *, retry_after_s: int, name: str | None = None) -> None:
+        super().__init__(message, name=name, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    default_name = "service"
+
+
+def error_response(
+    status_code: int, items: Sequence[ErrorItem], headers: Mapping[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"errors": [item.model_dump(mode="json") for item in items]})
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def single_error(status_code: int, code: ErrorCode, name: str, message: str) -> Response:
+    return error_response(status_code, [ErrorItem(name=name, code=code, message=message)])
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input: the body names each bad field (`name`) with code INVALID or BAD_REQUEST.",
+    401: "Missing, unknown, expired or revoked API key (NOT_AUTHENTICATE).",
+    403: "The key may not do this (FORBIDDEN_ERROR) or its company is not active (COMPANY_IS_NOT_ACTIVE).",
+    404: "No such object for this company (RESOURCE_NOT_FOUND); another company's objects look absent.",
+    409: "Conflicts with an existing object (EXISTED).",
+    413: "Body larger than the configured limit (PAYLOAD_TOO_LARGE).",
+    429: "Rate limited (TOO_MANY_REQUESTS); see Retry-After.",
+    503: "A dependency is unavailable (SERVICE_UNAVAILABLE).",
+}
+
+
+def responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the error statuses a route can answer."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in status_codes}
+
+
+def _wire_name(loc: Sequence[int | str]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part.startswith("function-after[") or part.startswith("function-"):
+            continue
+        else:
+            name += f".{part}" if name else part
+    return name or "body"
+
+
+def _validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
+    items: list[ErrorItem] = []
+    for error in errors:
+        kind = error.get("type", "")
+        name = _wire_name(error.get("loc", ()))
+        if kind == "json_invalid":
+            items.append(ErrorItem(name="body", code=ErrorCode.BAD_REQUEST, message="Body is not valid JSON"))
+            continue
+        if kind == "model_attributes_type" and name == "body":
+            # FastAPI hands non-JSON content types over as raw bytes, which land here.
+            message = "Body must be a JSON object sent with Content-Type: application/json"
+            items.append(ErrorItem(name="body", code=ErrorCode.BAD_REQUEST, message=message))
+            continue
+        message = str(error.get("msg", "Invalid value"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        items.append(ErrorItem(name=name, code=ErrorCode.INVALID, message=message))
+    return items
+
+
+async def _app_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.items, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, _validation_items(exc.errors()))
+
+
+_HTTP_CODES = {
+    401: ErrorCode.NOT_AUTHENTICATE,
+    403: ErrorCode.FORBIDDEN_ERROR,
+    404: ErrorCode.RESOURCE_NOT_FOUND,
+    405: ErrorCode.BAD_REQUEST,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.BAD_REQUEST,
+    417: ErrorCode.EXPECTATION_FAILED,
+    429: ErrorCode.TOO_MANY_REQUESTS,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    if exc.status_code == 404:
+        message = f"No route {request.url.path}" if exc.detail == "Not Found" else str(exc.detail)
+    else:
+        message = str(exc.detail)
+    return error_response(
+        exc.status_code, [ErrorItem(name="request", code=code, message=message)], exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    return single_error(500, ErrorCode.INTERNAL_SERVER_ERROR, "server", "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,3 @@
+"""URL prefixes shared by the router and the middleware."""
+
+API_PREFIX = "/api/v1"

@@ -1,0 +1,45 @@
+"""Reusable field types for request schemas, each with a clear message for the 400 it causes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field
+
+from openmmp.kit.phone import is_region, normalise_phone
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError("not a valid e-mail address")
+    return value
+
+
+def _country(value: str) -> str:
+    value = value.strip().upper()
+    if not is_region(value):
+        raise ValueError("not an ISO 3166-1 alpha-2 country code, e.g. KH")
+    return value
+
+
+def _phone(value: str) -> str:
+    return normalise_phone(value)
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
+Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
+HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]

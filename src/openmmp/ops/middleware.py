@@ -1,0 +1,101 @@
+"""The one ASGI middleware in front of the API: request id, body limit, access log and metrics.
+
+Written as plain ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every send.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openmmp.errors import ErrorCode, single_error
+from openmmp.kit.paths import API_PREFIX
+from openmmp.ops.metrics import REQUEST_LATENCY, REQUESTS
+
+log = structlog.get_logger("openmmp.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"Request body is larger than {limit} bytes")
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        limit = self.max_body_bytes
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status = 413
+            response = single_error(
+                413, ErrorCode.PAYLOAD_TOO_LARGE, "body", f"Request body is larger than {limit} bytes"
+            )
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
+            self._record(scope, status, started)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            self._record(scope, status, started)
+
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        # Routes of included routers carry their own path only; label them with the full template.
+        if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
+            template = API_PREFIX + template
+        method = scope["method"]
+        REQUESTS.labels(method, template, str(status)).inc()
+        REQUEST_LATENCY.labels(method, template).observe(elapsed)
+        subject = scope.get("state", {}).get("subject")
+        log.info(
+            "request",
+            method=method,
+            path=scope["path"],
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+            company=getattr(subject, "company_public_id", None),
+        )
