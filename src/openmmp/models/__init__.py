@@ -4,5 +4,22 @@ from openmmp.models.api_key import ApiKey
 from openmmp.models.base import Base
 from openmmp.models.channel import Channel
 from openmmp.models.company import Company, User
+from openmmp.models.conversation import Conversation, InboundMessage
+from openmmp.models.message import Job, Message, MessageEvent, ProviderEvent
+from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
-__all__ = ["ApiKey", "Base", "Channel", "Company", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Channel",
+    "Company",
+    "Conversation",
+    "InboundMessage",
+    "Job",
+    "Message",
+    "MessageEvent",
+    "ProviderEvent",
+    "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+]

@@ -75,5 +75,6 @@ class Channel(IdMixin, Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_secret: Mapped[str | None] = mapped_column(Text)
     webhook_status: Mapped[int] = mapped_column(default=WebhookStatus.ACTIVATED)
+    webhook_failing_since: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
