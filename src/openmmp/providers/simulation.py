@@ -1,0 +1,458 @@
+"""What the provider simulators share: configuration, outcomes, faults, stats, rate limits, callbacks.
+
+The simulators are ASGI apps that speak an upstream's protocol (providers.md) so that sandbox mode, the test
+suite and the benchmark exercise the real adapters over real HTTP. Two ways to decide what happens to a send:
+
+- **sandbox** (default): by the last digit of the receiver's phone number, so a developer can choose:
+  0–6 accepted → delivered → seen · 7 accepted → delivered, never seen · 8 a final error at send ·
+  9 the first two attempts of the same message get a retryable error, the third is accepted →
+  delivered → seen.
+- **rates**: drawn from a `random.Random(seed)`: `retryable_error_rate` of attempts get a retryable error
+  and `fail_rate` a final error at send; of the accepted messages, `delivered_rate` are delivered (the
+  others get a `failed` / `expired` callback) and of those `read_rate` are seen.
+
+Faults (`POST /_sandbox/faults`) override both for fault tests. Callbacks run as tracked asyncio tasks that
+the app's lifespan cancels on shutdown. When mounting a simulator app inside another app, enter its lifespan
+(`async with app.router.lifespan_context(app): ...`): Starlette does not run a mounted app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from openmmp.kit.http import HttpClient, HttpUnreachable
+
+logger = structlog.get_logger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+MAX_REQUEST_BYTES = 30 * 1024
+CALLBACK_TASK_NAME = "openmmp-simulator-callback"
+
+
+@dataclass
+class SimulatorConfig:
+    """Knobs of both simulators. Defaults are the sandbox's; tests shrink latencies and limits."""
+
+    mode: Literal["sandbox", "rates"] = "sandbox"
+    seed: int | None = None
+    # rates mode (each 0..1)
+    delivered_rate: float = 0.95
+    read_rate: float = 0.6
+    fail_rate: float = 0.02
+    retryable_error_rate: float = 0.01
+    # callbacks
+    callback_latency_s: float = 0.05
+    callback_retries: int = 5
+    callback_retry_base_s: float = 0.2
+    callback_timeout_s: float = 5.0
+    # upstream behaviour
+    require_known_receivers: bool = False
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    viber_bot_requests_per_window: int = 500
+    viber_bot_window_s: float = 10.0
+    viber_requests_per_second: int = 1000
+    # A sandbox-only default, published on purpose: real deployments configure their own.
+    viber_callback_secret: str = "sandbox-viber-callback-secret"  # noqa: S105
+    duplicate_delivered: bool = True
+    # faults: how long a "timeout" fault holds a request (it ends early when the client goes away)
+    fault_hang_s: float = 30.0
+    # bookkeeping: per-key detail (`acceptedByKey`, Viber Bot duplicate detection) costs memory per message
+    track_keys: bool = True
+    max_tracked_keys: int = 100_000
+
+
+class Outcome(Enum):
+    """What the simulator does with one send attempt to one receiver."""
+
+    DELIVERED_AND_SEEN = "delivered_and_seen"
+    DELIVERED_ONLY = "delivered_only"
+    FAILED_LATER = "failed_later"
+    FINAL_ERROR = "final_error"
+    RETRYABLE_ERROR = "retryable_error"
+
+
+def last_digit(value: str | None) -> int:
+    """The last decimal digit in `value`, or 0 when it has none (sandbox outcome selector)."""
+    for char in reversed(value or ""):
+        if "0" <= char <= "9":
+            return ord(char) - ord("0")
+    return 0
+
+
+class LruMap(Generic[K, V]):
+    """A dict that forgets its least recently written keys beyond `capacity` (bounded bookkeeping)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = max(1, capacity)
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """The value for `key`, or None (reading does not refresh a key's age)."""
+        return self._items.get(key)
+
+    def set(self, key: K, value: V) -> None:
+        """Store `value`, making `key` the newest and dropping the oldest keys beyond capacity."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[K, V]]:
+        """A snapshot of the pairs, oldest first."""
+        return list(self._items.items())
+
+
+class OutcomePlanner:
+    """Decides each send attempt's outcome from the sandbox digit or the configured rates."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._config = config
+        self._rng = random.Random(config.seed)
+        # Only digit-9 messages are counted, and the map is bounded, so memory stays flat under load.
+        self._attempts: LruMap[str, int] = LruMap(config.max_tracked_keys)
+
+    def decide(self, *, digit: int, attempt_key: str) -> Outcome:
+        """The outcome of this attempt; `attempt_key` identifies "the same message" across retries."""
+        if self._config.mode == "rates":
+            return self._by_rates()
+        if digit == 8:
+            return Outcome.FINAL_ERROR
+        if digit == 9:
+            attempts = (self._attempts.get(attempt_key) or 0) + 1
+            self._attempts.set(attempt_key, attempts)
+            return Outcome.RETRYABLE_ERROR if attempts <= 2 else Outcome.DELIVERED_AND_SEEN
+        if digit == 7:
+            return Outcome.DELIVERED_ONLY
+        return Outcome.DELIVERED_AND_SEEN
+
+    def _by_rates(self) -> Outcome:
+        config, rng = self._config, self._rng
+        draw = rng.random()
+        if draw < config.retryable_error_rate:
+            return Outcome.RETRYABLE_ERROR
+        if draw < config.retryable_error_rate + config.fail_rate:
+            return Outcome.FINAL_ERROR
+        if rng.random() >= config.delivered_rate:
+            return Outcome.FAILED_LATER
+        return Outcome.DELIVERED_AND_SEEN if rng.random() < config.read_rate else Outcome.DELIVERED_ONLY
+
+
+class TokenBucketLimiter:
+    """Per-key token buckets: `capacity` requests at once, refilled at `capacity / window_s` per second."""
+
+    def __init__(self, *, capacity: int, window_s: float, max_keys: int = 10_000) -> None:
+        self._capacity = float(max(1, capacity))
+        self._rate = self._capacity / max(window_s, 1e-9)
+        self._max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def try_acquire(self, key: str) -> bool:
+        """Take one token for `key`; False when the caller is over the limit."""
+        now = time.monotonic()
+        tokens, stamp = self._buckets.get(key, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - stamp) * self._rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max_keys:
+            self._forget_idle(now)
+        return allowed
+
+    def _forget_idle(self, now: float) -> None:
+        # A bucket that has refilled completely holds no information; dropping it is exact.
+        idle = [
+            key
+            for key, (tokens, stamp) in self._buckets.items()
+            if tokens + (now - stamp) * self._rate >= self._capacity
+        ]
+        for key in idle:
+            del self._buckets[key]
+
+
+FaultKind = Literal["http_503", "timeout", "rate_limit", "final_error"]
+_FAULT_KINDS = ("http_503", "timeout", "rate_limit", "final_error", "none")
+
+
+@dataclass
+class Fault:
+    """An injected failure: `kind`, and for `final_error` the upstream status to answer with (if given)."""
+
+    kind: FaultKind
+    status: int | None = None
+
+
+class FaultInjector:
+    """Holds the current fault: for the next `count` requests and/or until `seconds` have passed."""
+
+    def __init__(self) -> None:
+        self._fault: Fault | None = None
+        self._remaining: int | None = None
+        self._until: float | None = None
+
+    def configure(self, body: Any) -> dict[str, Any]:
+        """Apply a `POST /_sandbox/faults` body; raises ValueError for a malformed one."""
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        kind = body.get("kind")
+        if kind not in _FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_FAULT_KINDS)}")
+        count, seconds, status = body.get("count"), body.get("seconds"), body.get("status")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise ValueError("count must be a positive integer")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            raise ValueError("seconds must be a positive number")
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int) or status <= 0):
+            raise ValueError("status must be a positive integer")
+        if kind == "none":
+            self._fault, self._remaining, self._until = None, None, None
+            return {"kind": "none"}
+        self._fault = Fault(kind=kind, status=status)
+        # Without either bound a fault hits exactly one request, never "forever" by accident.
+        self._remaining = count if count is not None or seconds is not None else 1
+        self._until = time.monotonic() + float(seconds) if seconds is not None else None
+        return {"kind": kind, "count": self._remaining, "seconds": seconds, "status": status}
+
+    def take(self) -> Fault | None:
+        """The fault for the request being handled now, if any (consumes one of `count`)."""
+        fault = self._fault
+        if fault is None:
+            return None
+        if self._until is not None and time.monotonic() >= self._until:
+            self._fault = None
+            return None
+        if self._remaining is not None:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                self._fault = None
+        return fault
+
+
+class SimulatorStats:
+    """Counters exposed at `GET /_sandbox/stats`; per-key detail only when `track_keys` is on (bounded)."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.requests = 0
+        self.accepted = 0
+        self.rejected: dict[int, int] = {}
+        self.rate_limited = 0
+        self.duplicates = 0
+        self.faults_injected = 0
+        self.callbacks_sent = 0
+        self.callbacks_failed = 0
+        self.callback_attempts_failed = 0
+        self._by_key: LruMap[str, int] | None = LruMap(config.max_tracked_keys) if config.track_keys else None
+
+    def reject(self, status: int) -> None:
+        """Count a refusal with upstream `status`."""
+        self.rejected[status] = self.rejected.get(status, 0) + 1
+
+    def accept(self, key: str | None) -> bool:
+        """Count an accepted message; True when `key` was accepted before (only known with `track_keys`)."""
+        self.accepted += 1
+        if self._by_key is None or key is None:
+            return False
+        times = (self._by_key.get(key) or 0) + 1
+        self._by_key.set(key, times)
+        if times > 1:
+            self.duplicates += 1
+            return True
+        return False
+
+    def as_json(self, *, detail: bool, pending_callbacks: int) -> dict[str, Any]:
+        """The `/_sandbox/stats` body; `acceptedByKey` only with `detail`."""
+        data: dict[str, Any] = {
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "rejected": {str(code): count for code, count in sorted(self.rejected.items())},
+            "rateLimited": self.rate_limited,
+            "duplicates": self.duplicates,
+            "faultsInjected": self.faults_injected,
+            "callbacksSent": self.callbacks_sent,
+            "callbacksFailed": self.callbacks_failed,
+            "callbackAttemptsFailed": self.callback_attempts_failed,
+            "callbacksPending": pending_callbacks,
+        }
+        if detail:
+            data["acceptedByKey"] = dict(self._by_key.items()) if self._by_key is not None else {}
+        return data
+
+
+class CallbackScheduler:
+    """Runs callback deliveries as tracked asyncio tasks; `aclose()` cancels whatever is still running."""
+
+    def __init__(self, http: HttpClient, config: SimulatorConfig, stats: SimulatorStats) -> None:
+        self._http = http
+        self._config = config
+        self._stats = stats
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Callback tasks still running (waiting, sending or retrying)."""
+        return len(self._tasks)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` in the background; after `aclose()` it is dropped instead."""
+        if self._closed:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=CALLBACK_TASK_NAME)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("simulator callback task crashed", exc_info=task.exception())
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> bool:
+        """POST one callback, retrying (bounded, growing spacing) until it gets HTTP 200."""
+        delay = self._config.callback_retry_base_s
+        for attempt in range(self._config.callback_retries + 1):
+            try:
+                response = await self._http.post(
+                    url, content=body, headers=headers, timeout=self._config.callback_timeout_s
+                )
+                if response.status_code == 200:
+                    self._stats.callbacks_sent += 1
+                    return True
+            except HttpUnreachable:
+                pass
+            self._stats.callback_attempts_failed += 1
+            if attempt < self._config.callback_retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        self._stats.callbacks_failed += 1
+        logger.warning("simulator callback abandoned", url=url, attempts=self._config.callback_retries + 1)
+        return False
+
+    async def aclose(self) -> None:
+        """Cancel every pending callback and wait until they are gone."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def now_ms() -> int:
+    """Epoch milliseconds, the upstreams' time unit."""
+    return int(time.time() * 1000)
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    """A JSON response serialised with orjson (the upstreams answer compact JSON)."""
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+def sandbox_error(message: str, status_code: int = 400) -> Response:
+    """An error of a `/_sandbox` control route (these are OpenMMP's, not the upstream's)."""
+    return json_response({"error": message}, status_code)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, or raise ValueError."""
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("body is not JSON") from exc
+
+
+async def hang(request: Request, seconds: float) -> None:
+    """Hold a request like a stuck upstream: until `seconds` pass or the client gives up.
+
+    Ending on disconnect keeps the server's shutdown quick and frees the task as soon as the client's own
+    timeout has fired.
+    """
+
+    async def disconnected() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({watcher}, timeout=seconds)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def stats_response(request: Request, stats: SimulatorStats, scheduler: CallbackScheduler) -> Response:
+    """`GET /_sandbox/stats` (add `?detail=1` for `acceptedByKey`)."""
+    detail = request.query_params.get("detail") in ("1", "true", "yes")
+    return json_response(stats.as_json(detail=detail, pending_callbacks=scheduler.pending))
+
+
+async def faults_response(request: Request, faults: FaultInjector) -> Response:
+    """`POST /_sandbox/faults`: set or clear the fault."""
+    try:
+        applied = faults.configure(await read_json(request))
+    except ValueError as exc:
+        return sandbox_error(str(exc))
+    return json_response(applied)
+
+
+def scheduler_lifespan(
+    scheduler: CallbackScheduler,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """A Starlette lifespan that cancels the scheduler's callbacks when the app shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await scheduler.aclose()
+
+    return lifespan
+
+
+def create_simulators_app(config: SimulatorConfig, http: HttpClient) -> Starlette:
+    """Both Viber simulators in one app: Viber Bot at `/viber-bot`, Viber Business Messages at `/viber`.
+
+    `http` sends the callbacks and stays the caller's to close. The app's lifespan runs both simulators'
+    lifespans (cancelling pending callbacks on shutdown).
+    """
+    # Imported here: the provider simulators import this module.
+    from openmmp.providers.viber.simulator import create_viber_simulator
+    from openmmp.providers.viber_bot.simulator import create_viber_bot_simulator
+
+    viber_bot = create_viber_bot_simulator(config, http)
+    viber = create_viber_simulator(config, http)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with viber_bot.router.lifespan_context(viber_bot), viber.router.lifespan_context(viber):
+            yield
+
+    return Starlette(
+        routes=[Mount("/viber-bot", app=viber_bot), Mount("/viber", app=viber)],
+        lifespan=lifespan,
+    )
