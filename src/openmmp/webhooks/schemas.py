@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from openmmp.kit.schemas import RequestModel, ResponseModel
 
 
 class _Wire(BaseModel):
@@ -58,3 +61,55 @@ WEBHOOK_HEADERS_DOC = (
     "(seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256 of id.timestamp.body>` keyed by the channel's "
     "`whsec_` secret). Answer 2xx within 10 s; anything else is retried with back-off for at least 24 h."
 )
+
+
+# --- The delivery log and replay API (OpenMMP's own, not part of the published bodies) ---------------
+
+
+class DeliveryStateName(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    HELD = "HELD"
+
+
+class WebhookDeliveryResponse(ResponseModel):
+    """One webhook event for the channel's endpoint and how its delivery is going."""
+
+    webhook_id: str = Field(description="The `webhook-id` header: stable across retries and replays")
+    event_type: int = Field(description="1 EVENT (status), 2 MESSAGE (inbound), 3 TEMPLATE, 4 CHANNEL")
+    state: DeliveryStateName = Field(
+        description="PENDING (to be sent or retried), DELIVERED (answered 2xx), HELD (kept while the "
+        "endpoint is FAILED; sent when it is re-activated)"
+    )
+    attempts: int = Field(description="Attempts since it was created, replayed or released")
+    last_status_code: int | None = Field(description="HTTP status of the last attempt; null: no answer")
+    last_error: str | None = None
+    created_date: int
+    delivered_date: int | None = None
+    next_attempt_date: int | None = Field(default=None, description="When PENDING: the next try (epoch ms)")
+
+
+class WebhookAttemptResponse(ResponseModel):
+    attempted_date: int
+    url: str
+    status_code: int | None = Field(description="null: no answer (timeout, connection error, refused)")
+    latency_ms: float
+    response_excerpt: str = Field(description="The first 2 KiB of the answer")
+    error: str | None = None
+
+
+class WebhookDeliveryDetail(WebhookDeliveryResponse):
+    body: Any = Field(description="The JSON body, exactly as sent")
+    attempt_log: list[WebhookAttemptResponse] = Field(description="Every attempt, oldest first")
+
+
+class ReplayWebhooksRequest(RequestModel):
+    """Which of the channel's deliveries to send again; no field: all of them."""
+
+    from_date: int | None = Field(default=None, ge=0, description="Created at or after (epoch ms)")
+    to_date: int | None = Field(default=None, ge=0, description="Created at or before (epoch ms)")
+    state: DeliveryStateName | None = Field(default=None, description="Only deliveries in this state")
+
+
+class ReplayWebhooksResponse(ResponseModel):
+    count: int = Field(description="Deliveries queued again (or held, while the endpoint is FAILED)")

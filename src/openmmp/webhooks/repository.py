@@ -1,0 +1,306 @@
+"""All SQL about webhook deliveries. Tenant reads start from `readable(subject)`: the choke point.
+
+The worker's statements (claim, record, endpoint health) are not tenant-scoped: the worker serves every
+company, and they only touch rows it claimed or the channels of those rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import CursorResult, Select, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy.orm import aliased
+
+from openmmp.kit.ids import canonical_public_id
+from openmmp.models import Channel, WebhookAttempt, WebhookDelivery
+from openmmp.models.channel import WebhookStatus
+from openmmp.models.webhook import DeliveryState
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from openmmp.api_keys.auth import Subject
+
+
+def readable(subject: Subject) -> Select[WebhookDelivery]:
+    return select(WebhookDelivery).where(WebhookDelivery.company_id == subject.company_id)
+
+
+async def get(
+    session: AsyncSession, subject: Subject, *, channel_id: int, public_id: str
+) -> WebhookDelivery | None:
+    canonical = canonical_public_id(public_id)
+    if canonical is None:
+        return None
+    statement = readable(subject).where(
+        WebhookDelivery.channel_id == channel_id, WebhookDelivery.public_id == canonical
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def page(
+    session: AsyncSession,
+    subject: Subject,
+    *,
+    channel_id: int,
+    state: DeliveryState | None,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[WebhookDelivery]]:
+    """The channel's deliveries, newest first."""
+    statement = readable(subject).where(WebhookDelivery.channel_id == channel_id)
+    if state is not None:
+        statement = statement.where(WebhookDelivery.state == int(state))
+    total = (await session.execute(select(func.count()).select_from(statement.subquery()))).scalar_one()
+    rows = await session.execute(statement.order_by(WebhookDelivery.id.desc()).offset(offset).limit(limit))
+    return total, list(rows.scalars())
+
+
+async def attempts_of(session: AsyncSession, delivery: WebhookDelivery) -> list[WebhookAttempt]:
+    """The attempt log of a delivery the caller already read through `readable`, oldest first."""
+    rows = await session.execute(
+        select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id).order_by(WebhookAttempt.id)
+    )
+    return list(rows.scalars())
+
+
+def _requeue_values(*, state: DeliveryState, now: int) -> dict[str, Any]:
+    # A replay starts a fresh retry cycle; the attempt log keeps the history. The lease is left alone so
+    # a delivery that is in flight right now is not claimed (and sent) twice at once.
+    return {
+        "state": int(state),
+        "next_attempt_at": now,
+        "attempts": 0,
+        "delivered_at": None,
+    }
+
+
+async def requeue(
+    session: AsyncSession,
+    subject: Subject,
+    *,
+    channel_id: int,
+    state: DeliveryState,
+    now: int,
+    delivery_id: int | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
+    only_state: DeliveryState | None = None,
+) -> int:
+    """Put the channel's matching deliveries back in line (PENDING due now, or HELD); returns how many."""
+    chosen = readable(subject).with_only_columns(WebhookDelivery.id)
+    chosen = chosen.where(WebhookDelivery.channel_id == channel_id)
+    if delivery_id is not None:
+        chosen = chosen.where(WebhookDelivery.id == delivery_id)
+    if created_from is not None:
+        chosen = chosen.where(WebhookDelivery.created_at >= created_from)
+    if created_to is not None:
+        chosen = chosen.where(WebhookDelivery.created_at <= created_to)
+    if only_state is not None:
+        chosen = chosen.where(WebhookDelivery.state == int(only_state))
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(chosen.scalar_subquery()))
+        .values(**_requeue_values(state=state, now=now))
+        .execution_options(synchronize_session=False)
+    )
+    result = cast("CursorResult[Any]", await session.execute(statement))
+    return int(result.rowcount)
+
+
+async def release_held(session: AsyncSession, *, channel_id: int, now: int) -> int:
+    """HELD deliveries of a re-activated endpoint become PENDING, due now, with a fresh retry cycle."""
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.channel_id == channel_id, WebhookDelivery.state == int(DeliveryState.HELD))
+        .values(state=int(DeliveryState.PENDING), next_attempt_at=now, attempts=0, lease_until=0)
+        .execution_options(synchronize_session=False)
+    )
+    result = cast("CursorResult[Any]", await session.execute(statement))
+    return int(result.rowcount)
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    public_id: str
+    channel_id: int
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    channel_id: int
+    url: str | None
+    secret_ciphertext: str | None
+    status: int
+
+
+async def claim(
+    session: AsyncSession, *, now: int, lease_until: int, limit: int, skip_locked: bool
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries, oldest due first, at most one per ordering key.
+
+    Due: PENDING, `next_attempt_at <= now`, lease expired, and no earlier delivery with the same
+    ordering key still PENDING (claimed or not): a message's events go out strictly in order. On
+    PostgreSQL rows other workers are claiming are skipped (SKIP LOCKED); on SQLite the caller's write
+    transaction (BEGIN IMMEDIATE) already excludes other claimers.
+    """
+    earlier = aliased(WebhookDelivery)
+    blocked = exists().where(
+        earlier.ordering_key == WebhookDelivery.ordering_key,
+        earlier.id < WebhookDelivery.id,
+        earlier.state == int(DeliveryState.PENDING),
+    )
+    due = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.public_id,
+            WebhookDelivery.channel_id,
+            WebhookDelivery.body,
+            WebhookDelivery.attempts,
+        )
+        .where(
+            WebhookDelivery.state == int(DeliveryState.PENDING),
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.lease_until < now,
+            ~blocked,
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True, of=WebhookDelivery)
+    claimed = [Claimed(*row) for row in (await session.execute(due)).all()]
+    if claimed:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([c.id for c in claimed]))
+            .values(lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+    return claimed
+
+
+async def endpoints(session: AsyncSession, channel_ids: Collection[int]) -> dict[int, Endpoint]:
+    """The webhook endpoint of each channel, in one query."""
+    rows = await session.execute(
+        select(Channel.id, Channel.webhook_url, Channel.webhook_secret, Channel.webhook_status).where(
+            Channel.id.in_(list(channel_ids))
+        )
+    )
+    return {row[0]: Endpoint(*row) for row in rows.all()}
+
+
+async def hold(session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """Claimed deliveries whose endpoint is not active: kept, not sent, lease released."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(delivery_ids)))
+        .values(state=int(DeliveryState.HELD), lease_until=0)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def release(session: AsyncSession, delivery_ids: Sequence[int]) -> None:
+    """Claimed deliveries that were not sent: their lease ends, any worker may take them now."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(delivery_ids)))
+        .values(lease_until=0)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    delivered: Sequence[dict[str, Any]],
+    failed: Sequence[dict[str, Any]],
+    attempts: Sequence[dict[str, Any]],
+) -> None:
+    """Write a batch's outcomes: one executemany per kind (ORM bulk UPDATE by primary key, bulk INSERT).
+
+    `delivered` rows: id, state, delivered_at, attempts, lease_until, last_status_code, last_error.
+    `failed` rows: id, attempts, next_attempt_at, lease_until, last_status_code, last_error — the state
+    is not touched, so a delivery HELD meanwhile (its endpoint went FAILED) stays HELD.
+    """
+    if delivered:
+        await session.execute(update(WebhookDelivery), list(delivered))
+    if failed:
+        await session.execute(update(WebhookDelivery), list(failed))
+    if attempts:
+        await session.execute(insert(WebhookAttempt), list(attempts))
+
+
+_channels = cast(Table, Channel.__table__)
+
+
+async def clear_failing(session: AsyncSession, channel_ids: Sequence[int]) -> None:
+    """The endpoints answered: their failure streak ends."""
+    await session.execute(
+        update(_channels)
+        .where(_channels.c.id.in_(list(channel_ids)), _channels.c.webhook_failing_since.is_not(None))
+        .values(webhook_failing_since=None)
+    )
+
+
+async def restart_failing(session: AsyncSession, since: Sequence[tuple[int, int]]) -> None:
+    """(channel id, time): a streak that started after a success in this batch replaces the old one."""
+    await session.execute(
+        update(_channels)
+        .where(_channels.c.id == bindparam("b_id"))
+        .values(webhook_failing_since=bindparam("b_since")),
+        [{"b_id": channel_id, "b_since": moment} for channel_id, moment in since],
+    )
+
+
+async def start_failing(session: AsyncSession, since: Sequence[tuple[int, int]]) -> None:
+    """(channel id, time): a failure starts a streak unless one is already running."""
+    await session.execute(
+        update(_channels)
+        .where(_channels.c.id == bindparam("b_id"), _channels.c.webhook_failing_since.is_(None))
+        .values(webhook_failing_since=bindparam("b_since")),
+        [{"b_id": channel_id, "b_since": moment} for channel_id, moment in since],
+    )
+
+
+async def fail_endpoints(
+    session: AsyncSession, channel_ids: Sequence[int], *, failing_before: int
+) -> list[int]:
+    """ACTIVATED endpoints failing since `failing_before` or earlier go FAILED; returns their channel ids."""
+    rows = await session.execute(
+        update(_channels)
+        .where(
+            _channels.c.id.in_(list(channel_ids)),
+            _channels.c.webhook_status == int(WebhookStatus.ACTIVATED),
+            _channels.c.webhook_failing_since.is_not(None),
+            _channels.c.webhook_failing_since <= failing_before,
+        )
+        .values(webhook_status=int(WebhookStatus.FAILED))
+        .returning(_channels.c.id)
+    )
+    return [row[0] for row in rows.all()]
+
+
+async def hold_pending(session: AsyncSession, channel_ids: Sequence[int]) -> int:
+    """Every PENDING delivery of these (now FAILED) endpoints is kept, not sent."""
+    result = cast(
+        "CursorResult[Any]",
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.channel_id.in_(list(channel_ids)),
+                WebhookDelivery.state == int(DeliveryState.PENDING),
+            )
+            .values(state=int(DeliveryState.HELD), lease_until=0)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return int(result.rowcount)
