@@ -6,8 +6,14 @@ from openmmp.api_keys.endpoints import router as api_keys_router
 from openmmp.channels.endpoints import router as channels_router
 from openmmp.companies.endpoints import router as companies_router
 from openmmp.kit.paths import API_PREFIX
+from openmmp.messages.endpoints import channel_router as message_channel_router
+from openmmp.messages.endpoints import message_router
+from openmmp.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter(prefix=API_PREFIX)
 router.include_router(companies_router)
 router.include_router(api_keys_router)
 router.include_router(channels_router)
+router.include_router(webhooks_router)
+router.include_router(message_channel_router)
+router.include_router(message_router)

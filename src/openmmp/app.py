@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,12 +14,17 @@ from fastapi.openapi.utils import get_openapi
 
 from openmmp import __version__
 from openmmp.api import router as api_router
+from openmmp.callbacks.endpoints import router as callbacks_router
+from openmmp.callbacks.service import viber_callback_secret
 from openmmp.errors import install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.http import HttpClient
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware
+from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
+from openmmp.queue.worker import Workers
+from openmmp.sandbox import router as sandbox_router
 from openmmp.settings import Settings
 from openmmp.webhooks.docs import document_webhooks
 
@@ -35,6 +42,10 @@ Errors always have the body `{"errors": [{"name", "code", "message"}]}`. Times a
 TAGS = [
     {"name": "Onboard", "description": "Companies and API keys"},
     {"name": "Channel", "description": "Official accounts and bots"},
+    {"name": "Webhooks", "description": "The channel's webhook deliveries: log, attempts and replay"},
+    {"name": "Message", "description": "Broadcast, conversation replies and message status"},
+    {"name": "Callbacks", "description": "Where upstream providers report (signed by the provider)"},
+    {"name": "Sandbox", "description": "Sandbox mode only: play an end user"},
     {"name": "Operations", "description": "Health, readiness and metrics"},
 ]
 
@@ -72,9 +83,15 @@ def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, workers: bool = False) -> FastAPI:
+    """The API app. `workers=True` also runs dispatch and webhook delivery in this process."""
     settings = settings or Settings()
     keyring = server_keyring(settings.secret_key, settings.data_dir)
+    simulators = None
+    simulator_http = HttpClient(timeout=10.0)
+    if settings.sandbox:
+        config = SimulatorConfig(viber_callback_secret=viber_callback_secret(settings))
+        simulators = create_simulators_app(config, simulator_http)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,12 +99,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = HttpClient(timeout=settings.providers.timeout_seconds)
         app.state.db = db
         app.state.http = http
-        log.info("started", database=redact_url(db.url), sandbox=settings.sandbox)
-        try:
+        app.state.wake_workers = lambda: None
+        log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(db.dispose)
+            stack.push_async_callback(http.aclose)
+            stack.push_async_callback(simulator_http.aclose)
+            if simulators is not None:
+                await stack.enter_async_context(simulators.router.lifespan_context(simulators))
+            if workers:
+                runner = Workers(db, http, keyring, settings)
+                app.state.wake_workers = runner.wake
+                stop = asyncio.Event()
+                task = asyncio.create_task(runner.run(stop), name="openmmp-workers")
+
+                async def stop_workers() -> None:
+                    stop.set()
+                    await task
+
+                stack.push_async_callback(stop_workers)
             yield
-        finally:
-            await http.aclose()
-            await db.dispose()
 
     app = FastAPI(
         title="OpenMMP — MMP API",
@@ -100,7 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keyring = keyring
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(callbacks_router)
     app.include_router(ops_router)
+    if simulators is not None:
+        app.include_router(sandbox_router)
+        app.mount("/sim", simulators)
     document_webhooks(app)
     app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)

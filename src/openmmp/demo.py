@@ -127,7 +127,7 @@ async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Dem
                     "settings": {"defaultCountry": "KH"},
                 }
             )
-            await channels.create(session, keyring, subject, request=create)
+            await channels.create(session, keyring, subject, request=create, sandbox=True)
         rows = await session.execute(select(Channel).where(Channel.company_id == onboarded.company.id))
         by_name = {Application(c.application_id).name: c.public_id for c in rows.scalars()}
     return Demo(onboarded.api_key, onboarded.company.public_id, by_name)

@@ -170,7 +170,8 @@ def _wire_name(loc: Sequence[int | str]) -> str:
     return name or "body"
 
 
-def _validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
+def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
+    """Pydantic errors as error items named by wire field (`company.name`, `messages[3].phone`)."""
     items: list[ErrorItem] = []
     for error in errors:
         kind = error.get("type", "")
@@ -197,7 +198,7 @@ async def _app_error(_: Request, exc: Exception) -> Response:
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(400, _validation_items(exc.errors()))
+    return error_response(400, validation_items(exc.errors()))
 
 
 _HTTP_CODES = {

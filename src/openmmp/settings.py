@@ -21,6 +21,61 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class DispatchSettings(BaseModel):
+    """How workers claim and send (`OPENMMP_DISPATCH__*`)."""
+
+    batch_size: int = Field(default=200, ge=1, le=5000, description="Jobs claimed per round")
+    concurrency: int = Field(default=32, ge=1, description="Upstream requests in flight per worker process")
+    lease_seconds: float = Field(default=60.0, gt=0, description="How long a claimed job is reserved")
+    max_attempts: int = Field(default=8, ge=1, description="Retryable failures before a message is FAIL")
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    rate_limited_delay_seconds: float = Field(default=1.0, gt=0)
+    max_limit_wait_seconds: float = Field(default=5.0, ge=0, description="Longer waits hand jobs back")
+    poll_min_seconds: float = Field(default=0.02, gt=0)
+    poll_max_seconds: float = Field(default=0.5, gt=0)
+    sweep_interval_seconds: float = Field(default=1.0, gt=0, description="Expiry and late-callback sweeps")
+    unmatched_callback_max_age_seconds: float = Field(default=600.0, gt=0)
+
+
+class LimitSettings(BaseModel):
+    """Upstream limits (`OPENMMP_LIMITS__*`); a channel's `rateLimitPerSecond` overrides them."""
+
+    viber_bot_requests: int = Field(default=500, ge=1, description="Viber Bot: requests per window per bot")
+    viber_bot_window_seconds: float = Field(default=10.0, gt=0)
+    viber_per_second: float = Field(default=1000.0, gt=0, description="Viber Business Messages per service")
+    safety: float = Field(default=0.95, gt=0, le=1, description="Share of a limit we use")
+
+
+class WebhookSettings(BaseModel):
+    """Outbound webhook delivery (api.md §5). Env: `OPENMMP_WEBHOOKS__<FIELD>`."""
+
+    allow_private: bool = Field(
+        default=False,
+        description="Let webhook URLs point at loopback, private and link-local addresses (never on the "
+        "internet-facing deployments: it opens the server's network to its tenants).",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per attempt, connect to last byte.")
+    concurrency: int = Field(default=32, ge=1, le=10_000, description="Requests in flight per process.")
+    retry_schedule_s: list[float] = Field(
+        default=[5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200],
+        min_length=1,
+        description="Seconds before retry n (±10 % jitter); the last interval repeats.",
+    )
+    endpoint_failed_after_s: float = Field(
+        default=3 * 86400, gt=0, description="Continuous failure after which the endpoint goes FAILED."
+    )
+    poll_interval_min_s: float = Field(default=0.05, gt=0, description="Idle poll interval after work.")
+    poll_interval_max_s: float = Field(default=2.0, gt=0, description="Longest idle poll interval.")
+    batch_size: int = Field(default=200, ge=1, le=5_000, description="Deliveries claimed per batch.")
+    batches_in_flight: int = Field(
+        default=4, ge=1, le=64, description="Claimed batches delivered at once (a slow endpoint blocks one)."
+    )
+    lease_s: float = Field(
+        default=120.0, gt=0, description="How long a claim lasts; a worker that dies loses it after this."
+    )
+
+
 class Settings(BaseSettings):
     """OpenMMP settings. Nested groups use `__`, e.g. `OPENMMP_PROVIDERS__VIBER_BASE_URL`."""
 
@@ -48,6 +103,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     db_pool_size: int = 10
     providers: ProviderSettings = ProviderSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Same as OPENMMP_WEBHOOKS__ALLOW_PRIVATE (the name operators know from the docs).",
+    )
+    dispatch: DispatchSettings = DispatchSettings()
+    limits: LimitSettings = LimitSettings()
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -58,3 +120,14 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def provider_base_url(self, name: str) -> str:
+        """The upstream's base URL: configured, else the built-in simulator in sandbox, else the real one."""
+        configured = {"viber-bot": self.providers.viber_bot_base_url, "viber": self.providers.viber_base_url}[
+            name
+        ]
+        if configured:
+            return configured.rstrip("/")
+        if self.sandbox:
+            return f"{self.resolved_public_url}/sim/{name}"
+        return {"viber-bot": "https://chatapi.viber.com", "viber": "https://services.viber.com"}[name]

@@ -13,12 +13,13 @@ from openmmp.channels.schemas import (
     SetWebhookResponse,
 )
 from openmmp.channels.service import Saved, channels
-from openmmp.deps import KeyringDep
+from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import Page, PageNumber, PageSize
 from openmmp.models import Channel
 from openmmp.models.channel import Application, channel_type
+from openmmp.webhooks.guard import webhooks_allow_private
 
 router = APIRouter(prefix="/channel", tags=["Channel"])
 
@@ -49,9 +50,23 @@ def _saved(saved: Saved) -> ChannelSaved:
     responses=responses(400, 401, 403, 413),
 )
 async def create_channel(
-    body: CreateChannelRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+    body: CreateChannelRequest,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> ChannelSaved:
-    return _saved(await channels.create(session, keyring, subject, request=body))
+    allow_private = webhooks_allow_private(settings)
+    return _saved(
+        await channels.create(
+            session,
+            keyring,
+            subject,
+            request=body,
+            allow_private_webhooks=allow_private,
+            sandbox=settings.sandbox,
+        )
+    )
 
 
 @router.get(
@@ -88,9 +103,23 @@ async def get_channel(account_id: str, subject: CompanyKey, session: SessionDep)
     responses=responses(400, 401, 403, 404, 413),
 )
 async def edit_channel(
-    account_id: str, body: EditChannelRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+    account_id: str,
+    body: EditChannelRequest,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> ChannelSaved:
-    return _saved(await channels.edit(session, keyring, subject, public_id=account_id, request=body))
+    saved = await channels.edit(
+        session,
+        keyring,
+        subject,
+        public_id=account_id,
+        request=body,
+        allow_private_webhooks=webhooks_allow_private(settings),
+        sandbox=settings.sandbox,
+    )
+    return _saved(saved)
 
 
 @router.get(
@@ -114,14 +143,26 @@ async def get_channel_status(
 @router.post(
     "/{account_id}/webhook",
     summary="Set the channel's webhook endpoint",
+    description="Also re-activates a FAILED endpoint: the events kept (HELD) meanwhile go out again.",
     response_model=SetWebhookResponse,
     responses=responses(400, 401, 403, 404, 413),
 )
 async def set_channel_webhook(
-    account_id: str, body: SetWebhookRequest, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+    account_id: str,
+    body: SetWebhookRequest,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> SetWebhookResponse:
     channel, secret = await channels.set_webhook(
-        session, keyring, subject, public_id=account_id, url=body.url, secret=body.secret
+        session,
+        keyring,
+        subject,
+        public_id=account_id,
+        url=body.url,
+        secret=body.secret,
+        allow_private_webhooks=webhooks_allow_private(settings),
     )
     assert channel.webhook_url is not None
     return SetWebhookResponse(url=channel.webhook_url, secret=secret, status=channel.webhook_status)

@@ -14,8 +14,10 @@ from openmmp.channels.credentials import Credentials, validate_credentials
 from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, EditChannelRequest
 from openmmp.errors import NotFound
 from openmmp.kit.crypto import Keyring, new_webhook_secret
-from openmmp.models import Channel
+from openmmp.models import Channel, Job
 from openmmp.models.channel import Application, ChannelStatus, WebhookStatus
+from openmmp.webhooks.guard import check_target
+from openmmp.webhooks.service import webhooks
 
 
 class ChannelNotFound(NotFound):
@@ -38,17 +40,42 @@ def _settings(settings: ChannelSettings) -> dict[str, Any]:
     return settings.model_dump(by_alias=True, exclude_none=True)
 
 
+def needs_setup(application: Application, sandbox: bool) -> bool:
+    """Viber Bot needs `set_webhook`; Viber BM needs its callback URL registered with the simulator."""
+    return application == Application.VIBER_BOT or (application == Application.VIBER and sandbox)
+
+
+def _queue_setup(session: AsyncSession, channel: Channel) -> None:
+    session.add(Job(kind="channel_setup", company_id=channel.company_id, channel_id=channel.id))
+
+
 class ChannelService:
     async def create(
-        self, session: AsyncSession, keyring: Keyring, subject: Subject, *, request: CreateChannelRequest
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        request: CreateChannelRequest,
+        allow_private_webhooks: bool = False,
+        sandbox: bool = False,
     ) -> Saved:
+        """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in).
+
+        A channel whose upstream must first learn our callback URL starts PROCESSING, with a set-up job
+        in the same transaction (channels/tasks.py); the others are LAUNCH at once.
+        """
         credentials = validate_credentials(request.application_id, request.credentials)
+        if request.webhook_url:
+            await check_target(request.webhook_url, allow_private=allow_private_webhooks, name="webhookUrl")
         secret = new_webhook_secret() if request.webhook_url else None
         channel = Channel(
             company_id=subject.company_id,
             name=request.name,
             application_id=int(request.application_id),
-            status=ChannelStatus.LAUNCH,
+            status=ChannelStatus.PROCESSING
+            if needs_setup(request.application_id, sandbox)
+            else ChannelStatus.LAUNCH,
             credentials=_seal(keyring, credentials),
             settings=_settings(request.settings),
             webhook_url=request.webhook_url,
@@ -57,6 +84,8 @@ class ChannelService:
         )
         session.add(channel)
         await session.flush()
+        if channel.status == ChannelStatus.PROCESSING:
+            _queue_setup(session, channel)
         return Saved(channel, secret)
 
     async def get(self, session: AsyncSession, subject: Subject, *, public_id: str) -> Channel:
@@ -80,19 +109,27 @@ class ChannelService:
         *,
         public_id: str,
         request: EditChannelRequest,
+        allow_private_webhooks: bool = False,
+        sandbox: bool = False,
     ) -> Saved:
         channel = await self.get(session, subject, public_id=public_id)
+        if request.webhook_url is not None:
+            await check_target(request.webhook_url, allow_private=allow_private_webhooks, name="webhookUrl")
         secret = None
         if request.name is not None:
             channel.name = request.name
         if request.credentials is not None:
             credentials = validate_credentials(Application(channel.application_id), request.credentials)
             channel.credentials = _seal(keyring, credentials)
+            if needs_setup(Application(channel.application_id), sandbox):
+                channel.status = ChannelStatus.PROCESSING
+                _queue_setup(session, channel)
         if request.settings is not None:
             channel.settings = {**channel.settings, **_settings(request.settings)}
         if request.webhook_url is not None:
             channel.webhook_url = request.webhook_url
             channel.webhook_status = WebhookStatus.ACTIVATED
+            await webhooks.release_held(session, channel=channel)
             if channel.webhook_secret is None:
                 secret = new_webhook_secret()
                 channel.webhook_secret = keyring.encrypt(secret)
@@ -108,13 +145,19 @@ class ChannelService:
         public_id: str,
         url: str,
         secret: str | None,
+        allow_private_webhooks: bool = False,
     ) -> tuple[Channel, str]:
-        """Point the channel's events at `url`, signed with `secret` (a new one when none is given)."""
+        """Point the channel's events at `url`, signed with `secret` (a new one when none is given).
+
+        Also (re-)activates the endpoint: a FAILED endpoint's HELD deliveries go out again.
+        """
         channel = await self.get(session, subject, public_id=public_id)
+        await check_target(url, allow_private=allow_private_webhooks, name="url")
         secret = secret or new_webhook_secret()
         channel.webhook_url = url
         channel.webhook_secret = keyring.encrypt(secret)
         channel.webhook_status = WebhookStatus.ACTIVATED
+        await webhooks.release_held(session, channel=channel)
         await session.flush()
         return channel, secret
 

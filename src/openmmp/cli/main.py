@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ import uvicorn
 
 from openmmp import demo as demo_data
 from openmmp import migrate as migrations
+from openmmp.cli import webhooks as webhooks_cli
 from openmmp.kit.crypto import Keyring, server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.logs import configure_logging
@@ -19,6 +21,7 @@ from openmmp.settings import Settings
 app = typer.Typer(
     help="OpenMMP: a self-hostable multi-channel business messaging platform.", no_args_is_help=True
 )
+app.add_typer(webhooks_cli.app, name="webhooks")
 
 
 @app.command()
@@ -97,6 +100,9 @@ def serve(
     sandbox: Annotated[
         bool | None, typer.Option("--sandbox/--no-sandbox", help="Built-in simulators and demo data")
     ] = None,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Also run dispatch and webhook delivery here")
+    ] = True,
 ) -> None:
     """Serve the API (and, in sandbox mode, the provider simulators and demo data)."""
     overrides: dict[str, object] = {}
@@ -110,11 +116,80 @@ def serve(
     configure_logging(settings.log_level)
     from openmmp.app import create_app
 
-    application = create_app(settings)
+    application = create_app(settings, workers=workers)
     if settings.sandbox:
         demo = _sandbox_demo(settings, application.state.keyring)
         typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}"), err=True)
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run dispatch, webhook delivery and the sweeps only (any number of these, on any host)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    keyring = server_keyring(settings.secret_key, settings.data_dir)
+
+    async def run() -> None:
+        from openmmp.kit.http import HttpClient
+        from openmmp.queue.worker import Workers
+
+        db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+        http = HttpClient(timeout=settings.providers.timeout_seconds)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Workers(db, http, keyring, settings).run(stop)
+        finally:
+            await http.aclose()
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 9100,
+    latency: Annotated[float, typer.Option(help="Seconds before each callback")] = 0.05,
+    mode: Annotated[str, typer.Option(help="sandbox (outcome by last digit) or rates")] = "sandbox",
+    delivered_rate: Annotated[float, typer.Option(help="rates mode: share delivered")] = 0.95,
+    read_rate: Annotated[float, typer.Option(help="rates mode: share of delivered that are read")] = 0.6,
+    fail_rate: Annotated[float, typer.Option(help="rates mode: share refused at send")] = 0.02,
+    retryable_error_rate: Annotated[float, typer.Option(help="rates mode: share of retryable errors")] = 0.01,
+    viber_bot_requests: Annotated[int, typer.Option(help="Viber Bot requests per window per bot")] = 500,
+    viber_bot_window: Annotated[float, typer.Option(help="Viber Bot rate-limit window (s)")] = 10.0,
+    viber_per_second: Annotated[int, typer.Option(help="Viber BM requests per second per service")] = 1000,
+    track_keys: Annotated[
+        bool, typer.Option(help="Count sends per idempotency key (memory per message)")
+    ] = True,
+) -> None:
+    """Serve the provider simulators (Viber at /viber, Viber Bot at /viber-bot) on their own port."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    from openmmp.callbacks.service import viber_callback_secret
+    from openmmp.kit.http import HttpClient
+    from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
+
+    if mode not in ("sandbox", "rates"):
+        raise typer.BadParameter("sandbox or rates", param_hint="--mode")
+    config = SimulatorConfig(
+        mode="rates" if mode == "rates" else "sandbox",
+        callback_latency_s=latency,
+        delivered_rate=delivered_rate,
+        read_rate=read_rate,
+        fail_rate=fail_rate,
+        retryable_error_rate=retryable_error_rate,
+        viber_bot_requests_per_window=viber_bot_requests,
+        viber_bot_window_s=viber_bot_window,
+        viber_requests_per_second=viber_per_second,
+        track_keys=track_keys,
+        viber_callback_secret=viber_callback_secret(settings.model_copy(update={"sandbox": True})),
+    )
+    application = create_simulators_app(config, HttpClient(timeout=10.0))
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
 
 
 def main() -> None:

@@ -7,16 +7,22 @@ Read-only requests begin a plain deferred transaction and run beside the writer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 _SQLITE_BEGIN = "openmmp_sqlite_begin"
+_LOCK_WAIT_SECONDS = 30.0
 
 
 def normalise_url(url: str) -> str:
@@ -33,7 +39,7 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
+def _install_sqlite_pragmas(engine: AsyncEngine, *, writer: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to us: pysqlite's implicit BEGIN cannot be made IMMEDIATE.
@@ -42,36 +48,61 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # The writer waits for the lock in `_on_begin` instead (see there); readers rarely wait at all.
+        cursor.execute(f"PRAGMA busy_timeout={0 if writer else 30000}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+            return
+        # SQLite's own busy handler sleeps up to 100 ms between tries, so a process waiting for the write
+        # lock held by another busy process starves. Poll every few milliseconds instead, yielding to the
+        # event loop meanwhile.
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await_only(asyncio.sleep(random.uniform(0.0005, 0.003)))
 
 
 class Database:
-    """One engine per process, with a session factory for writes and one for reads."""
+    """One engine per process, with a session factory for writes and one for reads.
+
+    SQLite allows one writer at a time. Rather than letting every connection of the process compete for
+    the file lock (SQLite's busy handler sleeps up to 100 ms per retry, which collapses throughput), a
+    process keeps exactly one write connection: writers queue for it in the pool, and only processes
+    compete for the lock. Reads use their own pool and run beside the writer (WAL).
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            sqlite: dict[str, Any] = {"connect_args": {"timeout": 30}, "pool_timeout": 300}
+            self.engine = create_async_engine(self.url, pool_size=1, max_overflow=0, **sqlite)
+            self.read_engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0, **sqlite)
+            _install_sqlite_pragmas(self.engine, writer=True)
+            _install_sqlite_pragmas(self.read_engine, writer=False)
+            read_bind = self.read_engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"})
         else:
             # pre_ping drops connections that died with a database restart instead of failing a request.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
-        self.engine = create_async_engine(self.url, **kwargs)
-        if self.is_sqlite:
-            _install_sqlite_pragmas(self.engine)
-        read_engine = self.engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"})
+            self.engine = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+            )
+            self.read_engine = self.engine
+            read_bind = self.engine
         self.write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False)
 
     async def ping(self) -> None:
         """Raises when the database cannot answer `SELECT 1`."""
@@ -80,6 +111,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -91,6 +124,13 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     factory = db.read_sessions if request.method in ("GET", "HEAD") else db.write_sessions
     async with factory() as session, session.begin():
         yield session
+    for hook in getattr(request.state, "after_commit", ()):
+        hook()
+
+
+def after_commit(request: Request, hook: Callable[[], None]) -> None:
+    """Run `hook` once the request's transaction has committed (e.g. wake the in-process workers)."""
+    request.state.after_commit = [*getattr(request.state, "after_commit", ()), hook]
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

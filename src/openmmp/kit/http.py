@@ -45,7 +45,7 @@ class HttpResponse:
 class HttpClient:
     """A pooled async HTTP client. Create one per process and close it on shutdown."""
 
-    def __init__(self, *, timeout: float = 10.0, max_connections: int = 200) -> None:
+    def __init__(self, *, timeout: float = 10.0, max_connections: int = 64) -> None:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),

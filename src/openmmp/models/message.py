@@ -106,15 +106,32 @@ class Job(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
 
+class EventOutcome:
+    APPLIED = "applied"
+    DUPLICATE_STATUS = "no_change"
+    UNMATCHED = "unmatched"  # no message has this token (yet): retried by the reconciler for a while
+    UNKNOWN = "unknown"  # never matched a message
+    INBOUND = "inbound"
+    PING = "ping"
+
+
 class ProviderEvent(Base):
-    """Every callback a provider sent, raw, once per `dedupe_key` (repeats are recognised here)."""
+    """Every callback a provider sent, raw, once per `dedupe_key` (repeats are recognised here).
+
+    A status callback can overtake the commit that records the send it is about; it is then kept
+    UNMATCHED and applied by the reconciler once the message carries its `provider_message_id`.
+    """
 
     __tablename__ = "provider_events"
-    __table_args__ = (UniqueConstraint("channel_id", "dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "dedupe_key"),
+        Index("ix_provider_events_outcome", "outcome", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     channel_id: Mapped[int] = mapped_column(Id, ForeignKey("channels.id", ondelete="CASCADE"))
     dedupe_key: Mapped[str] = mapped_column(String(300))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(30))
     raw: Mapped[str] = mapped_column(Text)
     received_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)

@@ -1,8 +1,8 @@
-"""pipeline
+"""pipeline: messages, history, outbox jobs, provider events, conversations, webhook deliveries
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-25 17:34:10.285861
+Create Date: 2026-11-25 17:35:53.863900
 """
 
 from collections.abc import Sequence
@@ -81,6 +81,7 @@ def upgrade() -> None:
         ),
         sa.Column("channel_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("dedupe_key", sa.String(length=300), nullable=False),
+        sa.Column("provider_message_id", sa.String(length=100), nullable=True),
         sa.Column("outcome", sa.String(length=30), nullable=False),
         sa.Column("raw", sa.Text(), nullable=False),
         sa.Column("received_at", sa.BigInteger(), nullable=False),
@@ -93,6 +94,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_provider_events")),
         sa.UniqueConstraint("channel_id", "dedupe_key", name=op.f("uq_provider_events_channel_id")),
     )
+    with op.batch_alter_table("provider_events", schema=None) as batch_op:
+        batch_op.create_index("ix_provider_events_outcome", ["outcome", "received_at"], unique=False)
+
     op.create_table(
         "webhook_deliveries",
         sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -298,6 +302,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_webhook_deliveries_channel")
 
     op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("provider_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_provider_events_outcome")
+
     op.drop_table("provider_events")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.drop_index("ix_conversations_phone")

@@ -1,0 +1,132 @@
+"""All SQL of the callback receivers: raw events (de-duplicated), message and channel look-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmmp.kit.ids import canonical_public_id, new_public_id
+from openmmp.models import Channel, Conversation, Message, ProviderEvent
+from openmmp.models.message import EventOutcome, MessageStatus
+
+
+async def channel_by_public_id(session: AsyncSession, public_id: str) -> Channel | None:
+    """Callbacks are not tenant requests: the channel is found by its id and proven by the signature."""
+    canonical = canonical_public_id(public_id)
+    if canonical is None:
+        return None
+    return (await session.execute(select(Channel).where(Channel.public_id == canonical))).scalar_one_or_none()
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    channel_id: int,
+    dedupe_key: str,
+    provider_message_id: str | None,
+    outcome: str,
+    raw: str,
+) -> int | None:
+    """Store a raw event once per (channel, dedupe key); None when it was seen before."""
+    statement = (
+        _insert(session)(ProviderEvent)
+        .values(
+            channel_id=channel_id,
+            dedupe_key=dedupe_key[:300],
+            provider_message_id=provider_message_id,
+            outcome=outcome,
+            raw=raw,
+        )
+        .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
+        .returning(ProviderEvent.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def create_conversation(session: AsyncSession, channel: Channel, external_id: str, now: int) -> None:
+    """Create the (channel, end user) conversation unless it exists; safe against a concurrent twin."""
+    statement = (
+        _insert(session)(Conversation)
+        .values(
+            public_id=new_public_id(),
+            company_id=channel.company_id,
+            channel_id=channel.id,
+            external_id=external_id,
+            name="",
+            avatar_url="",
+            language="",
+            country="",
+            subscribed=True,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
+    )
+    await session.execute(statement)
+
+
+async def set_outcome(session: AsyncSession, event_id: int, outcome: str) -> None:
+    await session.execute(update(ProviderEvent).where(ProviderEvent.id == event_id).values(outcome=outcome))
+
+
+async def message_for(
+    session: AsyncSession, channel_id: int, provider_message_id: str, user_id: str | None
+) -> Message | None:
+    statement = select(Message).where(
+        Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
+    )
+    if user_id is not None:
+        statement = statement.where(Message.recipient == user_id)
+    return (await session.execute(statement.limit(1))).scalar_one_or_none()
+
+
+async def unread_before(session: AsyncSession, message: Message) -> list[Message]:
+    """The same user's earlier messages on the channel that are sent or delivered but not read."""
+    statement = select(Message).where(
+        Message.channel_id == message.channel_id,
+        Message.recipient == message.recipient,
+        Message.id < message.id,
+        Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def matchable(
+    session: AsyncSession, *, tokens: Collection[str] | None, limit: int
+) -> list[tuple[ProviderEvent, Channel]]:
+    """UNMATCHED status reports whose token a message now carries (optionally only these tokens)."""
+    statement = (
+        select(ProviderEvent, Channel)
+        .join(Channel, Channel.id == ProviderEvent.channel_id)
+        .where(
+            ProviderEvent.outcome == EventOutcome.UNMATCHED,
+            exists().where(
+                Message.channel_id == ProviderEvent.channel_id,
+                Message.provider_message_id == ProviderEvent.provider_message_id,
+            ),
+        )
+        .order_by(ProviderEvent.id)
+        .limit(limit)
+    )
+    if tokens is not None:
+        statement = statement.where(ProviderEvent.provider_message_id.in_(list(tokens)))
+    return [(row[0], row[1]) for row in await session.execute(statement)]
+
+
+async def give_up_unmatched(session: AsyncSession, *, older_than: int) -> int:
+    """Reports that never matched a message within the grace period are UNKNOWN from now on."""
+    result = await session.execute(
+        update(ProviderEvent)
+        .where(ProviderEvent.outcome == EventOutcome.UNMATCHED, ProviderEvent.received_at < older_than)
+        .values(outcome=EventOutcome.UNKNOWN)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

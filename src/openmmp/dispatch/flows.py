@@ -1,0 +1,239 @@
+"""Dispatch: claim → limit → send → record (architecture.md). Idempotent and crash-safe.
+
+One round claims a batch of dispatch jobs (with a lease), re-reads their messages and skips any that is
+no longer PENDING, fails the expired ones, sends the rest through the channel's adapter within the
+channel's rate limit, then records every outcome in one transaction: SENT / FAIL through the status
+machine, retries as rescheduled jobs, done jobs deleted. A worker killed mid-round loses its lease and
+the jobs are claimed again; Viber BM's `seq` (the message id) makes the repeated send collapse upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select
+
+from openmmp.callbacks.service import reconcile
+from openmmp.channels.service import open_credentials
+from openmmp.dispatch.limits import Limit, Limiter
+from openmmp.dispatch.retry import backoff_ms
+from openmmp.dispatch.senders import Clients, Results, Unit, plan
+from openmmp.kit.crypto import Keyring
+from openmmp.kit.db import Database
+from openmmp.kit.time import now_ms
+from openmmp.messages import status as status_machine
+from openmmp.models import Channel, Job, Message
+from openmmp.models.channel import SENDING_STATUSES, Application
+from openmmp.models.message import MessageStatus
+from openmmp.providers.base import ProviderError, SendOk
+from openmmp.queue.sql import Claimer, acknowledge, reschedule
+from openmmp.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def channel_limit(channel: Channel, settings: Settings) -> Limit:
+    """The channel's egress limit: its own `rateLimitPerSecond`, else the upstream's published limit.
+
+    For a limit of N requests per W seconds we send at `safety × N / W` with a burst of `(1 − safety) × N`,
+    so no window of W seconds ever holds more than N requests, whether the upstream counts with a sliding
+    window or a token bucket.
+    """
+    limits = settings.limits
+    configured = channel.settings.get("rateLimitPerSecond")
+    if configured:
+        count, window = float(configured), 1.0
+    elif Application(channel.application_id) == Application.VIBER_BOT:
+        count, window = float(limits.viber_bot_requests), limits.viber_bot_window_seconds
+    else:
+        count, window = limits.viber_per_second, 1.0
+    return Limit(rate=limits.safety * count / window, burst=max(1.0, (1 - limits.safety) * count))
+
+
+@dataclass
+class _Round:
+    jobs: dict[int, Job]
+    """Claimed jobs by message id."""
+    finished: list[int]
+    changes: list[status_machine.Change]
+    retries: list[tuple[int, int, bool]]
+    asked_at: dict[int, int]
+    """When each message's upstream request went out, by message id."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        settings: Settings,
+        clients: Clients,
+        limiter: Limiter,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.on_commit = on_commit
+        self.keyring = keyring
+        self.settings = settings
+        self.clients = clients
+        self.limiter = limiter
+        self.claimer = Claimer(
+            kind="dispatch",
+            lease_ms=int(settings.dispatch.lease_seconds * 1000),
+            skip_locked=not db.is_sqlite,
+        )
+        self._semaphore = asyncio.Semaphore(settings.dispatch.concurrency)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New work was committed: stop idling."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        idle = self.settings.dispatch.poll_min_seconds
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("dispatch_round_failed")
+                done = 0
+            if done:
+                idle = self.settings.dispatch.poll_min_seconds
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+            idle = min(self.settings.dispatch.poll_max_seconds, idle * 2)
+
+    async def run_once(self) -> int:
+        """One claim → send → record round; returns how many jobs it handled."""
+        now = now_ms()
+        async with self.db.write_sessions() as session, session.begin():
+            jobs = await self.claimer.claim(session, limit=self.settings.dispatch.batch_size, now=now)
+            if not jobs:
+                return 0
+            message_ids = [j.message_id for j in jobs if j.message_id is not None]
+            messages = {
+                m.id: m
+                for m in (await session.execute(select(Message).where(Message.id.in_(message_ids)))).scalars()
+            }
+            channel_ids = {m.channel_id for m in messages.values()}
+            channels = {
+                c.id: c
+                for c in (await session.execute(select(Channel).where(Channel.id.in_(channel_ids)))).scalars()
+            }
+        round_ = _Round(jobs={}, finished=[], changes=[], retries=[], asked_at={})
+        to_send: dict[int, list[Message]] = defaultdict(list)
+        for job in jobs:
+            message = messages.get(job.message_id or -1)
+            if message is None or message.status != MessageStatus.PENDING:
+                round_.finished.append(job.id)  # already handled by an earlier round: nothing to do
+                continue
+            round_.jobs[message.id] = job
+            channel = channels[message.channel_id]
+            if message.expire_at is not None and message.expire_at <= now:
+                self._fail(round_, message, "EXPIRED", "The message expired before it could be sent", now)
+            elif channel.status not in SENDING_STATUSES:
+                self._fail(round_, message, "CHANNEL_NOT_ACTIVE", "The channel is not launched", now)
+            else:
+                to_send[channel.id].append(message)
+        units = []
+        for channel_id, pending in to_send.items():
+            channel = channels[channel_id]
+            units += plan(self.clients, channel, open_credentials(self.keyring, channel), pending)
+        outcomes = await asyncio.gather(*(self._send(unit, round_) for unit in units))
+        for unit, results in zip(units, outcomes, strict=True):
+            for message in unit.messages:
+                if message.id in results:
+                    self._record(round_, message, results[message.id])
+        await self._commit(round_, channels)
+        return len(jobs)
+
+    async def _send(self, unit: Unit, round_: _Round) -> Results:
+        limit = channel_limit(unit.channel, self.settings)
+        wait = await self.limiter.reserve(f"channel:{unit.channel.id}", limit)
+        if wait > self.settings.dispatch.max_limit_wait_seconds:
+            # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later.
+            run_at = now_ms() + int(wait * 1000)
+            for message in unit.messages:
+                round_.retries.append((round_.jobs[message.id].id, run_at, False))
+            return {}
+        if wait > 0:
+            await asyncio.sleep(wait)
+        async with self._semaphore:
+            # SENT is when we asked: the upstream accepted it after this and reports delivery later.
+            for message in unit.messages:
+                round_.asked_at[message.id] = now_ms()
+            return await unit.call()
+
+    def _fail(self, round_: _Round, message: Message, code: str, text: str, now: int) -> None:
+        round_.changes.append(status_machine.Change(message, MessageStatus.FAIL, now, code, text))
+        round_.finished.append(round_.jobs[message.id].id)
+
+    def _record(self, round_: _Round, message: Message, outcome: SendOk | ProviderError) -> None:
+        now = now_ms()
+        job = round_.jobs[message.id]
+        dispatch = self.settings.dispatch
+        if isinstance(outcome, SendOk):
+            asked = round_.asked_at.get(message.id, now)
+            round_.changes.append(
+                status_machine.Change(
+                    message, MessageStatus.SENT, asked, provider_message_id=outcome.provider_message_id
+                )
+            )
+            round_.finished.append(job.id)
+            return
+        if not outcome.retryable:
+            self._fail(round_, message, outcome.code, outcome.message, now)
+            return
+        if outcome.rate_limited:
+            # A limited job waits; it never fails for that reason (architecture.md invariant 5).
+            delay = int((outcome.retry_after or dispatch.rate_limited_delay_seconds) * 1000)
+            round_.retries.append((job.id, now + delay, False))
+            return
+        attempts = job.attempts + 1
+        run_at = now + backoff_ms(
+            attempts, base_s=dispatch.retry_base_seconds, max_s=dispatch.retry_max_seconds
+        )
+        if message.expire_at is not None and message.expire_at <= run_at:
+            self._fail(round_, message, "EXPIRED", f"Expired while the upstream failed: {outcome.code}", now)
+        elif attempts >= dispatch.max_attempts:
+            self._fail(round_, message, outcome.code, outcome.message, now)
+        else:
+            round_.retries.append((job.id, run_at, True))
+
+    async def _commit(self, round_: _Round, channels: dict[int, Channel]) -> None:
+        async with self.db.write_sessions() as session, session.begin():
+            ids = [c.message.id for c in round_.changes]
+            fresh = {}
+            if ids:
+                rows = await session.execute(select(Message).where(Message.id.in_(ids)))
+                fresh = {m.id: m for m in rows.scalars()}
+            changes = [
+                status_machine.Change(
+                    fresh[c.message.id],
+                    c.target,
+                    c.timestamp,
+                    c.error_code,
+                    c.error_message,
+                    c.raw,
+                    c.provider_message_id,
+                )
+                for c in round_.changes
+                if c.message.id in fresh
+            ]
+            await status_machine.apply(session, changes, channels)
+            tokens = [c.provider_message_id for c in changes if c.provider_message_id is not None]
+            if tokens:
+                # Callbacks are often faster than this commit: apply the ones that arrived meanwhile.
+                await reconcile(session, tokens=tokens)
+            await reschedule(session, round_.retries)
+            await acknowledge(session, round_.finished)
+        if round_.changes:
+            self.on_commit()

@@ -1,0 +1,42 @@
+"""Egress rate limits per channel (architecture.md invariant 5): a limited send waits, it never fails.
+
+GCRA (a token bucket kept as one "theoretical arrival time" per key): `reserve` books capacity and says
+how long to wait for it. Over any window of t seconds a key emits at most `burst + rate * t` requests, so
+choosing `rate` and `burst` below an upstream's published limit guarantees it never answers "too many".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    rate: float
+    """Requests per second."""
+    burst: float
+    """Requests that may go at once after a quiet period."""
+
+
+class Limiter(Protocol):
+    async def reserve(self, key: str, limit: Limit, cost: int = 1) -> float:
+        """Book `cost` requests for `key`; returns seconds to wait before sending them."""
+        ...
+
+
+class LocalLimiter:
+    """In-process limiter: exact for one process (one node or the embedded worker)."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    async def reserve(self, key: str, limit: Limit, cost: int = 1) -> float:
+        now = time.monotonic()
+        interval = 1.0 / limit.rate
+        tolerance = max(0.0, limit.burst - 1) * interval
+        tat = max(self._tat.get(key, now), now)
+        wait = max(0.0, tat - tolerance - now)
+        self._tat[key] = tat + cost * interval
+        return wait

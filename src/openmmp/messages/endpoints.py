@@ -1,0 +1,116 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from openmmp.api_keys.auth import CompanyKey
+from openmmp.deps import KeyringDep
+from openmmp.errors import responses
+from openmmp.kit.db import SessionDep, after_commit
+from openmmp.messages.schemas import (
+    BroadcastBatchRequest,
+    BroadcastBatchResponse,
+    BroadcastResponseMessage,
+    ResponseStatusMessage,
+    SendConversationMessage,
+    SendMessageBroadcast,
+)
+from openmmp.messages.service import messages
+
+channel_router = APIRouter(prefix="/channel", tags=["Message"])
+message_router = APIRouter(prefix="/message", tags=["Message"])
+
+SEND_ERRORS = responses(400, 401, 403, 404, 409, 413, 429)
+
+
+@channel_router.post(
+    "/{account_id}/broadcast",
+    summary="Broadcast Message",
+    description=(
+        "Queue one message to one phone number (OA channels) or conversation (BOT channels). The message is "
+        "durable once this answers. Idempotent by `clientMessageId`: the same body again returns the "
+        "original "
+        "answer and sends nothing; another body with the same id is a 409."
+    ),
+    response_model=BroadcastResponseMessage,
+    responses=SEND_ERRORS,
+)
+async def broadcast(
+    account_id: str,
+    body: SendMessageBroadcast,
+    request: Request,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> BroadcastResponseMessage:
+    result = await messages.broadcast(session, keyring, subject, account_id=account_id, request=body)
+    after_commit(request, request.app.state.wake_workers)
+    return result
+
+
+@channel_router.post(
+    "/{account_id}/broadcast/batch",
+    summary="Broadcast up to 1,000 messages in one call",
+    description=(
+        "Each item is a SendMessageBroadcast, checked on its own: the answer lists, in input order, the "
+        "BroadcastResponseMessage of each accepted item or `{errors}` for a refused one."
+    ),
+    response_model=BroadcastBatchResponse,
+    responses=SEND_ERRORS,
+)
+async def broadcast_batch(
+    account_id: str,
+    body: BroadcastBatchRequest,
+    request: Request,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> BroadcastBatchResponse:
+    results = await messages.broadcast_batch(
+        session, keyring, subject, account_id=account_id, items=body.messages
+    )
+    after_commit(request, request.app.state.wake_workers)
+    return BroadcastBatchResponse(messages=results)
+
+
+@channel_router.post(
+    "/{account_id}/conversation",
+    summary="Send Conversation Message",
+    description="Reply to an end user of a BOT channel: `to` is the `from` of their inbound webhook.",
+    response_model=BroadcastResponseMessage,
+    responses=SEND_ERRORS,
+)
+async def send_conversation_message(
+    account_id: str,
+    body: SendConversationMessage,
+    request: Request,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+) -> BroadcastResponseMessage:
+    result = await messages.converse(session, keyring, subject, account_id=account_id, request=body)
+    after_commit(request, request.app.state.wake_workers)
+    return result
+
+
+@message_router.get(
+    "/status",
+    summary="Get Message Status by clientMessageId",
+    response_model=ResponseStatusMessage,
+    responses=responses(400, 401, 403, 404),
+)
+async def get_status_by_client_id(
+    subject: CompanyKey,
+    session: SessionDep,
+    client_message_id: Annotated[str, Query(alias="clientMessageId", min_length=1, max_length=100)],
+) -> ResponseStatusMessage:
+    return await messages.status(session, subject, message_id=None, client_message_id=client_message_id)
+
+
+@message_router.get(
+    "/{message_id}/status",
+    summary="Get Message Status",
+    response_model=ResponseStatusMessage,
+    responses=responses(401, 403, 404),
+)
+async def get_status(message_id: str, subject: CompanyKey, session: SessionDep) -> ResponseStatusMessage:
+    return await messages.status(session, subject, message_id=message_id, client_message_id=None)

@@ -1,0 +1,77 @@
+"""All SQL about messages. Tenant reads start from `readable(subject)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, insert, select
+
+from openmmp.kit.ids import canonical_public_id
+from openmmp.models import Channel, Job, Message, MessageEvent
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from openmmp.api_keys.auth import Subject
+
+
+def readable(subject: Subject) -> Select[Message]:
+    return select(Message).where(Message.company_id == subject.company_id)
+
+
+async def by_client_ids(
+    session: AsyncSession, company_id: int, client_ids: Sequence[str]
+) -> dict[str, Message]:
+    if not client_ids:
+        return {}
+    statement = select(Message).where(
+        Message.company_id == company_id, Message.client_message_id.in_(client_ids)
+    )
+    return {m.client_message_id: m for m in (await session.execute(statement)).scalars()}
+
+
+async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert messages and, in the same transaction, one dispatch job each (the outbox)."""
+    result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
+    ids = [row[0] for row in result]
+    jobs = [
+        {
+            "kind": "dispatch",
+            "company_id": row["company_id"],
+            "channel_id": row["channel_id"],
+            "message_id": message_id,
+            "priority": row["priority"],
+            "run_at": row["created_at"],
+            "lease_until": 0,
+            "attempts": 0,
+            "created_at": row["created_at"],
+        }
+        for row, message_id in zip(rows, ids, strict=True)
+    ]
+    await session.execute(insert(Job), jobs)
+    return ids
+
+
+async def find(
+    session: AsyncSession,
+    subject: Subject,
+    *,
+    public_id: str | None = None,
+    client_message_id: str | None = None,
+) -> tuple[Message, Channel] | None:
+    statement = readable(subject).add_columns(Channel).join(Channel, Channel.id == Message.channel_id)
+    if public_id is not None:
+        canonical = canonical_public_id(public_id)
+        if canonical is None:
+            return None
+        statement = statement.where(Message.public_id == canonical)
+    else:
+        statement = statement.where(Message.client_message_id == client_message_id)
+    row = (await session.execute(statement)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def history(session: AsyncSession, message_id: int) -> list[MessageEvent]:
+    statement = select(MessageEvent).where(MessageEvent.message_id == message_id).order_by(MessageEvent.id)
+    return list((await session.execute(statement)).scalars())

@@ -1,0 +1,203 @@
+"""Wire schemas of the send and status endpoints (api.md §3, §4.3, §4.4): names are the MMP API's."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from openmmp.kit.schemas import RequestModel, ResponseModel
+
+
+class MessageType(StrEnum):
+    TEXT = "text"
+    TEXT_WITH_ATTACHMENT = "text_with_attachment"
+    RICH_CARD = "rich_card"
+    PICTURE = "picture"
+    VIDEO = "video"
+    FILE = "file"
+    RICH_LINK = "richLink"
+    LIST_PICKER = "listPicker"
+    QUICK_REPLY = "quickReply"
+    LOCATION = "location"
+    FB_WHATSAPP_TEMPLATE = "fb_whatsapp_template"
+    FB_WHATSAPP_INTERACTIVE = "FB_WHATSAPP_INTERACTIVE"
+    ZALO_ZNS_TEMPLATE = "zalo_zns_template"
+
+
+SuggestionAction = Literal[
+    "open-url", "reply", "dial", "CalendarEventAction", "VIEW_LOCATION", "SHARE_LOCATION"
+]
+
+
+class Suggestion(RequestModel):
+    action: SuggestionAction
+    text: str = Field(min_length=1, max_length=200)
+    postback_data: str | None = Field(
+        default=None, max_length=2000, description="URL for open-url, number for dial"
+    )
+
+
+class Attachment(RequestModel):
+    type: str = Field(max_length=100, description="MIME type")
+    name: str = Field(max_length=200)
+    url: str = Field(max_length=2000)
+    size: int | None = Field(default=None, ge=0)
+
+
+class RichCard(RequestModel):
+    title: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=2000)
+    image: str | None = Field(default=None, max_length=2000)
+    suggestions: list[Suggestion] | None = Field(default=None, max_length=10)
+
+
+class RcsRichCardsOpts(RequestModel):
+    type: Literal["STANDALONE", "CAROUSEL"]
+    orientation: str | None = None
+    image_align: str | None = None
+
+
+class ListPickerItem(RequestModel):
+    title: str = Field(max_length=200)
+    value: str = Field(max_length=200)
+    subtitle: str | None = Field(default=None, max_length=200)
+    image: str | None = Field(default=None, max_length=2000)
+
+
+class Location(RequestModel):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    name: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
+
+
+class WhatsappTemplateParam(RequestModel):
+    template_id: str = Field(max_length=200)
+    language: str | None = Field(default=None, max_length=20)
+    header: list[Any] | None = None
+    body: list[Any] | None = None
+    buttons: list[Any] | None = None
+
+
+class ZaloZnsTemplateParam(RequestModel):
+    template_id: str = Field(max_length=200)
+    template_data: dict[str, str]
+
+
+class MessageObject(RequestModel):
+    """The `message` of a send (api.md §3). Which fields a type needs is checked per channel."""
+
+    type: MessageType
+    message: str | None = Field(
+        default=None, max_length=10_000, description="Text or caption; may hold {{name}}"
+    )
+    suggestions: list[Suggestion] | None = Field(default=None, max_length=20)
+    file_url: str | None = Field(default=None, max_length=2000)
+    file_name: str | None = Field(default=None, max_length=200)
+    file_size: int | None = Field(default=None, ge=0)
+    thumbnail_url: str | None = Field(default=None, max_length=2000)
+    attachments: list[Attachment] | None = Field(default=None, max_length=10)
+    rich_cards: list[RichCard] | None = Field(default=None, min_length=1, max_length=10)
+    rcs_rich_cards_opts: RcsRichCardsOpts | None = None
+    rich_link_url: str | None = Field(default=None, max_length=2000)
+    list_picker: list[ListPickerItem] | None = Field(default=None, max_length=50)
+    allow_multiple: bool | None = None
+    location: Location | None = None
+    whatsapp_template_param: WhatsappTemplateParam | None = None
+    whatsapp_interactive: dict[str, Any] | None = None
+    zalo_zns_template_param: ZaloZnsTemplateParam | None = None
+
+
+class Expire(RequestModel):
+    type: Literal["TTL", "EXPIRE_TIME"]
+    ttl: int | None = Field(default=None, ge=1, le=1_209_600, description="Seconds from acceptance")
+    expire_time: int | None = Field(default=None, ge=0, description="Epoch milliseconds")
+
+    @model_validator(mode="after")
+    def _matching_field(self) -> Expire:
+        if self.type == "TTL" and self.ttl is None:
+            raise ValueError("ttl is required when type is TTL")
+        if self.type == "EXPIRE_TIME" and self.expire_time is None:
+            raise ValueError("expireTime is required when type is EXPIRE_TIME")
+        return self
+
+
+ParamValue = str | int | float | bool
+
+
+class SendMessageBroadcast(RequestModel):
+    """Broadcast Message: one message to one phone number (OA) or conversation (BOT)."""
+
+    phone: str | None = Field(default=None, max_length=32, description="Required on OA channels")
+    to: str | None = Field(default=None, max_length=64, description="BOT channels: a conversation id")
+    message: MessageObject
+    params: dict[str, ParamValue] | None = Field(default=None, description="Values for {{name}} placeholders")
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Idempotency key, unique per company"
+    )
+    request_id: str | None = Field(default=None, max_length=100)
+    expire: Expire | None = None
+
+
+class SendConversationMessage(RequestModel):
+    """Send Conversation Message: a reply to an end user, `to` = the `from` of their inbound webhook."""
+
+    to: str = Field(min_length=1, max_length=64)
+    message: MessageObject
+    params: dict[str, ParamValue] | None = None
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+    request_id: str | None = Field(default=None, max_length=100)
+    expire: Expire | None = None
+
+
+class BroadcastBatchRequest(RequestModel):
+    """Up to 1,000 SendMessageBroadcast items; each is checked on its own."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class BroadcastResponseMessage(ResponseModel):
+    message_id: str
+    client_message_id: str
+    request_id: str | None
+    phone: str | None
+    status: int = Field(description="1 PENDING, 2 SENT, 3 FAIL, 4 DELIVERED, 5 READ")
+    cause: str
+    application_id: int
+    public_id: str = Field(description="The channel's public id (accountId)")
+    created_date: int
+
+
+class BatchItemErrors(ResponseModel):
+    errors: list[dict[str, str]]
+
+
+class BroadcastBatchResponse(ResponseModel):
+    messages: list[BroadcastResponseMessage | BatchItemErrors]
+
+
+class StatusError(ResponseModel):
+    code: str
+    message: str
+
+
+class HistoryItem(ResponseModel):
+    status: int
+    cause: str
+    timestamp: int
+
+
+class ResponseStatusMessage(ResponseModel):
+    message_id: str
+    client_message_id: str
+    phone: str | None
+    status: int
+    cause: str
+    application_id: int
+    public_id: str
+    created_date: int
+    timestamp: int = Field(description="Epoch ms of the last status change")
+    error: StatusError | None = None
+    history: list[HistoryItem]

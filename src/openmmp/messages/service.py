@@ -1,0 +1,348 @@
+"""Rules for sending: checks, placeholders, addressing, idempotency, and the message + job insert.
+
+A send is durable when this transaction commits: the message row and its dispatch job are written
+together (architecture.md invariant 1), before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmmp.api_keys.auth import Subject
+from openmmp.channels.service import channels, open_credentials
+from openmmp.conversations import repository as conversations
+from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Invalid, NotFound, validation_items
+from openmmp.kit.crypto import Keyring
+from openmmp.kit.phone import normalise_phone
+from openmmp.kit.time import now_ms
+from openmmp.messages import repository
+from openmmp.messages.capabilities import SENDABLE, check_content
+from openmmp.messages.rendering import render
+from openmmp.messages.schemas import (
+    BatchItemErrors,
+    BroadcastResponseMessage,
+    Expire,
+    HistoryItem,
+    ResponseStatusMessage,
+    SendConversationMessage,
+    SendMessageBroadcast,
+    StatusError,
+)
+from openmmp.models import Channel, Message
+from openmmp.models.channel import SENDING_STATUSES, Application
+from openmmp.models.message import CAUSES, MessageStatus, Priority
+
+
+class MessageNotFound(NotFound):
+    default_name = "messageId"
+
+
+class ChannelCannotSend(AppError):
+    code = ErrorCode.NOT_ACCEPTABLE
+    default_name = "accountId"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked send, ready to insert."""
+
+    row: dict[str, Any]
+    request_hash: str
+
+
+@dataclass
+class _Context:
+    channel: Channel
+    application: Application
+    credentials: dict[str, Any]
+
+
+def _request_hash(channel: Channel, body: dict[str, Any]) -> str:
+    canonical = orjson.dumps({"channel": channel.public_id, "body": body}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _expire_at(expire: Expire | None, now: int) -> tuple[int | None, int | None]:
+    """(absolute expiry in ms, TTL in s for upstreams that take one)."""
+    if expire is None:
+        return None, None
+    if expire.type == "TTL":
+        assert expire.ttl is not None
+        return now + expire.ttl * 1000, expire.ttl
+    assert expire.expire_time is not None
+    if expire.expire_time <= now:
+        raise Invalid("expireTime is already in the past", name="expire.expireTime")
+    return expire.expire_time, max(1, (expire.expire_time - now) // 1000)
+
+
+def response_for(message: Message, channel: Channel) -> BroadcastResponseMessage:
+    """The send's answer. A replay returns this same original answer (status PENDING)."""
+    return BroadcastResponseMessage(
+        message_id=message.public_id,
+        client_message_id=message.client_message_id,
+        request_id=message.request_id,
+        phone=message.phone,
+        status=MessageStatus.PENDING,
+        cause=CAUSES[MessageStatus.PENDING],
+        application_id=channel.application_id,
+        public_id=channel.public_id,
+        created_date=message.created_at,
+    )
+
+
+class MessageService:
+    async def _context(
+        self, session: AsyncSession, keyring: Keyring, subject: Subject, account_id: str
+    ) -> _Context:
+        channel = await channels.get(session, subject, public_id=account_id)
+        application = Application(channel.application_id)
+        if application not in SENDABLE:
+            raise ChannelCannotSend(f"Sending on {application.name} channels is not available yet")
+        if channel.status not in SENDING_STATUSES:
+            raise ChannelCannotSend("The channel is not launched (status must be LAUNCH or ACCEPT)")
+        return _Context(channel, application, open_credentials(keyring, channel))
+
+    async def _recipient(
+        self, session: AsyncSession, ctx: _Context, *, phone: str | None, to: str | None
+    ) -> tuple[str | None, str, int | None]:
+        """(normalised phone, upstream address, conversation id) for a send."""
+        default_region = ctx.channel.settings.get("defaultCountry")
+        normalised = None
+        if phone is not None:
+            try:
+                normalised = normalise_phone(phone, default_region)
+            except ValueError as exc:
+                raise Invalid(str(exc), name="phone") from exc
+        if SENDABLE[ctx.application].by_phone:
+            if normalised is None:
+                raise Invalid(f"required on {ctx.application.name} channels", name="phone")
+            return normalised, normalised, None
+        if to is not None:
+            conversation = await conversations.get_on_channel(session, ctx.channel.id, to)
+            if conversation is None:
+                raise Invalid("no such conversation on this channel", name="to")
+        elif normalised is not None:
+            conversation = await conversations.latest_with_phone(session, ctx.channel.id, normalised)
+            if conversation is None:
+                raise Invalid(
+                    "no end user with this phone has talked to this channel yet; use to", name="phone"
+                )
+        else:
+            raise Invalid(f"phone or to is required on {ctx.application.name} channels", name="to")
+        return conversation.phone, conversation.external_id, conversation.id
+
+    async def _prepare(
+        self,
+        session: AsyncSession,
+        ctx: _Context,
+        subject: Subject,
+        request: SendMessageBroadcast | SendConversationMessage,
+        *,
+        phone: str | None,
+        now: int,
+    ) -> _Prepared:
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        content = render(body["message"], request.params)
+        expire_at, ttl_s = _expire_at(request.expire, now)
+        check_content(ctx.application, content, ctx.credentials, ttl_s)
+        normalised, recipient, conversation_id = await self._recipient(
+            session, ctx, phone=phone, to=request.to
+        )
+        request_hash = _request_hash(ctx.channel, body)
+        row = {
+            "public_id": str(uuid.uuid4()),
+            "company_id": subject.company_id,
+            "channel_id": ctx.channel.id,
+            "conversation_id": conversation_id,
+            "client_message_id": request.client_message_id or str(uuid.uuid4()),
+            "request_id": request.request_id,
+            "request_hash": request_hash,
+            "phone": normalised,
+            "recipient": recipient,
+            "content": content,
+            "status": int(MessageStatus.PENDING),
+            "priority": int(Priority.TRANSACTIONAL),
+            "attempts": 0,
+            "expire_at": expire_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return _Prepared(row, request_hash)
+
+    async def _store(
+        self, session: AsyncSession, ctx: _Context, subject: Subject, prepared: list[_Prepared | AppError]
+    ) -> list[BroadcastResponseMessage | AppError]:
+        """Insert the new sends; answer replays with their original response and conflicts with 409s."""
+        client_ids = [p.row["client_message_id"] for p in prepared if isinstance(p, _Prepared)]
+        existing = await repository.by_client_ids(session, subject.company_id, client_ids)
+        results: list[BroadcastResponseMessage | AppError | None] = []
+        fresh: list[tuple[int, _Prepared]] = []
+        seen_in_call: dict[str, _Prepared] = {}
+        for index, item in enumerate(prepared):
+            if isinstance(item, AppError):
+                results.append(item)
+                continue
+            client_id = item.row["client_message_id"]
+            original = existing.get(client_id)
+            earlier = seen_in_call.get(client_id)
+            same_as = original.request_hash if original else (earlier.request_hash if earlier else None)
+            if same_as is not None and same_as != item.request_hash:
+                results.append(
+                    Conflict("clientMessageId was already used with another body", name="clientMessageId")
+                )
+            elif original is not None:
+                results.append(response_for(original, ctx.channel))
+            elif earlier is not None:
+                results.append(None)
+                fresh.append((index, earlier))
+            else:
+                seen_in_call[client_id] = item
+                results.append(None)
+                fresh.append((index, item))
+        rows = list({id(p): p.row for _, p in fresh}.values())
+        if rows:
+            await repository.insert_with_jobs(session, rows)
+        by_client = {row["client_message_id"]: row for row in rows}
+        final: list[BroadcastResponseMessage | AppError] = []
+        for index, result in enumerate(results):
+            if result is None:
+                item = prepared[index]
+                assert isinstance(item, _Prepared)
+                row = by_client[item.row["client_message_id"]]
+                final.append(_response_from_row(row, ctx.channel))
+            else:
+                final.append(result)
+        return final
+
+    async def broadcast(
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        account_id: str,
+        request: SendMessageBroadcast,
+    ) -> BroadcastResponseMessage:
+        ctx = await self._context(session, keyring, subject, account_id)
+        prepared = await self._prepare(session, ctx, subject, request, phone=request.phone, now=now_ms())
+        [result] = await self._store(session, ctx, subject, [prepared])
+        if isinstance(result, AppError):
+            raise result
+        return result
+
+    async def converse(
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        account_id: str,
+        request: SendConversationMessage,
+    ) -> BroadcastResponseMessage:
+        ctx = await self._context(session, keyring, subject, account_id)
+        if SENDABLE[ctx.application].by_phone:
+            raise ChannelCannotSend(f"{ctx.application.name} channels have no conversations; use broadcast")
+        prepared = await self._prepare(session, ctx, subject, request, phone=None, now=now_ms())
+        [result] = await self._store(session, ctx, subject, [prepared])
+        if isinstance(result, AppError):
+            raise result
+        return result
+
+    async def broadcast_batch(
+        self,
+        session: AsyncSession,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        account_id: str,
+        items: list[dict[str, Any]],
+    ) -> list[BroadcastResponseMessage | BatchItemErrors]:
+        """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent."""
+        ctx = await self._context(session, keyring, subject, account_id)
+        now = now_ms()
+        prepared: list[_Prepared | AppError] = []
+        for raw in items:
+            try:
+                request = SendMessageBroadcast.model_validate(raw)
+                prepared.append(
+                    await self._prepare(session, ctx, subject, request, phone=request.phone, now=now)
+                )
+            except ValidationError as exc:
+                prepared.append(Invalid("invalid item", items=validation_items(exc.errors())))
+            except AppError as exc:
+                prepared.append(exc)
+        results = await self._store(session, ctx, subject, prepared)
+        return [
+            BatchItemErrors(errors=[i.model_dump(mode="json") for i in r.items])
+            if isinstance(r, AppError)
+            else r
+            for r in results
+        ]
+
+    async def status(
+        self,
+        session: AsyncSession,
+        subject: Subject,
+        *,
+        message_id: str | None,
+        client_message_id: str | None,
+    ) -> ResponseStatusMessage:
+        if message_id is None and client_message_id is None:
+            raise BadRequest("give messageId or clientMessageId", name="clientMessageId")
+        found = await repository.find(
+            session, subject, public_id=message_id, client_message_id=client_message_id
+        )
+        if found is None:
+            raise MessageNotFound("No such message")
+        message, channel = found
+        history = [
+            HistoryItem(
+                status=MessageStatus.PENDING,
+                cause=CAUSES[MessageStatus.PENDING],
+                timestamp=message.created_at,
+            )
+        ]
+        history += [
+            HistoryItem(status=e.status, cause=CAUSES[MessageStatus(e.status)], timestamp=e.timestamp)
+            for e in await repository.history(session, message.id)
+        ]
+        error = None
+        if message.error_code:
+            error = StatusError(code=message.error_code, message=message.error_message or "")
+        return ResponseStatusMessage(
+            message_id=message.public_id,
+            client_message_id=message.client_message_id,
+            phone=message.phone,
+            status=message.status,
+            cause=CAUSES[MessageStatus(message.status)],
+            application_id=channel.application_id,
+            public_id=channel.public_id,
+            created_date=message.created_at,
+            timestamp=message.updated_at,
+            error=error,
+            history=history,
+        )
+
+
+def _response_from_row(row: dict[str, Any], channel: Channel) -> BroadcastResponseMessage:
+    return BroadcastResponseMessage(
+        message_id=row["public_id"],
+        client_message_id=row["client_message_id"],
+        request_id=row["request_id"],
+        phone=row["phone"],
+        status=MessageStatus.PENDING,
+        cause=CAUSES[MessageStatus.PENDING],
+        application_id=channel.application_id,
+        public_id=channel.public_id,
+        created_date=row["created_at"],
+    )
+
+
+messages = MessageService()

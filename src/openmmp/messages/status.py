@@ -1,0 +1,121 @@
+"""The one status machine (api.md §2), used by the dispatcher, the callback receivers and the sweepers.
+
+Status only moves forward: PENDING < SENT < DELIVERED < READ, FAIL terminal after PENDING or SENT. A READ
+that skips DELIVERED records the implied DELIVERED first. Every recorded step is a history row (with the
+provider's raw event) and a `type: 1` webhook, written in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmmp.models import Channel, Message, MessageEvent
+from openmmp.models.message import CAUSES, MessageStatus
+from openmmp.webhooks import service as webhooks
+
+_PROGRESS = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+}
+
+
+def steps(current: int, target: int) -> list[MessageStatus]:
+    """The statuses to record to go from `current` to `target`; empty when `target` is no progress."""
+    if current in (MessageStatus.FAIL, MessageStatus.READ) or current == target:
+        return []
+    if target == MessageStatus.FAIL:
+        return [MessageStatus.FAIL] if current in (MessageStatus.PENDING, MessageStatus.SENT) else []
+    now, goal = _PROGRESS[MessageStatus(current)], _PROGRESS[MessageStatus(target)]
+    if goal <= now:
+        return []
+    recorded = []
+    if target == MessageStatus.READ and now < _PROGRESS[MessageStatus.DELIVERED]:
+        if now < _PROGRESS[MessageStatus.SENT]:
+            recorded.append(MessageStatus.SENT)
+        recorded.append(MessageStatus.DELIVERED)
+    elif target == MessageStatus.DELIVERED and now < _PROGRESS[MessageStatus.SENT]:
+        recorded.append(MessageStatus.SENT)
+    recorded.append(MessageStatus(target))
+    return recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A request to move `message` to `target` at `timestamp` (epoch ms)."""
+
+    message: Message
+    target: MessageStatus
+    timestamp: int
+    error_code: str | None = None
+    error_message: str | None = None
+    raw: Mapping[str, Any] | None = None
+    provider_message_id: str | None = None
+
+
+def status_webhook(
+    message: Message, channel: Channel, status: MessageStatus, timestamp: int
+) -> dict[str, Any]:
+    """The `type: 1` body of api.md §5.1, field for field."""
+    return {
+        "messageId": message.public_id,
+        "cause": CAUSES[status],
+        "clientMessageId": message.client_message_id,
+        "timestamp": timestamp,
+        "type": 1,
+        "status": int(status),
+        "publicId": channel.public_id,
+        "applicationId": channel.application_id,
+    }
+
+
+async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[int, Channel]) -> int:
+    """Apply `changes` in order (several may concern one message); returns how many steps were recorded.
+
+    The messages must be loaded in `session`; their rows are updated through the ORM, history rows are
+    inserted in one statement and a webhook is queued per step when the channel has a webhook URL.
+    """
+    events: list[dict[str, Any]] = []
+    for change in changes:
+        message = change.message
+        recorded = steps(message.status, change.target)
+        if not recorded:
+            continue
+        channel = channels[message.channel_id]
+        # Upstream clocks and ours differ by milliseconds; keep each message's history in time order.
+        timestamp = max(change.timestamp, message.updated_at)
+        if change.provider_message_id is not None:
+            message.provider_message_id = change.provider_message_id
+        for status in recorded:
+            is_target = status == change.target
+            events.append(
+                {
+                    "message_id": message.id,
+                    "status": int(status),
+                    "timestamp": timestamp,
+                    "error_code": change.error_code if is_target else None,
+                    "error_message": change.error_message if is_target else None,
+                    "raw": dict(change.raw) if is_target and change.raw is not None else None,
+                }
+            )
+            await webhooks.enqueue(
+                session,
+                channel=channel,
+                event_type=1,
+                body=status_webhook(message, channel, status, timestamp),
+                ordering_key=message.public_id,
+            )
+        message.status = int(change.target)
+        message.updated_at = timestamp
+        if change.target == MessageStatus.FAIL:
+            message.error_code = change.error_code
+            message.error_message = (change.error_message or "")[:500] or None
+    if events:
+        await session.execute(insert(MessageEvent), events)
+    return len(events)
