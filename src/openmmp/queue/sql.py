@@ -50,31 +50,43 @@ class Claimer:
         if not lanes:
             return []
         self._turn = (self._turn + 1) % len(lanes)
-        lanes = lanes[self._turn :] + lanes[: self._turn]
-        share = max(1, math.ceil(limit / len(lanes)))
+        active = lanes[self._turn :] + lanes[: self._turn]
         claimed: list[Job] = []
-        for company_id in lanes:
-            if len(claimed) >= limit:
-                break
-            statement = (
-                select(Job)
-                .where(
-                    Job.kind == self.kind,
-                    Job.company_id == company_id,
-                    Job.run_at <= now,
-                    Job.lease_until < now,
-                )
-                .order_by(Job.priority, Job.run_at, Job.id)
-                .limit(min(share, limit - len(claimed)))
-            )
-            if self.skip_locked:
-                statement = statement.with_for_update(skip_locked=True)
-            claimed.extend((await session.execute(statement)).scalars())
-        if claimed:
-            await session.execute(
-                update(Job).where(Job.id.in_([j.id for j in claimed])).values(lease_until=now + self.lease_ms)
-            )
+        # Equal shares first; what a short lane leaves unused goes to the lanes that had more.
+        while active and len(claimed) < limit:
+            share = max(1, math.ceil((limit - len(claimed)) / len(active)))
+            still_full = []
+            for company_id in active:
+                wanted = min(share, limit - len(claimed))
+                if wanted <= 0:
+                    break
+                got = await self._take(session, company_id, wanted, now)
+                claimed += got
+                if len(got) == wanted:
+                    still_full.append(company_id)
+            active = still_full
         return claimed
+
+    async def _take(self, session: AsyncSession, company_id: int, count: int, now: int) -> list[Job]:
+        statement = (
+            select(Job)
+            .where(
+                Job.kind == self.kind, Job.company_id == company_id, Job.run_at <= now, Job.lease_until < now
+            )
+            .order_by(Job.priority, Job.run_at, Job.id)
+            .limit(count)
+        )
+        if self.skip_locked:
+            statement = statement.with_for_update(skip_locked=True)
+        jobs = list((await session.execute(statement)).scalars())
+        if jobs:
+            lease_until = now + self.lease_ms
+            await session.execute(
+                update(Job).where(Job.id.in_([j.id for j in jobs])).values(lease_until=lease_until)
+            )
+            for job in jobs:
+                job.lease_until = lease_until
+        return jobs
 
 
 async def acknowledge(session: AsyncSession, job_ids: Sequence[int]) -> None:

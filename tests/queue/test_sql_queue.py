@@ -1,0 +1,94 @@
+"""The SQL outbox queue: fair claims across companies, leases that expire, reschedules (both databases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from openmmp.models import Company, Job
+from openmmp.queue.sql import Claimer, acknowledge, reschedule
+
+NOW = 1_900_000_000_000
+
+
+async def _company(session: Any, name: str) -> int:
+    company = Company(name=name)
+    session.add(company)
+    await session.flush()
+    return company.id
+
+
+def _jobs(
+    company_id: int, count: int, *, priority: int = 0, kind: str = "queue-test"
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": kind,
+            "company_id": company_id,
+            "priority": priority,
+            "run_at": NOW - 1000 + i,
+            "lease_until": 0,
+        }
+        for i in range(count)
+    ]
+
+
+class TestClaims:
+    async def test_a_flood_from_one_company_does_not_starve_another(self, app):
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            flood, small = await _company(session, "Flood"), await _company(session, "Small")
+            await session.execute(insert(Job), _jobs(flood, 300, kind="fair-test"))
+            await session.execute(insert(Job), [{**_jobs(small, 1, kind="fair-test")[0], "run_at": NOW}])
+        claimer = Claimer(kind="fair-test", lease_ms=60_000, skip_locked=not db.is_sqlite)
+        async with db.write_sessions() as session, session.begin():
+            claimed = await claimer.claim(session, limit=20, now=NOW)
+        owners = [job.company_id for job in claimed]
+        assert len(claimed) == 20
+        assert small in owners  # the newest job of the small company, ahead of 280 older flood jobs
+
+    async def test_transactional_before_campaign_within_a_company(self, app):
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            company = await _company(session, "Mixed")
+            await session.execute(insert(Job), _jobs(company, 5, priority=1, kind="priority-test"))
+            await session.execute(
+                insert(Job), [{**_jobs(company, 1, kind="priority-test")[0], "run_at": NOW}]
+            )
+        claimer = Claimer(kind="priority-test", lease_ms=60_000, skip_locked=not db.is_sqlite)
+        async with db.write_sessions() as session, session.begin():
+            [first] = await claimer.claim(session, limit=1, now=NOW)
+        assert first.priority == 0
+
+    async def test_a_lease_hides_a_job_until_it_runs_out(self, app):
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            company = await _company(session, "Lease")
+            await session.execute(insert(Job), _jobs(company, 1, kind="lease-test"))
+        claimer = Claimer(kind="lease-test", lease_ms=5_000, skip_locked=not db.is_sqlite)
+        async with db.write_sessions() as session, session.begin():
+            [job] = await claimer.claim(session, limit=10, now=NOW)
+        async with db.write_sessions() as session, session.begin():
+            assert await claimer.claim(session, limit=10, now=NOW + 4_999) == []
+        async with db.write_sessions() as session, session.begin():
+            [again] = await claimer.claim(session, limit=10, now=NOW + 5_001)  # its worker died
+        assert again.id == job.id
+
+    async def test_reschedule_and_acknowledge(self, app):
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            company = await _company(session, "Retry")
+            await session.execute(insert(Job), _jobs(company, 2, kind="retry-test"))
+        claimer = Claimer(kind="retry-test", lease_ms=60_000, skip_locked=not db.is_sqlite)
+        async with db.write_sessions() as session, session.begin():
+            retried, done = await claimer.claim(session, limit=10, now=NOW)
+            await reschedule(session, [(retried.id, NOW + 10_000, True)])
+            await acknowledge(session, [done.id])
+        async with db.write_sessions() as session, session.begin():
+            assert await claimer.claim(session, limit=10, now=NOW + 9_999) == []
+            [back] = await claimer.claim(session, limit=10, now=NOW + 10_000)
+            rows = (await session.execute(select(Job).where(Job.kind == "retry-test"))).scalars().all()
+        assert back.id == retried.id
+        assert back.attempts == 1
+        assert [row.id for row in rows] == [retried.id]
