@@ -107,6 +107,7 @@ class WebhookReceiver:
 
     secrets: dict[str, str] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
+    refused_ids: list[str] = field(default_factory=list)
     fail_next: int = 0
     port: int = field(default_factory=free_port)
     _server: uvicorn.Server | None = None
@@ -120,6 +121,7 @@ class WebhookReceiver:
         raw = await request.body()
         if self.fail_next > 0:
             self.fail_next -= 1
+            self.refused_ids.append(request.headers.get("webhook-id", ""))
             return Response(status_code=503, content=b"try later")
         body = orjson.loads(raw)
         secret = self.secrets.get(body.get("publicId", ""), "")
