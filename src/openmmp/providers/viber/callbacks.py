@@ -16,8 +16,6 @@ per device: the `dedupe_key` leaves the device out so such repeats collapse.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,22 +30,12 @@ from openmmp.providers.base import (
     StatusName,
 )
 
-SIGNATURE_HEADER = "X-Viber-Content-Signature"
+# The same scheme as Viber Bot (hex HMAC-SHA256 of the raw body), keyed by the partner secret.
+from openmmp.providers.viber_bot.callbacks import SIGNATURE_HEADER as SIGNATURE_HEADER
+from openmmp.providers.viber_bot.callbacks import sign as sign
+from openmmp.providers.viber_bot.callbacks import verify_signature as verify_signature
 
 _STATUS_EVENTS: Mapping[str, StatusName] = {"delivered": "DELIVERED", "seen": "READ", "expired": "FAIL"}
-
-
-def sign(raw: bytes, secret: str) -> str:
-    """The `X-Viber-Content-Signature` value for `raw` (used by the simulator and tests)."""
-    return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def verify_signature(raw: bytes, signature: str | None, secret: str) -> bool:
-    """True when `signature` is the partner secret's HMAC of exactly these bytes."""
-    if not signature or not secret:
-        return False
-    expected = sign(raw, secret).encode()
-    return hmac.compare_digest(expected, signature.strip().lower().encode())
 
 
 def parse_callback(raw: bytes) -> CallbackEvent:
