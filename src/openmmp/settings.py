@@ -35,6 +35,11 @@ class DispatchSettings(BaseModel):
     poll_min_seconds: float = Field(default=0.02, gt=0)
     poll_max_seconds: float = Field(default=0.5, gt=0)
     sweep_interval_seconds: float = Field(default=1.0, gt=0, description="Expiry and late-callback sweeps")
+    limiter_unavailable_pause_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Sending pauses this long when the shared (Redis) limiter is unreachable",
+    )
     unmatched_callback_max_age_seconds: float = Field(default=600.0, gt=0)
 
 
@@ -102,6 +107,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest accepted request body.")
     log_level: str = "INFO"
     db_pool_size: int = 10
+    redis_url: str = Field(
+        default="",
+        description="Redis for rate limits shared by all worker processes; in-process limits when empty.",
+    )
     providers: ProviderSettings = ProviderSettings()
     webhooks: WebhookSettings = WebhookSettings()
     webhook_allow_private: bool = Field(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
 from openmmp.channels.service import open_credentials
-from openmmp.dispatch.limits import Limit, Limiter
+from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable
 from openmmp.dispatch.retry import backoff_ms
 from openmmp.dispatch.senders import Clients, Results, Unit, plan
 from openmmp.kit.crypto import Keyring
@@ -157,7 +157,15 @@ class Dispatcher:
 
     async def _send(self, unit: Unit, round_: _Round) -> Results:
         limit = channel_limit(unit.channel, self.settings)
-        wait = await self.limiter.reserve(f"channel:{unit.channel.id}", limit)
+        try:
+            wait = await self.limiter.reserve(f"channel:{unit.channel.id}", limit)
+        except LimiterUnavailable:
+            # Without the shared limit we cannot know what is safe: pause this channel's sending.
+            wait = self.settings.dispatch.limiter_unavailable_pause_seconds
+            run_at = now_ms() + int(wait * 1000)
+            for message in unit.messages:
+                round_.retries.append((round_.jobs[message.id].id, run_at, False))
+            return {}
         if wait > self.settings.dispatch.max_limit_wait_seconds:
             # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later.
             run_at = now_ms() + int(wait * 1000)

@@ -20,9 +20,16 @@ class Limit:
     """Requests that may go at once after a quiet period."""
 
 
+class LimiterUnavailable(Exception):
+    """The shared limit cannot be consulted: do not send, try again later."""
+
+
 class Limiter(Protocol):
     async def reserve(self, key: str, limit: Limit, cost: int = 1) -> float:
-        """Book `cost` requests for `key`; returns seconds to wait before sending them."""
+        """Book `cost` requests for `key`; returns seconds to wait before sending them.
+
+        Raises `LimiterUnavailable` when the booking cannot be made; the caller must not send then.
+        """
         ...
 
 

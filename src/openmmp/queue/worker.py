@@ -22,6 +22,7 @@ from openmmp.kit.http import HttpClient
 from openmmp.messages.tasks import expire_sent
 from openmmp.providers.viber.client import ViberClient
 from openmmp.providers.viber_bot.client import ViberBotClient
+from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
 
@@ -46,9 +47,12 @@ class Workers:
         self.deliverer = WebhookDeliverer(
             db, http, keyring, settings.webhooks, allow_private=webhooks_allow_private(settings)
         )
-        self.dispatcher = Dispatcher(
-            db, keyring, settings, clients, limiter or LocalLimiter(), on_commit=self.deliverer.wake
+        # Limits shared across processes live in Redis when configured; else each process keeps its own.
+        self._redis_limiter = (
+            RedisLimiter(settings.redis_url) if limiter is None and settings.redis_url else None
         )
+        chosen = limiter or self._redis_limiter or LocalLimiter()
+        self.dispatcher = Dispatcher(db, keyring, settings, clients, chosen, on_commit=self.deliverer.wake)
         self.setup = ChannelSetup(db, http, keyring, settings)
 
     def wake(self) -> None:
@@ -57,8 +61,12 @@ class Workers:
         self.deliverer.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("workers_started")
-        await asyncio.gather(self.dispatcher.run(stop), self.deliverer.run(stop), self._periodic(stop))
+        log.info("workers_started", shared_limits=self._redis_limiter is not None)
+        try:
+            await asyncio.gather(self.dispatcher.run(stop), self.deliverer.run(stop), self._periodic(stop))
+        finally:
+            if self._redis_limiter is not None:
+                await self._redis_limiter.aclose()
         log.info("workers_stopped")
 
     async def _periodic(self, stop: asyncio.Event) -> None:
