@@ -1,0 +1,200 @@
+"""`make bench`: run benchmark scenarios as separate processes and record the figures.
+
+Each scenario prints one JSON line and appends a row (date, commit, machine, settings, figures) to
+bench/results.md. Scenarios so far:
+
+- ingest: accepted messages/s and p50/p99 of `POST .../broadcast` (single) and `.../broadcast/batch`
+  (1,000 per call) with 32 concurrent clients, against `openmmp serve --no-workers` (ingest alone), and
+  the same load against `bench/bare_app.py` (one row inserted per request): the ceiling of our stack.
+
+Usage: python bench/run.py [--db sqlite|postgresql] [--seconds 10]
+PostgreSQL uses OPENMMP_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/openmmp_bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.md"
+PY = sys.executable
+HEADER = (
+    "| date | commit | machine | scenario | database | settings | figures |\n|---|---|---|---|---|---|---|\n"
+)
+
+
+def machine() -> str:
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    memory_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores, {memory_kib / 1024 / 1024:.0f} GiB"
+
+
+def commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def record(scenario: str, database: str, settings: str, figures: dict[str, Any]) -> None:
+    print(json.dumps({"scenario": scenario, "database": database, **figures}), flush=True)
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench` (bench/run.py).\n\n" + HEADER)
+    row = (
+        f"| {datetime.date.today()} | {commit()} | {machine()} | {scenario} | {database} | {settings} | "
+        f"{', '.join(f'{k} {v}' for k, v in figures.items())} |\n"
+    )
+    with RESULTS.open("a") as handle:
+        handle.write(row)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(url: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def database_url(kind: str, work: Path, name: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{work / name}.db"
+    base = os.environ.get("OPENMMP_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/openmmp_bench")
+    db = f"{base.rsplit('/', 1)[1]}_{name}"
+    admin = base.rsplit("/", 1)[0] + "/postgres"
+    for sql in (f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'CREATE DATABASE "{db}"'):
+        subprocess.run(["psql", admin, "-qc", sql], check=True)
+    return base.rsplit("/", 1)[0] + "/" + db
+
+
+def launch(base: str, channel: str, headers: dict[str, str], env: dict[str, str]) -> None:
+    """Let a worker set the channel up (sandbox registration), then stop it: ingest is measured alone."""
+    worker = subprocess.Popen([PY, "-m", "openmmp.cli", "worker"], env=env)
+    try:
+        for _ in range(300):
+            status = httpx.get(f"{base}/api/v1/channel/{channel}/status", headers=headers, timeout=5).json()
+            if status["status"] == 3:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the channel was not launched")
+    finally:
+        worker.terminate()
+        worker.wait()
+
+
+def load(
+    url: str, body: dict[str, Any], seconds: float, headers: dict[str, str], unique: str, work: Path
+) -> dict[str, Any]:
+    path = work / "body.json"
+    path.write_text(json.dumps(body))
+    args = [PY, str(ROOT / "bench" / "load.py"), "--url", url, "--body", str(path), "--seconds", str(seconds)]
+    args += [f"--header={k}: {v}" for k, v in headers.items()]
+    if unique:
+        args += ["--unique", unique]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def ingest(kind: str, seconds: float, work: Path) -> None:
+    env = {**os.environ, "OPENMMP_DATA_DIR": str(work / "data"), "OPENMMP_LOG_LEVEL": "WARNING"}
+    # The ceiling: the bare endpoint.
+    bare_port = free_port()
+    bare_env = {**env, "BARE_DATABASE_URL": database_url(kind, work, "bare")}
+    bare = subprocess.Popen(
+        [PY, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=bare_env,
+    )
+    try:
+        wait_up(f"http://127.0.0.1:{bare_port}/docs")
+        ceiling = load(
+            f"http://127.0.0.1:{bare_port}/insert", {"phone": "85512345678"}, seconds, {}, "", work
+        )
+    finally:
+        bare.terminate()
+        bare.wait()
+    record("ingest-bare-ceiling", kind, "32 clients, 1 row per request", ceiling)
+
+    url = database_url(kind, work, "ingest")
+    env["OPENMMP_DATABASE_URL"] = url
+    subprocess.run([PY, "-m", "openmmp.cli", "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    api = subprocess.Popen(
+        [PY, "-m", "openmmp.cli", "serve", "--sandbox", "--no-workers", "--port", str(port)], env=env
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_up(f"{base}/readyz")
+        demo = json.loads((work / "data" / "demo.json").read_text())
+        headers = {"apiKey": demo["apiKey"]}
+        channel = demo["channels"]["VIBER"]
+        launch(base, channel, headers, env)
+        message = {
+            "phone": "85512345678",
+            "message": {"type": "text", "message": "Your code is {{code}}"},
+            "params": {"code": "4711"},
+        }
+        single = load(
+            f"{base}/api/v1/channel/{channel}/broadcast", message, seconds, headers, "clientMessageId", work
+        )
+        single["ratio_to_ceiling"] = round(single["rps"] / ceiling["rps"], 2) if ceiling["rps"] else 0
+        record("ingest-single", kind, "32 clients, POST /broadcast, no workers", single)
+        batch_body = {"messages": [{**message, "phone": f"85512{n:06d}"} for n in range(1000)]}
+        batch = load(
+            f"{base}/api/v1/channel/{channel}/broadcast/batch", batch_body, seconds, headers, "", work
+        )
+        figures = {
+            "messages_per_s": round(batch["rps"] * 1000, 0),
+            "calls_per_s": batch["rps"],
+            "p50_ms": batch["p50_ms"],
+            "p99_ms": batch["p99_ms"],
+            "errors": batch["errors"],
+            "ratio_to_ceiling": round(batch["rps"] * 1000 / ceiling["rps"], 2) if ceiling["rps"] else 0,
+        }
+        record("ingest-batch", kind, "32 clients, POST /broadcast/batch x1000, no workers", figures)
+    finally:
+        api.terminate()
+        api.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], action="append")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    for kind in args.db or ["sqlite", "postgresql"]:
+        work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
+        try:
+            ingest(kind, args.seconds, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
