@@ -171,8 +171,8 @@ _FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(autouse=True)
-def _logs_on_failure(request: pytest.FixtureRequest, system: System):
+def _logs_on_failure(request: pytest.FixtureRequest):
     """When a whole-system test fails, show what the processes logged."""
     yield
-    if request.node.stash.get(_FAILED, False):
-        print(system.logs())
+    if request.node.stash.get(_FAILED, False) and "system" in request.fixturenames:
+        print(request.getfixturevalue("system").logs())
