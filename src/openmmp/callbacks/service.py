@@ -28,6 +28,7 @@ from openmmp.models.message import EventOutcome, MessageStatus
 from openmmp.providers.base import CallbackEvent, CallbackRejected, InboundEvent, PingEvent, StatusEvent
 from openmmp.providers.viber import callbacks as viber_callbacks
 from openmmp.providers.viber_bot import callbacks as viber_bot_callbacks
+from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.settings import Settings
 from openmmp.webhooks import service as webhooks
 
@@ -142,6 +143,7 @@ async def apply_inbound(session: AsyncSession, channel: Channel, event: InboundE
     )
     session.add(inbound)
     await session.flush()
+    await notify(session, WEBHOOKS)
     await webhooks.enqueue(
         session,
         channel=channel,

@@ -9,6 +9,7 @@ from sqlalchemy import Select, insert, select
 
 from openmmp.kit.ids import canonical_public_id
 from openmmp.models import Channel, Job, Message, MessageEvent
+from openmmp.queue.notify import JOBS, notify
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,7 @@ async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) ->
         for row, message_id in zip(rows, ids, strict=True)
     ]
     await session.execute(insert(Job), jobs)
+    await notify(session, JOBS)
     return ids
 
 

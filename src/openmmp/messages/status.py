@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.models import Channel, Message, MessageEvent
 from openmmp.models.message import CAUSES, MessageStatus
+from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.webhooks import service as webhooks
 
 _PROGRESS = {
@@ -118,4 +119,5 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
             message.error_message = (change.error_message or "")[:500] or None
     if events:
         await session.execute(insert(MessageEvent), events)
+        await notify(session, WEBHOOKS)
     return len(events)

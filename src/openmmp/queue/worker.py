@@ -22,6 +22,7 @@ from openmmp.kit.http import HttpClient
 from openmmp.messages.tasks import expire_sent
 from openmmp.providers.viber.client import ViberClient
 from openmmp.providers.viber_bot.client import ViberBotClient
+from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
@@ -62,8 +63,12 @@ class Workers:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("workers_started", shared_limits=self._redis_limiter is not None)
+        loops = [self.dispatcher.run(stop), self.deliverer.run(stop), self._periodic(stop)]
+        if not self.db.is_sqlite:
+            handlers = {JOBS: self.dispatcher.wake, WEBHOOKS: self.deliverer.wake}
+            loops.append(Listener(self.db.url, handlers).run(stop))
         try:
-            await asyncio.gather(self.dispatcher.run(stop), self.deliverer.run(stop), self._periodic(stop))
+            await asyncio.gather(*loops)
         finally:
             if self._redis_limiter is not None:
                 await self._redis_limiter.aclose()
