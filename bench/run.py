@@ -6,8 +6,10 @@ bench/results.md. Scenarios so far:
 - ingest: accepted messages/s and p50/p99 of `POST .../broadcast` (single) and `.../broadcast/batch`
   (1,000 per call) with 32 concurrent clients, against `openmmp serve --no-workers` (ingest alone), and
   the same load against `bench/bare_app.py` (one row inserted per request): the ceiling of our stack.
+- limits: the simulator refuses Viber BM sends above L/s; 10·L messages to a channel limited to L:
+  achieved rate / L (steady part) and the number of rate-limit answers (the target is zero).
 
-Usage: python bench/run.py [--db sqlite|postgresql] [--seconds 10]
+Usage: python bench/run.py [--db sqlite|postgresql] [--scenario ingest|limits] [--seconds 10] [--limit 100]
 PostgreSQL uses OPENMMP_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/openmmp_bench).
 """
 
@@ -180,17 +182,98 @@ def ingest(kind: str, seconds: float, work: Path) -> None:
         api.wait()
 
 
+def limits(kind: str, seconds: float, work: Path, limit: int) -> None:
+    """Upstream limit L: the simulator refuses above L requests/s; we send 10·L messages at a channel
+    limited to L and report the achieved rate / L and how many rate-limit answers the simulator gave."""
+    env = {**os.environ, "OPENMMP_DATA_DIR": str(work / "data-limits"), "OPENMMP_LOG_LEVEL": "WARNING"}
+    env["OPENMMP_DATABASE_URL"] = database_url(kind, work, "limits")
+    subprocess.run([PY, "-m", "openmmp.cli", "migrate"], env=env, check=True, capture_output=True)
+    api_port, sim_port = free_port(), free_port()
+    env.update(
+        OPENMMP_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
+        OPENMMP_PROVIDERS__VIBER_BASE_URL=f"http://127.0.0.1:{sim_port}/viber",
+        OPENMMP_PROVIDERS__VIBER_BOT_BASE_URL=f"http://127.0.0.1:{sim_port}/viber-bot",
+    )
+    sim_args = ["simulate", "--port", str(sim_port), "--viber-per-second", str(limit), "--no-track-keys"]
+    processes = [
+        subprocess.Popen([PY, "-m", "openmmp.cli", *sim_args], env=env),
+        subprocess.Popen([PY, "-m", "openmmp.cli", "serve", "--sandbox", "--port", str(api_port)], env=env),
+    ]
+    try:
+        base, sim = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+        wait_up(f"{base}/readyz")
+        wait_up(f"{sim}/viber/_sandbox/stats")
+        demo = json.loads((work / "data-limits" / "demo.json").read_text())
+        headers = {"apiKey": demo["apiKey"]}
+        created = httpx.post(
+            f"{base}/api/v1/channel",
+            json={
+                "name": "limits",
+                "applicationId": 1,
+                "credentials": {"serviceId": 4242},
+                "settings": {"rateLimitPerSecond": limit},
+            },
+            headers=headers,
+        ).json()
+        channel = created["publicId"]
+        for _ in range(300):
+            if httpx.get(f"{base}/api/v1/channel/{channel}/status", headers=headers).json()["status"] == 3:
+                break
+            time.sleep(0.1)
+        total = limit * 10
+        for start in range(0, total, 1000):
+            items = [
+                {"phone": f"85512{n:05d}0", "message": {"type": "text", "message": "limit"}}
+                for n in range(start, min(total, start + 1000))
+            ]
+            httpx.post(
+                f"{base}/api/v1/channel/{channel}/broadcast/batch",
+                json={"messages": items},
+                headers=headers,
+                timeout=60,
+            )
+        samples: list[tuple[float, int]] = []
+        deadline = time.monotonic() + max(seconds, 60)
+        while time.monotonic() < deadline:
+            stats = httpx.get(f"{sim}/viber/_sandbox/stats").json()
+            samples.append((time.monotonic(), stats["accepted"]))
+            if stats["accepted"] >= total:
+                break
+            time.sleep(0.2)
+        # The steady rate: from the first sample past 10 % to the last below 90 % of the messages.
+        window = [(t, n) for t, n in samples if total * 0.1 <= n <= total * 0.9]
+        achieved = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
+        figures = {
+            "limit_per_s": limit,
+            "achieved_per_s": round(achieved, 1),
+            "achieved_over_limit": round(achieved / limit, 3),
+            "rate_limit_answers": stats["rateLimited"],
+            "accepted": stats["accepted"],
+        }
+        record("upstream-limits", kind, f"Viber BM, {total} messages, embedded workers", figures)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], action="append")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--scenario", choices=["ingest", "limits"], action="append")
+    parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
     args = parser.parse_args()
+    scenarios = args.scenario or ["ingest", "limits"]
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
-            ingest(kind, args.seconds, work)
+            if "ingest" in scenarios:
+                ingest(kind, args.seconds, work)
+            if "limits" in scenarios:
+                limits(kind, args.seconds, work, args.limit)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         time.sleep(1)
