@@ -105,20 +105,16 @@ class WebhookDeliverer:
         self._allow_private = allow_private
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._wake = asyncio.Event()
-        # SQLite has one writer at a time; our own batches queue here instead of in SQLite's busy
-        # handler, which polls with sleeps of up to 100 ms.
-        self._sqlite_writer = asyncio.Lock() if db.is_sqlite else None
         self._waiting = 0  # claimed deliveries waiting for a request slot
         self._stopping = False  # set when `run` ends: deliveries not yet sent are handed back
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction, committed when the block ends."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._sqlite_writer is not None:
-                await stack.enter_async_context(self._sqlite_writer)
-            session = await stack.enter_async_context(self._db.write_sessions())
-            await stack.enter_async_context(session.begin())
+        """A write transaction, committed when the block ends.
+
+        On SQLite, writers of this process already queue for the one write connection (kit.db.Database).
+        """
+        async with self._db.write_sessions() as session, session.begin():
             yield session
 
     def wake(self) -> None:
