@@ -85,19 +85,27 @@ def worker_name(request: pytest.FixtureRequest) -> str:
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
 
 
+def migrated_database(kind: str, tmp_path_factory: pytest.TempPathFactory, name: str) -> str:
+    """A fresh database of `kind` (sqlite or postgresql) named after `name`, migrated to head.
+
+    Skips the test (loudly, see the summary) when PostgreSQL is asked for and not configured.
+    """
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(f'sqlite-{name}') / 'openmmp.db'}"
+    else:
+        if not POSTGRES_URL:
+            pytest.skip(_SKIP_NOTICE)
+        url = recreate_postgres_database(name)
+    run_sync(lambda: asyncio.to_thread(migrate.upgrade, url))
+    return url
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_name: str
 ) -> str:
     """A migrated database of each kind, shared by the session's tests (they never assume it is empty)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'openmmp.db'}"
-    else:
-        if not POSTGRES_URL:
-            pytest.skip(_SKIP_NOTICE)
-        url = recreate_postgres_database(worker_name)
-    run_sync(lambda: asyncio.to_thread(migrate.upgrade, url))
-    return url
+    return migrated_database(request.param, tmp_path_factory, worker_name)
 
 
 @pytest.fixture(scope="session")

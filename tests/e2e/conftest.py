@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import POSTGRES_URL, TEST_SECRET, Tenant, recreate_postgres_database, run_sync
+from tests.conftest import TEST_SECRET, Tenant, migrated_database
 from tests.e2e.harness import (
     OPENMMP,
     Process,
@@ -23,22 +23,13 @@ from tests.e2e.harness import (
     wait_until,
 )
 
-from openmmp import migrate
-
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def e2e_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_name: str
 ) -> str:
     """A database of its own: the system's workers must not pick up other tests' jobs."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('e2e-sqlite') / 'openmmp.db'}"
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("OPENMMP_TEST_DATABASE_URL is not set")
-        url = recreate_postgres_database(f"e2e_{worker_name}")
-    run_sync(lambda: asyncio.to_thread(migrate.upgrade, url))
-    return url
+    return migrated_database(request.param, tmp_path_factory, f"e2e_{worker_name}")
 
 
 @pytest.fixture(scope="session")

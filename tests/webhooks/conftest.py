@@ -22,15 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from tests.conftest import (
-    POSTGRES_URL,
     TEST_SECRET,
     VIBER_BOT_CREDENTIALS,
     Tenant,
-    recreate_postgres_database,
-    run_sync,
+    migrated_database,
 )
 
-from openmmp import migrate
 from openmmp.app import create_app
 from openmmp.kit.http import HttpClient
 from openmmp.models import Channel, WebhookAttempt, WebhookDelivery
@@ -129,14 +126,7 @@ def hook_database_url(
     Delivery is claimed database-wide, so deliverers must not share a database with other suites'
     deliverers (the e2e system runs a live worker over the shared test database) or rows.
     """
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('webhooks-sqlite') / 'openmmp.db'}"
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("OPENMMP_TEST_DATABASE_URL is not set: PostgreSQL webhook tests are skipped")
-        url = recreate_postgres_database(f"{worker_name}_webhooks")
-    run_sync(lambda: asyncio.to_thread(migrate.upgrade, url))
-    return url
+    return migrated_database(request.param, tmp_path_factory, f"{worker_name}_webhooks")
 
 
 @pytest.fixture(scope="session")
