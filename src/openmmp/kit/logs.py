@@ -37,8 +37,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Our middleware logs every request with its id; uvicorn's access log would say it twice.
     logging.getLogger("uvicorn.access").disabled = True
-    # One line per outbound request would drown everything else; failures are logged by the callers.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").propagate = True
     logging.getLogger("uvicorn.error").handlers = []
     logging.getLogger("uvicorn").handlers = []

@@ -306,7 +306,7 @@ class WebhookDeliverer:
             reason = (
                 f"timed out after {self._settings.timeout_seconds:g} s"
                 if exc.timed_out
-                else f"connection failed: {_cause(exc)}"
+                else f"connection failed: {exc.kind}"
             )
             return failed(reason)
         except Exception as exc:
@@ -418,8 +418,3 @@ def _health(
         failing.append(channel_id)
         (restarted if succeeded else started).append((channel_id, streak_start))
     return healthy, restarted, started, failing
-
-
-def _cause(exc: HttpUnreachable) -> str:
-    cause = exc.__cause__
-    return type(cause).__name__ if cause is not None else str(exc)
