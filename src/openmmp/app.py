@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 
 from openmmp import __version__
 from openmmp.api import router as api_router
+from openmmp.api_keys import ratelimit
 from openmmp.callbacks.endpoints import router as callbacks_router
 from openmmp.callbacks.service import viber_callback_secret
 from openmmp.errors import install_error_handlers
@@ -51,7 +52,10 @@ TAGS = [
 
 
 def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI documents validation failures as 422 with its own body; ours are 400 with ErrorBody."""
+    """FastAPI documents validation failures as 422 with its own body; ours are 400 with ErrorBody.
+
+    Every operation taking an API key also answers 429 with `Retry-After` (its key's request budget).
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -74,6 +78,7 @@ def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                             "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
                         },
                     }
+        ratelimit.document(schema)
         components = schema.get("components", {}).get("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
@@ -100,11 +105,13 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.state.db = db
         app.state.http = http
         app.state.wake_workers = lambda: None
+        app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
         log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)
             stack.push_async_callback(http.aclose)
             stack.push_async_callback(simulator_http.aclose)
+            stack.push_async_callback(api_rate_limiter.aclose)
             if simulators is not None:
                 await stack.enter_async_context(simulators.router.lifespan_context(simulators))
             if workers:

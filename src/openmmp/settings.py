@@ -52,6 +52,19 @@ class LimitSettings(BaseModel):
     safety: float = Field(default=0.95, gt=0, le=1, description="Share of a limit we use")
 
 
+class ApiRateSettings(BaseModel):
+    """Requests per API key (`OPENMMP_API_RATE__*`), over 429 with `Retry-After` (api.md §1).
+
+    Held in Redis and shared by every API node when `OPENMMP_REDIS_URL` is set, in-process otherwise.
+    The defaults are far above what one node serves, so only a runaway client meets them.
+    """
+
+    per_second: float = Field(
+        default=5000.0, ge=0, description="Sustained requests per second per API key; 0 turns the limit off."
+    )
+    burst: int = Field(default=5000, ge=1, description="Requests a key may make at once after a quiet spell.")
+
+
 class WebhookSettings(BaseModel):
     """Outbound webhook delivery (api.md §5). Env: `OPENMMP_WEBHOOKS__<FIELD>`."""
 
@@ -119,6 +132,7 @@ class Settings(BaseSettings):
     )
     dispatch: DispatchSettings = DispatchSettings()
     limits: LimitSettings = LimitSettings()
+    api_rate: ApiRateSettings = ApiRateSettings()
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from openmmp.api_keys import repository
 from openmmp.deps import KeyringDep
-from openmmp.errors import CompanyNotActive, Forbidden, Unauthenticated
+from openmmp.errors import CompanyNotActive, Forbidden, TooManyRequests, Unauthenticated
 from openmmp.kit.crypto import api_key_well_formed
 from openmmp.kit.db import SessionDep
 from openmmp.kit.time import now_ms
 from openmmp.models.company import CompanyStatus, CompanyType
+
+if TYPE_CHECKING:
+    from openmmp.api_keys.ratelimit import ApiRateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,16 @@ async def _authenticate(
         api_key_id=key.id,
     )
     request.state.subject = subject
+    # After the checks above, so only real keys get a budget (their number bounds the limiter's memory).
+    limiter: ApiRateLimiter = request.app.state.api_rate_limiter
+    wait = await limiter.admit(key.public_id)
+    if wait > 0:
+        retry_after = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"Too many requests for this API key; retry in {retry_after} s",
+            retry_after_s=retry_after,
+            name="apiKey",
+        )
     return subject
 
 
