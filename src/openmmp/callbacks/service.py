@@ -50,6 +50,7 @@ PROTOCOLS: dict[Provider, _Protocol] = {
     "viber-bot": _Protocol(Application.VIBER_BOT, viber_bot_callbacks.parse_callback),
 }
 _STATUS = {"DELIVERED": MessageStatus.DELIVERED, "READ": MessageStatus.READ, "FAIL": MessageStatus.FAIL}
+_ERROR_MESSAGE_LENGTH = 500
 
 
 class CallbackChannelNotFound(NotFound):
@@ -80,8 +81,10 @@ async def apply_status(session: AsyncSession, channel: Channel, event: StatusEve
         return False
     target = _STATUS[event.status]
     raw = dict(event.raw)
+    # The upstream's free text is kept as far as the history column holds it.
+    error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
     changes = [
-        status_machine.Change(message, target, event.timestamp_ms, event.error_code, event.error_message, raw)
+        status_machine.Change(message, target, event.timestamp_ms, event.error_code, error_message, raw)
     ]
     if target == MessageStatus.READ and event.user_id is not None:
         # Viber's `seen` comes once for everything the user has read up to this message.
@@ -116,20 +119,22 @@ def _inbound_body(channel: Channel, conversation: Conversation, inbound: Inbound
 async def apply_inbound(session: AsyncSession, channel: Channel, event: InboundEvent) -> None:
     contact = event.contact
     now = now_ms()
-    phone = "".join(ch for ch in contact.phone if ch.isdigit()) or None
+    phone = "".join(ch for ch in contact.phone if ch.isdigit())
+    phone = phone if len(phone) <= 15 else ""  # longer is no E.164 number: keep none rather than a wrong one
     # Two events of a new user can race: create the conversation idempotently, then update it.
     await repository.create_conversation(session, channel, contact.id, now)
     conversation = await conversations.by_external_id(session, channel.id, contact.id)
     assert conversation is not None
-    for field, value in (
-        ("name", contact.name),
-        ("avatar_url", contact.avatar_url),
-        ("language", contact.language),
-        ("country", contact.country),
-        ("phone", phone),
+    # The user's profile as far as the conversation's columns hold it.
+    for field, value, width in (
+        ("name", contact.name, 200),
+        ("avatar_url", contact.avatar_url, 2000),
+        ("language", contact.language, 20),
+        ("country", contact.country, 20),
+        ("phone", phone, 20),
     ):
         if value:
-            setattr(conversation, field, value)
+            setattr(conversation, field, value[:width])
     conversation.subscribed = event.kind != "unsubscribed"
     conversation.updated_at = now
     await session.flush()

@@ -31,6 +31,7 @@ from openmmp.providers.base import (
 )
 
 # The same scheme as Viber Bot (hex HMAC-SHA256 of the raw body), keyed by the partner secret.
+from openmmp.providers.viber_bot.callbacks import MAX_TIMESTAMP_MS, MAX_TOKEN_LENGTH
 from openmmp.providers.viber_bot.callbacks import SIGNATURE_HEADER as SIGNATURE_HEADER
 from openmmp.providers.viber_bot.callbacks import sign as sign
 from openmmp.providers.viber_bot.callbacks import verify_signature as verify_signature
@@ -57,9 +58,13 @@ def parse_callback(raw: bytes) -> CallbackEvent:
     if isinstance(token, bool) or not isinstance(token, int | str) or token == "":
         raise CallbackRejected("callback has no message_token")
     token = str(token)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise CallbackRejected("callback message_token is too long")
     timestamp = body.get("timestamp")
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise CallbackRejected("callback has no numeric timestamp")
+    if not 0 <= timestamp <= MAX_TIMESTAMP_MS:
+        raise CallbackRejected("callback timestamp is out of range")
 
     if event in _STATUS_EVENTS:
         expired = event == "expired"
@@ -77,6 +82,8 @@ def parse_callback(raw: bytes) -> CallbackEvent:
         if not isinstance(dest, str) or not dest:
             raise CallbackRejected("message callback has no dest")
         phone = dest.lstrip("+")
+        if not (phone.isascii() and phone.isdigit()) or len(phone) > 15:
+            raise CallbackRejected("message callback dest is not an E.164 phone number")
         text = body.get("text")
         message: dict[str, Any] = {
             "type": "text",

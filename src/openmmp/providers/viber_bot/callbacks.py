@@ -26,6 +26,11 @@ from openmmp.providers.base import (
 )
 
 SIGNATURE_HEADER = "X-Viber-Content-Signature"
+# What the core can keep of an event (Viber's tokens are 64-bit integers, its user ids 24 characters);
+# a signed body beyond these is refused rather than failing when it is stored.
+MAX_TOKEN_LENGTH = 100
+MAX_USER_ID_LENGTH = 200
+MAX_TIMESTAMP_MS = 2**63 - 1
 
 _STATUS_EVENTS: Mapping[str, StatusName] = {"delivered": "DELIVERED", "seen": "READ", "failed": "FAIL"}
 _USER_EVENTS: Mapping[str, tuple[InboundKind, str]] = {
@@ -89,28 +94,33 @@ def _timestamp(body: Mapping[str, Any]) -> int:
     value = body.get("timestamp")
     if isinstance(value, bool) or not isinstance(value, int):
         raise CallbackRejected("callback has no numeric timestamp")
+    if not 0 <= value <= MAX_TIMESTAMP_MS:
+        raise CallbackRejected("callback timestamp is out of range")
     return value
 
 
 def _token(body: Mapping[str, Any], *, required: bool) -> str:
     value = body.get("message_token")
     if isinstance(value, int | str) and not isinstance(value, bool) and value != "":
+        if len(str(value)) > MAX_TOKEN_LENGTH:
+            raise CallbackRejected("callback message_token is too long")
         return str(value)
     if required:
         raise CallbackRejected("callback has no message_token")
     return ""
 
 
-def _required_str(body: Mapping[str, Any], field: str) -> str:
-    value = body.get(field)
+def _user_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise CallbackRejected(f"callback has no {field}")
+    if len(value) > MAX_USER_ID_LENGTH:
+        raise CallbackRejected(f"callback {field} is too long")
     return value
 
 
 def _status_event(event: str, body: dict[str, Any]) -> StatusEvent:
     token = _token(body, required=True)
-    user_id = _required_str(body, "user_id")
+    user_id = _user_id(body.get("user_id"), "user_id")
     failed = event == "failed"
     desc = body.get("desc")
     return StatusEvent(
@@ -129,9 +139,7 @@ def _status_event(event: str, body: dict[str, Any]) -> StatusEvent:
 def _contact(user: Any, field: str) -> Contact:
     if not isinstance(user, Mapping):
         raise CallbackRejected(f"callback has no {field}")
-    user_id = user.get("id")
-    if not isinstance(user_id, str) or not user_id:
-        raise CallbackRejected(f"callback has no {field}.id")
+    user_id = _user_id(user.get("id"), f"{field}.id")
 
     def text(name: str) -> str:
         value = user.get(name)
@@ -202,7 +210,7 @@ def _message_event(body: dict[str, Any]) -> InboundEvent:
 def _user_event(event: str, body: dict[str, Any]) -> InboundEvent:
     kind, mmp_type = _USER_EVENTS[event]
     contact = (
-        Contact(id=_required_str(body, "user_id"))
+        Contact(id=_user_id(body.get("user_id"), "user_id"))
         if event == "unsubscribed"
         else _contact(body.get("user"), "user")
     )
