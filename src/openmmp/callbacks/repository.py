@@ -79,25 +79,45 @@ async def set_outcome(session: AsyncSession, event_id: int, outcome: str) -> Non
 
 
 async def message_for(
-    session: AsyncSession, channel_id: int, provider_message_id: str, user_id: str | None
+    session: AsyncSession, channel_id: int, provider_message_id: str, user_id: str | None, *, lock: bool
 ) -> Message | None:
+    """The message a report is about; with `lock`, its row is locked (FOR UPDATE) and read afresh.
+
+    Reports about one message can be applied by two transactions at once (the callback, and the
+    dispatcher reconciling a report that overtook its commit): the lock makes the second one see the
+    first one's status, so a step is never recorded twice.
+    """
     statement = select(Message).where(
         Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
     )
     if user_id is not None:
         statement = statement.where(Message.recipient == user_id)
+    if lock:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(statement.limit(1))).scalar_one_or_none()
 
 
-async def unread_before(session: AsyncSession, message: Message) -> list[Message]:
-    """The same user's earlier messages on the channel that are sent or delivered but not read."""
-    statement = select(Message).where(
-        Message.channel_id == message.channel_id,
-        Message.recipient == message.recipient,
-        Message.id < message.id,
-        Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+async def lock_unread_up_to(session: AsyncSession, message: Message) -> list[Message]:
+    """Lock the same user's messages on the channel up to `message` that are not read yet, by id.
+
+    Returns the earlier ones still SENT or DELIVERED (read afresh); `message` itself is locked and
+    refreshed too. Locks are always taken in id order, so two `seen` reports of one user cannot deadlock.
+    """
+    statement = (
+        select(Message)
+        .where(
+            Message.channel_id == message.channel_id,
+            Message.recipient == message.recipient,
+            Message.id <= message.id,
+            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]) | (Message.id == message.id),
+        )
+        .order_by(Message.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
-    return list((await session.execute(statement)).scalars())
+    unread = (MessageStatus.SENT, MessageStatus.DELIVERED)
+    rows = list((await session.execute(statement)).scalars())
+    return [m for m in rows if m.id != message.id and m.status in unread]
 
 
 async def matchable(

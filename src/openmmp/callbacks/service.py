@@ -76,19 +76,22 @@ def _verified(
 
 async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
     """Apply a delivery report; False when no message carries its token (yet)."""
-    message = await repository.message_for(session, channel.id, event.provider_message_id, event.user_id)
+    target = _STATUS[event.status]
+    seen = target == MessageStatus.READ and event.user_id is not None
+    message = await repository.message_for(
+        session, channel.id, event.provider_message_id, event.user_id, lock=not seen
+    )
     if message is None:
         return False
-    target = _STATUS[event.status]
     raw = dict(event.raw)
     # The upstream's free text is kept as far as the history column holds it.
     error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
     changes = [
         status_machine.Change(message, target, event.timestamp_ms, event.error_code, error_message, raw)
     ]
-    if target == MessageStatus.READ and event.user_id is not None:
+    if seen:
         # Viber's `seen` comes once for everything the user has read up to this message.
-        earlier = await repository.unread_before(session, message)
+        earlier = await repository.lock_unread_up_to(session, message)
         changes = [status_machine.Change(m, target, event.timestamp_ms, raw=raw) for m in earlier] + changes
     await status_machine.apply(session, changes, {channel.id: channel})
     return True
