@@ -12,6 +12,8 @@ import time
 
 import httpx
 
+from common import percentile
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
@@ -51,12 +53,7 @@ async def main() -> None:
         started = time.monotonic()
         await asyncio.gather(*(client(http) for _ in range(args.clients)))
         elapsed = time.monotonic() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return (
-            round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000, 2) if latencies else 0.0
-        )
+    milliseconds = [latency * 1000 for latency in latencies]
 
     print(
         json.dumps(
@@ -65,8 +62,8 @@ async def main() -> None:
                 "errors": errors,
                 "seconds": round(elapsed, 2),
                 "rps": round(len(latencies) / elapsed, 1),
-                "p50_ms": pct(0.5),
-                "p99_ms": pct(0.99),
+                "p50_ms": percentile(milliseconds, 0.5),
+                "p99_ms": percentile(milliseconds, 0.99),
             }
         )
     )

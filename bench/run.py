@@ -8,20 +8,26 @@ bench/results.md. Scenarios so far:
   the same load against `bench/bare_app.py` (one row inserted per request): the ceiling of our stack.
 - limits: the simulator refuses Viber BM sends above L/s; 10·L messages to a channel limited to L:
   achieved rate / L (steady part) and the number of rate-limit answers (the target is zero).
+- e2e: N messages (default 100,000; half Viber, half Viber Bot) through the simulators with callbacks and
+  webhooks to bench/receiver.py; on PostgreSQL with 1, 2 and 4 worker processes. Includes the status
+  reads: Get Message Status at 500 requests/s (bench/status_load.py) while the backlog drains.
+- webhooks: deliveries/s of one worker process to a local receiver (bench/outbox.py).
+- memory: RSS of the API and a worker with 1,000,000 messages queued (bench/outbox.py).
+- soak: a steady rate for 10 minutes, latency by minute and RSS over time (bench/soak.py; not in the
+  default set, ask for it with --scenario soak).
 
-Usage: python bench/run.py [--db sqlite|postgresql] [--scenario ingest|limits] [--seconds 10] [--limit 100]
+Usage: python bench/run.py [--db sqlite|postgresql] [--scenario NAME]... [--messages N] [--workers W]...
+       [--seconds 10] [--limit 100] [--deliveries 20000] [--queued 1000000] [--soak-rate R] [--soak-seconds S]
 PostgreSQL uses OPENMMP_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/openmmp_bench).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,66 +35,10 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results.md"
-PY = sys.executable
-HEADER = (
-    "| date | commit | machine | scenario | database | settings | figures |\n|---|---|---|---|---|---|---|\n"
-)
-
-
-def machine() -> str:
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    memory_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    return f"{os.cpu_count()} cores, {memory_kib / 1024 / 1024:.0f} GiB"
-
-
-def commit() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def record(scenario: str, database: str, settings: str, figures: dict[str, Any]) -> None:
-    print(json.dumps({"scenario": scenario, "database": database, **figures}), flush=True)
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench` (bench/run.py).\n\n" + HEADER)
-    row = (
-        f"| {datetime.date.today()} | {commit()} | {machine()} | {scenario} | {database} | {settings} | "
-        f"{', '.join(f'{k} {v}' for k, v in figures.items())} |\n"
-    )
-    with RESULTS.open("a") as handle:
-        handle.write(row)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_up(url: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def database_url(kind: str, work: Path, name: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{work / name}.db"
-    base = os.environ.get("OPENMMP_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/openmmp_bench")
-    db = f"{base.rsplit('/', 1)[1]}_{name}"
-    admin = base.rsplit("/", 1)[0] + "/postgres"
-    for sql in (f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'CREATE DATABASE "{db}"'):
-        subprocess.run(["psql", admin, "-qc", sql], check=True)
-    return base.rsplit("/", 1)[0] + "/" + db
+from common import PY, ROOT, database_url, free_port, record, wait_up
+from e2e import end_to_end
+from outbox import memory, webhooks
+from soak import soak
 
 
 def launch(base: str, channel: str, headers: dict[str, str], env: dict[str, str]) -> None:
@@ -263,10 +213,20 @@ def main() -> None:
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql"], action="append")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--scenario", choices=["ingest", "limits"], action="append")
+    parser.add_argument(
+        "--scenario", choices=["ingest", "limits", "e2e", "webhooks", "memory", "soak"], action="append"
+    )
     parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
+    parser.add_argument("--messages", type=int, default=100_000, help="end to end: messages sent")
+    parser.add_argument(
+        "--workers", type=int, action="append", help="end to end on PostgreSQL: worker processes"
+    )
+    parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
+    parser.add_argument("--queued", type=int, default=1_000_000, help="memory: messages queued")
+    parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: how long")
     args = parser.parse_args()
-    scenarios = args.scenario or ["ingest", "limits"]
+    scenarios = args.scenario or ["ingest", "limits", "e2e", "webhooks", "memory"]
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
@@ -274,6 +234,15 @@ def main() -> None:
                 ingest(kind, args.seconds, work)
             if "limits" in scenarios:
                 limits(kind, args.seconds, work, args.limit)
+            if "e2e" in scenarios:
+                for workers in (args.workers or [1, 2, 4]) if kind == "postgresql" else [1]:
+                    end_to_end(kind, work, args.messages, workers)
+            if "webhooks" in scenarios:
+                webhooks(kind, work, args.deliveries)
+            if "memory" in scenarios:
+                memory(kind, work, args.queued)
+            if "soak" in scenarios:
+                soak(kind, work, args.soak_rate, args.soak_seconds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         time.sleep(1)

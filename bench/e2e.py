@@ -1,0 +1,230 @@
+"""End-to-end scenario: N messages through the Viber and Viber Bot simulators to a local webhook receiver.
+
+The platform runs as in production: on SQLite one `openmmp serve` with its workers, on PostgreSQL
+`openmmp serve --no-workers` plus W `openmmp worker` processes. The simulators (`openmmp simulate`)
+accept sends and post delivery and read callbacks back; every status change becomes a signed webhook to
+bench/receiver.py. All N messages are accepted in batches of 1,000 as fast as the API takes them, so
+the latencies include the time a message waits in the queue behind the ones accepted before it.
+
+Figures: messages/s from the first accept to the last final (READ) webhook, p50/p99 of accept → SENT
+webhook and accept → READ webhook (seconds), and the CPU seconds each process used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from common import (
+    OPENMMP,
+    PY,
+    ROOT,
+    cpu_seconds,
+    database_url,
+    free_port,
+    percentile,
+    record,
+    stop,
+    wait_launched,
+    wait_up,
+)
+
+BATCH = 1000
+BOT_USERS = 300
+SENT, READ = 2, 5
+
+
+class Platform:
+    """Simulators, receiver, API and workers as processes; torn down by `close`."""
+
+    def __init__(
+        self,
+        kind: str,
+        work: Path,
+        workers: int,
+        *,
+        separate: bool | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.work = work
+        name = f"e2e{workers}{'s' if separate else ''}"
+        data = work / f"data-{kind}-{name}"
+        self.env = {**os.environ, "OPENMMP_DATA_DIR": str(data), "OPENMMP_LOG_LEVEL": "WARNING"}
+        self.env["OPENMMP_DATABASE_URL"] = database_url(kind, work, name)
+        self.api_port, self.sim_port, self.hook_port = free_port(), free_port(), free_port()
+        self.env.update(
+            OPENMMP_SANDBOX="true",
+            OPENMMP_PUBLIC_URL=f"http://127.0.0.1:{self.api_port}",
+            OPENMMP_PROVIDERS__VIBER_BASE_URL=f"http://127.0.0.1:{self.sim_port}/viber",
+            OPENMMP_PROVIDERS__VIBER_BOT_BASE_URL=f"http://127.0.0.1:{self.sim_port}/viber-bot",
+            **(extra_env or {}),
+        )
+        subprocess.run([*OPENMMP, "migrate"], env=self.env, check=True, capture_output=True)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes["simulator"] = subprocess.Popen(
+            [*OPENMMP, "simulate", "--port", str(self.sim_port), "--no-track-keys"], env=self.env
+        )
+        self.processes["receiver"] = subprocess.Popen(
+            [PY, str(ROOT / "bench" / "receiver.py"), "--port", str(self.hook_port)]
+        )
+        serve = ["serve", "--port", str(self.api_port)]
+        self.separate = kind == "postgresql" if separate is None else separate
+        self.url = self.env["OPENMMP_DATABASE_URL"]
+        if self.separate:
+            serve.append("--no-workers")
+            for n in range(workers):
+                self.processes[f"worker{n + 1}"] = subprocess.Popen([*OPENMMP, "worker"], env=self.env)
+        self.processes["api"] = subprocess.Popen([*OPENMMP, *serve], env=self.env)
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.hook = f"http://127.0.0.1:{self.hook_port}"
+        wait_up(f"{self.base}/readyz")
+        wait_up(f"http://127.0.0.1:{self.sim_port}/viber/_sandbox/stats")
+        wait_up(f"{self.hook}/count")
+        demo = json.loads((data / "demo.json").read_text())
+        self.headers = {"apiKey": demo["apiKey"]}
+        self.viber = demo["channels"]["VIBER"]
+        self.bot = demo["channels"]["VIBER_BOT"]
+        for channel in (self.viber, self.bot):
+            wait_launched(self.base, channel, self.headers)
+            response = httpx.post(
+                f"{self.base}/api/v1/channel/{channel}/webhook",
+                json={"url": f"{self.hook}/hook"},
+                headers=self.headers,
+            )
+            response.raise_for_status()
+
+    def bot_users(self, count: int) -> list[str]:
+        """Phones of `count` bot subscribers, learned from their first inbound message."""
+        phones = [f"85597{n:06d}{n % 7}" for n in range(count)]
+        with httpx.Client(base_url=self.base, headers=self.headers, timeout=30) as http:
+            for phone in phones:
+                http.post(
+                    f"/sandbox/viber-bot/{self.bot}/inbound",
+                    json={"name": "Bench", "text": "hi", "phone": phone},
+                ).raise_for_status()
+        seen = -1
+        while seen != (seen := self.counts()["inbound"]) or seen < count:
+            time.sleep(1)
+        return phones
+
+    def counts(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.hook}/count", timeout=10).json()
+        return result
+
+    def cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(p.pid) for name, p in self.processes.items() if p.poll() is None}
+
+    def close(self) -> None:
+        stop(*self.processes.values())
+
+
+def accept(platform: Platform, messages: int, bot_phones: list[str], bot_share: float) -> dict[str, float]:
+    """Accept `messages` in batches of 1,000 (two calls in flight); returns messageId → accept time."""
+    accepted: dict[str, float] = {}
+    bot_every = round(1 / bot_share) if bot_share else 0
+
+    def batch(start: int) -> None:
+        count = min(BATCH, messages - start)
+        if bot_every and (start // BATCH) % bot_every == 0:
+            channel = platform.bot
+            phones = [bot_phones[(start + n) % len(bot_phones)] for n in range(count)]
+        else:
+            channel = platform.viber
+            phones = [f"85512{start + n:06d}{(start + n) % 7}" for n in range(count)]
+        items = [{"phone": phone, "message": {"type": "text", "message": "Bench {{n}}"}} for phone in phones]
+        for item, n in zip(items, range(count), strict=True):
+            item["params"] = {"n": str(start + n)}
+        response = httpx.post(
+            f"{platform.base}/api/v1/channel/{channel}/broadcast/batch",
+            json={"messages": items},
+            headers=platform.headers,
+            timeout=120,
+        )
+        response.raise_for_status()
+        now = time.time()
+        for item in response.json()["messages"]:
+            accepted[item["messageId"]] = now
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(batch, range(0, messages, BATCH)))
+    return accepted
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def status_reads(
+    platform: Platform, message_ids: list[str], rate: float, seconds: float
+) -> subprocess.Popen[str]:
+    """Start Get Message Status at `rate`/s over `message_ids` as its own process (bench/status_load.py)."""
+    ids = platform.work / "status-ids.txt"
+    ids.write_text("\n".join(message_ids))
+    args = [PY, str(ROOT / "bench" / "status_load.py"), "--base", platform.base, "--ids", str(ids)]
+    args += ["--key", platform.headers["apiKey"], "--rate", str(rate), "--seconds", str(seconds)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
+
+def end_to_end(
+    kind: str, work: Path, messages: int, workers: int, bot_share: float = 0.5, status_rate: float = 500.0
+) -> dict[str, Any]:
+    platform = Platform(kind, work, workers)
+    try:
+        bot_phones = platform.bot_users(BOT_USERS) if bot_share else []
+        started = time.time()
+        accepted = accept(platform, messages, bot_phones, bot_share)
+        accept_seconds = time.time() - started
+        # Reads while the backlog drains: the status p99 a client sees under load.
+        reader = status_reads(platform, list(accepted)[:10_000], status_rate, 20.0)
+        done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
+        cpu = platform.cpu()
+        reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1])
+        events = httpx.get(f"{platform.hook}/dump", timeout=120).json()
+    finally:
+        platform.close()
+    sent_at: dict[str, float] = {}
+    read_at: dict[str, float] = {}
+    for message_id, status, at in events:
+        if status == SENT:
+            sent_at.setdefault(message_id, at)
+        elif status == READ:
+            read_at.setdefault(message_id, at)
+    to_sent = [sent_at[m] - t for m, t in accepted.items() if m in sent_at]
+    to_read = [read_at[m] - t for m, t in accepted.items() if m in read_at]
+    last = max(read_at.values()) if read_at else time.time()
+    figures: dict[str, Any] = {
+        "messages": messages,
+        "finished": len(read_at),
+        "complete": done,
+        "messages_per_s": round(len(read_at) / (last - started), 1),
+        "accept_per_s": round(messages / accept_seconds, 0),
+        "sent_p50_s": percentile(to_sent, 0.5),
+        "sent_p99_s": percentile(to_sent, 0.99),
+        "final_p50_s": percentile(to_read, 0.5),
+        "final_p99_s": percentile(to_read, 0.99),
+        "webhooks": len(events),
+        "status_rps": reads.get("rps"),
+        "status_p50_ms": reads.get("p50_ms"),
+        "status_p99_ms": reads.get("p99_ms"),
+        "status_errors": reads.get("errors"),
+        **{f"cpu_s_{name}": seconds for name, seconds in cpu.items()},
+    }
+    setting = f"{messages} messages ({int(bot_share * 100)} % Viber Bot), " + (
+        "1 serve with workers" if kind == "sqlite" else f"API + {workers} worker(s)"
+    )
+    record("end-to-end", kind, setting, figures)
+    return figures
