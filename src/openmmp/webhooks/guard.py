@@ -29,6 +29,8 @@ _METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Deprecated IPv6 site-local (RFC 3879): still routed inside some networks, and `ipaddress` calls it global.
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain")
 _LOCAL_SUFFIXES = (".localhost", ".internal")
 # RFC 2606 names reserved for documentation: never delegated, so they cannot lead anywhere through
@@ -67,7 +69,7 @@ def address_problem(address: IpAddress) -> str | None:
         return "a multicast address"
     if address.is_reserved:
         return "a reserved address"
-    if address.is_private:
+    if address.is_private or address in _SITE_LOCAL:
         return "a private address"
     if not address.is_global:
         return "not a public address"
