@@ -23,6 +23,7 @@ from openmmp.app import create_app
 from openmmp.kit.db import normalise_url
 from openmmp.settings import Settings
 
+pytest_plugins = ["tests.secret_scan"]  # fails the run when a secret reaches the logs
 POSTGRES_URL = os.environ.get("OPENMMP_TEST_DATABASE_URL", "")
 TEST_SECRET = "test-server-secret-not-for-production"
 _SKIP_NOTICE = (

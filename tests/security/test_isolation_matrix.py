@@ -1,0 +1,446 @@
+"""Tenant isolation, route by route: company B using company A's real ids learns and changes nothing.
+
+The matrix below has one probe per operation that takes an id in its path, enumerated from the app
+itself (normal and sandbox mode): an operation added without a probe fails `TestTheMatrixIsComplete`.
+Each tenant probe is made by B twice, with A's real ids and with ids that exist nowhere; both must be
+the same 404 with the api.md error body, so B cannot tell A's objects from nothing. Ids carried in
+queries and bodies (clientMessageId, a conversation's `to`, a delivery under B's own channel, a
+provider's message token) are probed the same way. Afterwards every row of A is as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from tests.conftest import Tenant
+from tests.security.conftest import operations
+
+from openmmp.kit.time import now_ms
+from openmmp.messages import status as status_machine
+from openmmp.models import Channel, Company, Message
+from openmmp.models.base import Base
+from openmmp.models.message import MessageStatus
+
+TEXT = {"type": "text", "message": "Hello"}
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Ids:
+    """The ids a probe uses: A's real ones, or ones that exist nowhere."""
+
+    account: str  # A's Viber Bot channel
+    viber_account: str  # A's Viber Business Messages channel
+    message: str
+    client_message: str
+    conversation: str
+    webhook: str
+    key: str
+    user: str  # A's end user, as Viber knows them
+    provider_token: str  # the upstream's token of A's message
+
+    @classmethod
+    def nowhere(cls) -> Ids:
+        ids = cls(**{f.name: str(uuid.uuid4()) for f in fields(cls)})
+        return replace(ids, user=f"user-{uuid.uuid4().hex}", provider_token=str(uuid.uuid4().int % 10**18))
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    sandbox_client: httpx.AsyncClient
+    a: Tenant
+    b: Tenant
+    a_ids: Ids
+    a_token: str
+    b_account: str  # B's own Viber Bot channel, launched
+    b_token: str
+    b_conversation: str  # one of B's end users
+
+    def as_b(
+        self, method: str, url: str, body: Any = None, *, sandbox: bool = False
+    ) -> Awaitable[httpx.Response]:
+        http = self.sandbox_client if sandbox else self.client
+        return http.request(method, url, json=body, headers=self.b.headers)
+
+
+def signed(body: dict[str, Any], key: str) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    signature = hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
+    return raw, {"X-Viber-Content-Signature": signature, "content-type": "application/json"}
+
+
+def callback(
+    w: World, provider: str, account: str, body: dict[str, Any], key: str
+) -> Awaitable[httpx.Response]:
+    raw, headers = signed(body, key)
+    return w.client.post(f"/callbacks/{provider}/{account}", content=raw, headers=headers)
+
+
+def delivered(ids: Ids) -> dict[str, Any]:
+    """A delivery report of A's message, as Viber would send it."""
+    return {
+        "event": "delivered",
+        "timestamp": now_ms(),
+        "message_token": ids.provider_token,
+        "user_id": ids.user,
+        "seq": 1,
+        "dest": "85512345670",
+    }
+
+
+Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
+CHANNEL = f"{API}/channel/{{account_id}}"
+
+# Operations of a company's API key: B with A's ids must get what B gets for ids that exist nowhere: 404.
+TENANT: dict[tuple[str, str], Probe] = {
+    ("GET", CHANNEL): lambda w, i: w.as_b("GET", f"{API}/channel/{i.account}"),
+    ("POST", CHANNEL): lambda w, i: w.as_b(
+        "POST",
+        f"{API}/channel/{i.account}",
+        {
+            "name": "pwned",
+            "credentials": {"authToken": "attacker-token-1", "senderName": "Evil"},
+            "webhookUrl": "https://8.8.8.8/evil",
+            "settings": {"defaultCountry": "US"},
+        },
+    ),
+    ("GET", f"{CHANNEL}/status"): lambda w, i: w.as_b("GET", f"{API}/channel/{i.account}/status"),
+    ("POST", f"{CHANNEL}/webhook"): lambda w, i: w.as_b(
+        "POST", f"{API}/channel/{i.account}/webhook", {"url": "https://8.8.8.8/evil"}
+    ),
+    ("GET", f"{CHANNEL}/webhook/deliveries"): lambda w, i: w.as_b(
+        "GET", f"{API}/channel/{i.account}/webhook/deliveries"
+    ),
+    ("GET", f"{CHANNEL}/webhook/deliveries/{{webhook_id}}"): lambda w, i: w.as_b(
+        "GET", f"{API}/channel/{i.account}/webhook/deliveries/{i.webhook}"
+    ),
+    ("POST", f"{CHANNEL}/webhook/deliveries/{{webhook_id}}/replay"): lambda w, i: w.as_b(
+        "POST", f"{API}/channel/{i.account}/webhook/deliveries/{i.webhook}/replay"
+    ),
+    ("POST", f"{CHANNEL}/webhook/replay"): lambda w, i: w.as_b(
+        "POST", f"{API}/channel/{i.account}/webhook/replay", {}
+    ),
+    ("POST", f"{CHANNEL}/broadcast"): lambda w, i: w.as_b(
+        "POST", f"{API}/channel/{i.account}/broadcast", {"to": i.conversation, "message": TEXT}
+    ),
+    ("POST", f"{CHANNEL}/broadcast/batch"): lambda w, i: w.as_b(
+        "POST",
+        f"{API}/channel/{i.account}/broadcast/batch",
+        {"messages": [{"to": i.conversation, "message": TEXT}]},
+    ),
+    ("POST", f"{CHANNEL}/conversation"): lambda w, i: w.as_b(
+        "POST", f"{API}/channel/{i.account}/conversation", {"to": i.conversation, "message": TEXT}
+    ),
+    ("GET", f"{API}/message/{{message_id}}/status"): lambda w, i: w.as_b(
+        "GET", f"{API}/message/{i.message}/status"
+    ),
+    ("DELETE", f"{API}/onboard/api-key/{{public_id}}"): lambda w, i: w.as_b(
+        "DELETE", f"{API}/onboard/api-key/{i.key}"
+    ),
+    ("POST", "/sandbox/viber-bot/{account_id}/inbound"): lambda w, i: w.as_b(
+        "POST", f"/sandbox/viber-bot/{i.account}/inbound", {"name": "Evil", "text": "hi"}, sandbox=True
+    ),
+}
+
+# Ids in queries and bodies, and A's objects under B's own channel, with what B must get: the answer
+# for an id that exists nowhere (a 404; a `to` is a 400 naming it; a batch item is refused in a 200).
+NOT_FOUND, BAD_TO, ITEM_REFUSED, ACKNOWLEDGED = "404", "400 on to", "item refused", "acknowledged"
+BODY_IDS: dict[str, tuple[Probe, str]] = {
+    "status by A's clientMessageId": (
+        lambda w, i: w.client.get(
+            f"{API}/message/status", params={"clientMessageId": i.client_message}, headers=w.b.headers
+        ),
+        NOT_FOUND,
+    ),
+    "A's delivery under B's channel": (
+        lambda w, i: w.as_b("GET", f"{API}/channel/{w.b_account}/webhook/deliveries/{i.webhook}"),
+        NOT_FOUND,
+    ),
+    "replay of A's delivery under B's channel": (
+        lambda w, i: w.as_b("POST", f"{API}/channel/{w.b_account}/webhook/deliveries/{i.webhook}/replay"),
+        NOT_FOUND,
+    ),
+    "reply on B's channel to A's conversation": (
+        lambda w, i: w.as_b(
+            "POST", f"{API}/channel/{w.b_account}/conversation", {"to": i.conversation, "message": TEXT}
+        ),
+        BAD_TO,
+    ),
+    "broadcast on B's channel to A's conversation": (
+        lambda w, i: w.as_b(
+            "POST", f"{API}/channel/{w.b_account}/broadcast", {"to": i.conversation, "message": TEXT}
+        ),
+        BAD_TO,
+    ),
+    "batch on B's channel to A's conversation": (
+        lambda w, i: w.as_b(
+            "POST",
+            f"{API}/channel/{w.b_account}/broadcast/batch",
+            {"messages": [{"to": i.conversation, "message": TEXT}]},
+        ),
+        ITEM_REFUSED,
+    ),
+    "B's signed callback on B's channel naming A's message and user": (
+        lambda w, i: callback(w, "viber-bot", w.b_account, delivered(i), w.b_token),
+        ACKNOWLEDGED,
+    ),
+}
+
+
+def assert_outcome(response: httpx.Response, expected: str, what: str) -> None:
+    if expected == NOT_FOUND:
+        assert_not_found(response, what)
+    elif expected == BAD_TO:
+        assert response.status_code == 400, (what, response.text)
+        assert [(e["name"], e["code"]) for e in response.json()["errors"]] == [("to", "INVALID")], what
+    elif expected == ITEM_REFUSED:
+        assert response.status_code == 200, (what, response.text)
+        [item] = response.json()["messages"]
+        assert [(e["name"], e["code"]) for e in item["errors"]] == [("to", "INVALID")], what
+    else:
+        assert response.status_code == 200, (what, response.text)
+        assert response.json()["status"] == "ok", what
+
+
+# Public by construction, proven by the upstream's signature: B can only sign with its own bot token,
+# which A's channel refuses (401). An account id that exists nowhere is a 404 there, so whoever can POST
+# learns whether a channel id exists (ids are random UUIDs; nothing else is revealed or changed).
+CALLBACKS: dict[tuple[str, str], Probe] = {
+    ("POST", "/callbacks/viber-bot/{account_id}"): lambda w, i: callback(
+        w, "viber-bot", i.account, delivered(i), w.b_token
+    ),
+    ("POST", "/callbacks/viber/{account_id}"): lambda w, i: callback(
+        w, "viber", i.viber_account, delivered(i), w.b_token
+    ),
+}
+
+
+def normalised(response: httpx.Response, ids: Ids) -> tuple[int, Any]:
+    """The response with the probe's ids blanked, so answers for A's ids and for no ids compare."""
+    text = response.text
+    for value in {getattr(ids, f.name) for f in fields(ids)}:
+        text = text.replace(value, "<id>")
+    text = re.sub(r'"(messageId|createdDate|timestamp)":\s*("[^"]*"|\d+)', r'"\1": "<x>"', text)
+    try:
+        return response.status_code, json.loads(text)
+    except ValueError:
+        return response.status_code, text
+
+
+def assert_not_found(response: httpx.Response, what: str) -> None:
+    assert response.status_code == 404, (what, response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"errors"}, (what, body)
+    [error] = body["errors"]
+    assert set(error) == {"name", "code", "message"}, (what, error)
+    assert error["code"] == "RESOURCE_NOT_FOUND", (what, error)
+
+
+async def snapshot(app: Any, company_public_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table that belongs to the company (by company, channel, message or delivery)."""
+    async with app.state.db.read_sessions() as session:
+        company_id = (
+            await session.execute(select(Company.id).where(Company.public_id == company_public_id))
+        ).scalar_one()
+        owned: dict[str, list[int]] = {"company_id": [company_id]}
+        for link, owner in (
+            ("channel_id", "channels"),
+            ("message_id", "messages"),
+            ("delivery_id", "webhook_deliveries"),
+        ):
+            rows = Base.metadata.tables[owner]
+            owned[link] = list(
+                (await session.execute(select(rows.c.id).where(rows.c.company_id == company_id))).scalars()
+            )
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        for table in Base.metadata.sorted_tables:
+            if table.name == "companies":
+                condition = table.c.id == company_id
+            else:
+                column = next((c for c in owned if c in table.c), None)
+                if column is None:
+                    continue
+                condition = table.c[column].in_(owned[column])
+            ordered = select(table).where(condition).order_by(*table.primary_key.columns)
+            found[table.name] = [tuple(row) for row in await session.execute(ordered)]
+        return found
+
+
+async def launch(app: Any, *account_ids: str) -> None:
+    async with app.state.db.write_sessions() as session, session.begin():
+        await session.execute(update(Channel).where(Channel.public_id.in_(account_ids)).values(status=3))
+
+
+@pytest.fixture
+async def world(
+    app: Any, client: httpx.AsyncClient, sandbox_client: httpx.AsyncClient, new_company, make_channel
+) -> World:
+    a, b = await new_company("Victim A"), await new_company("Attacker B")
+    a_token, b_token = f"a-bot-{uuid.uuid4().hex}", f"b-bot-{uuid.uuid4().hex}"
+    a_bot = await make_channel(
+        a, credentials={"authToken": a_token, "senderName": "A bot"}, webhookUrl="https://8.8.8.8/a-hooks"
+    )
+    a_viber = await make_channel(
+        a,
+        applicationId=1,
+        credentials={"serviceId": uuid.uuid4().int % 10**9 + 1},
+        settings={"defaultCountry": "KH"},
+    )
+    b_bot = await make_channel(b, credentials={"authToken": b_token, "senderName": "B bot"})
+    await launch(app, a_bot["publicId"], a_viber["publicId"], b_bot["publicId"])
+
+    a_user, b_user = f"a-user-{uuid.uuid4().hex}", f"b-user-{uuid.uuid4().hex}"
+    await _write(client, a_bot["publicId"], a_token, a_user)
+    await _write(client, b_bot["publicId"], b_token, b_user)
+    deliveries = (
+        await client.get(f"{API}/channel/{a_bot['publicId']}/webhook/deliveries", headers=a.headers)
+    ).json()
+    [inbound] = deliveries["items"]
+    detail = await client.get(
+        f"{API}/channel/{a_bot['publicId']}/webhook/deliveries/{inbound['webhookId']}", headers=a.headers
+    )
+    conversation = detail.json()["body"]["from"]
+    b_conversation = await _conversation_of(app, b_bot["publicId"], b_user)
+
+    client_message = f"a-order-{uuid.uuid4().hex}"
+    reply = await client.post(
+        f"{API}/channel/{a_bot['publicId']}/conversation",
+        json={"to": conversation, "message": TEXT, "clientMessageId": client_message},
+        headers=a.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    provider_token = str(uuid.uuid4().int % 10**18)
+    await _mark_sent(app, reply.json()["messageId"], provider_token)
+    key = await client.post(f"{API}/onboard/api-key", json={"name": "a-backend"}, headers=a.headers)
+    assert key.status_code == 201, key.text
+
+    ids = Ids(
+        account=a_bot["publicId"],
+        viber_account=a_viber["publicId"],
+        message=reply.json()["messageId"],
+        client_message=client_message,
+        conversation=conversation,
+        webhook=inbound["webhookId"],
+        key=key.json()["publicId"],
+        user=a_user,
+        provider_token=provider_token,
+    )
+    return World(client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation)
+
+
+async def _write(client: httpx.AsyncClient, account: str, token: str, user: str) -> None:
+    body = {
+        "event": "message",
+        "timestamp": now_ms(),
+        "message_token": uuid.uuid4().int % 10**18,
+        "sender": {
+            "id": user,
+            "name": "Dara",
+            "avatar": "",
+            "country": "KH",
+            "language": "km",
+            "api_version": 10,
+        },
+        "message": {"type": "text", "text": "hi"},
+    }
+    raw, headers = signed(body, token)
+    response = await client.post(f"/callbacks/viber-bot/{account}", content=raw, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def _conversation_of(app: Any, account: str, user: str) -> str:
+    from openmmp.models import Conversation
+
+    async with app.state.db.read_sessions() as session:
+        statement = (
+            select(Conversation.public_id)
+            .join(Channel, Channel.id == Conversation.channel_id)
+            .where(Channel.public_id == account, Conversation.external_id == user)
+        )
+        return str((await session.execute(statement)).scalar_one())
+
+
+async def _mark_sent(app: Any, message_id: str, provider_token: str) -> None:
+    """Record the message SENT with the upstream's token, as the dispatcher does."""
+    async with app.state.db.write_sessions() as session, session.begin():
+        message = (await session.execute(select(Message).where(Message.public_id == message_id))).scalar_one()
+        channel = await session.get(Channel, message.channel_id)
+        assert channel is not None
+        change = status_machine.Change(
+            message, MessageStatus.SENT, now_ms(), provider_message_id=provider_token
+        )
+        await status_machine.apply(session, [change], {channel.id: channel})
+
+
+class TestTheMatrixIsComplete:
+    def test_every_operation_with_an_id_in_its_path_has_a_probe(self):
+        with_ids = {op.key: op for op in operations() if op.path_params}
+        probed = TENANT.keys() | CALLBACKS.keys()
+        assert sorted(with_ids.keys() - probed) == [], (
+            "operations without an isolation probe: add them to TENANT"
+        )
+        assert sorted(probed - with_ids.keys()) == [], "probes of operations that no longer exist"
+
+    def test_tenant_probes_are_authenticated_and_callback_probes_are_not(self):
+        by_key = {op.key: op for op in operations()}
+        assert [k for k in TENANT if not by_key[k].authenticated] == []
+        assert [k for k in CALLBACKS if by_key[k].authenticated] == []
+
+
+class TestCompanyBWithCompanyAsIds:
+    async def test_every_operation_answers_404_as_for_ids_that_exist_nowhere(self, app, world: World):
+        before = await snapshot(app, world.a.company_id)
+        assert all(
+            before[t] for t in ("channels", "messages", "webhook_deliveries", "conversations", "api_keys")
+        )
+        for key, probe in TENANT.items():
+            real = await probe(world, world.a_ids)
+            nowhere = Ids.nowhere()
+            assert_not_found(real, f"{key} with A's ids")
+            assert normalised(real, world.a_ids) == normalised(await probe(world, nowhere), nowhere), key
+        assert await snapshot(app, world.a.company_id) == before
+
+    async def test_ids_in_queries_and_bodies_reveal_nothing_either(self, app, world: World):
+        before = await snapshot(app, world.a.company_id)
+        for name, (probe, expected) in BODY_IDS.items():
+            real = await probe(world, world.a_ids)
+            nowhere = Ids.nowhere()
+            assert_outcome(real, expected, name)
+            assert normalised(real, world.a_ids) == normalised(await probe(world, nowhere), nowhere), name
+        assert await snapshot(app, world.a.company_id) == before
+
+    async def test_a_callback_signed_with_bs_token_is_refused_on_as_channels(self, app, world: World):
+        before = await snapshot(app, world.a.company_id)
+        for key, probe in CALLBACKS.items():
+            response = await probe(world, world.a_ids)
+            assert response.status_code == 401, (key, response.text)
+            assert response.json()["errors"][0]["code"] == "NOT_AUTHENTICATE", key
+        assert await snapshot(app, world.a.company_id) == before
+
+    async def test_as_client_message_id_is_free_for_b(self, app, world: World):
+        """clientMessageId is unique per company: B reusing A's is a new message, never a 409 or A's answer."""
+        before = await snapshot(app, world.a.company_id)
+        body = {"to": world.b_conversation, "message": TEXT, "clientMessageId": world.a_ids.client_message}
+        response = await world.as_b("POST", f"{API}/channel/{world.b_account}/conversation", body)
+        assert response.status_code == 200, response.text
+        sent = response.json()
+        assert sent["clientMessageId"] == world.a_ids.client_message
+        assert (sent["messageId"], sent["publicId"]) != (world.a_ids.message, world.a_ids.account)
+        status = await world.client.get(
+            f"{API}/message/status",
+            params={"clientMessageId": world.a_ids.client_message},
+            headers=world.b.headers,
+        )
+        assert status.json()["messageId"] == sent["messageId"]
+        assert await snapshot(app, world.a.company_id) == before
