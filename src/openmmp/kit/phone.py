@@ -30,21 +30,31 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
         raise ValueError("phone number is empty")
     if len(text) > 20:
         raise ValueError("phone number is too long")
-    candidates: list[tuple[str, str | None]] = []
     if text.startswith("+"):
-        candidates.append((text, None))
+        found = _valid(text, None)
     elif text.startswith("00"):
-        candidates.append(("+" + text[2:], None))
+        found = _valid("+" + text[2:], None)
     else:
-        if default_region:
-            candidates.append((text, default_region))
-        # International digits without the `+`, as the MMP API writes them.
-        candidates.append(("+" + text, None))
-    for number, region in candidates:
-        try:
-            parsed = phonenumbers.parse(number, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(parsed):
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
-    raise ValueError(f"{raw!r} is not a valid phone number")
+        # International digits without the `+`, as the MMP API writes them (and as this function answers).
+        international = _valid("+" + text, None)
+        national = _valid(text, default_region) if default_region else None
+        # Both readings can be valid: 62812345678 with region ID is Indonesia's +62 812345678, and also
+        # national digits 6262812345678. Digits naming a number of the region itself are that number, so
+        # that an answer of this function reads back unchanged; otherwise the national reading wins.
+        if international is not None and (
+            national is None or phonenumbers.region_code_for_number(international) == default_region
+        ):
+            found = international
+        else:
+            found = national
+    if found is None:
+        raise ValueError(f"{raw!r} is not a valid phone number")
+    return phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _valid(number: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
