@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Annotated
+
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from openmmp.kit.schemas import RequestModel, ResponseModel
 from openmmp.kit.validators import Country, Email, HttpUrl, Phone
@@ -37,8 +39,21 @@ class OnboardResponse(ResponseModel):
     api_key: str = Field(description="The company's first API key. Shown once.")
 
 
+_NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
+
+
 class UpdateCompanyProfileRequest(CompanyFields):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional but never null, and documented so: a company cannot lose its name (the column is NOT NULL).
+    name: Annotated[str | None, WithJsonSchema(_NAME_SCHEMA)] = Field(
+        default=None, min_length=1, max_length=200
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("a company keeps its name: give a new one or leave name out")
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> UpdateCompanyProfileRequest:

@@ -2,30 +2,61 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays in a request body; deeper is a 400 (never a crash further on)."""
+MAX_NUMBER = 2**63 - 1
+"""Largest magnitude of a number in a request body: what a BIGINT column and the JSON encoder hold."""
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
-def _nul_path(value: Any, path: str) -> str | None:
-    """Where a NUL character hides in parsed JSON, if anywhere (PostgreSQL text cannot store it)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = _nul_path(item, where)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{index}]")
-            if found:
-                return found
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL (\\u0000) characters"  # PostgreSQL text cannot store it
+    if _SURROGATES.search(text):
+        # A lone "\ud800" escape is valid JSON, but no UTF-8 text: nothing downstream could encode it.
+        return "must not contain unpaired surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why parsed JSON could not be stored or sent on as it is, naming where; None when it can.
+
+    Walks iteratively (no recursion limit to hit) and in document order, so the first problem is named.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        problem = None
+        if isinstance(item, str):
+            problem = _text_problem(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            if not (math.isfinite(item) and -MAX_NUMBER <= item <= MAX_NUMBER):
+                problem = f"must be a finite number between -{MAX_NUMBER} and {MAX_NUMBER}"
+        elif isinstance(item, dict | list) and depth >= MAX_DEPTH:
+            problem = f"is nested more than {MAX_DEPTH} levels deep"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                problem = _text_problem(str(key))
+                if problem:
+                    path = where
+                    break
+                children.append((child, where, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend((item[i], f"{path}[{i}]", depth + 1) for i in reversed(range(len(item))))
+        if problem:
+            # The path holds the client's keys: never echo a surrogate, the error body could not be encoded.
+            return f"{_SURROGATES.sub(chr(0xFFFD), path) or 'value'} {problem}"
     return None
 
 
@@ -36,10 +67,10 @@ class RequestModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        where = _nul_path(data, "")
-        if where is not None:
-            raise ValueError(f"{where or 'value'} must not contain NUL (\\u0000) characters")
+    def _storable(cls, data: Any) -> Any:
+        problem = _unstorable(data)
+        if problem is not None:
+            raise ValueError(problem)
         return data
 
 

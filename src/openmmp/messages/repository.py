@@ -69,6 +69,9 @@ async def find(
             return None
         statement = statement.where(Message.public_id == canonical)
     else:
+        # Stored ids never hold NUL (bodies refuse it), and PostgreSQL refuses a query that does.
+        if client_message_id is None or "\x00" in client_message_id:
+            return None
         statement = statement.where(Message.client_message_id == client_message_id)
     row = (await session.execute(statement)).first()
     return (row[0], row[1]) if row else None
