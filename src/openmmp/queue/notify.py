@@ -46,9 +46,11 @@ class Listener:
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5
         while not stop.is_set():
+            # Any failure of the connection (refused, reset, closed while LISTEN is sent, server shutting
+            # down) ends in a new attempt: the worker must never stop because its listener lost one.
             try:
                 connection = await asyncpg.connect(self._dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:
                 log.warning("listen_connect_failed", error=type(exc).__name__)
             else:
                 try:
@@ -62,6 +64,8 @@ class Listener:
                     while not stop.is_set() and not connection.is_closed():
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except Exception as exc:
+                    log.warning("listen_connection_lost", error=type(exc).__name__)
                 finally:
                     self.listening.clear()
                     with contextlib.suppress(Exception):
