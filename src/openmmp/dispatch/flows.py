@@ -157,8 +157,9 @@ class Dispatcher:
 
     async def _send(self, unit: Unit, round_: _Round) -> Results:
         limit = channel_limit(unit.channel, self.settings)
+        key = f"channel:{unit.channel.id}"
         try:
-            wait = await self.limiter.reserve(f"channel:{unit.channel.id}", limit)
+            wait = await self.limiter.reserve(key, limit)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
             wait = self.settings.dispatch.limiter_unavailable_pause_seconds
@@ -167,7 +168,12 @@ class Dispatcher:
                 round_.retries.append((round_.jobs[message.id].id, run_at, False))
             return {}
         if wait > self.settings.dispatch.max_limit_wait_seconds:
-            # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later.
+            # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later,
+            # and the slot too. A slot kept for a job that does not send pushes every later booking out;
+            # with enough jobs handed back per round the schedule runs ahead as fast as time passes and
+            # nothing is sent again.
+            with contextlib.suppress(LimiterUnavailable):
+                await self.limiter.reserve(key, limit, cost=-1)
             run_at = now_ms() + int(wait * 1000)
             for message in unit.messages:
                 round_.retries.append((round_.jobs[message.id].id, run_at, False))

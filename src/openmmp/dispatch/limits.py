@@ -28,6 +28,8 @@ class Limiter(Protocol):
     async def reserve(self, key: str, limit: Limit, cost: int = 1) -> float:
         """Book `cost` requests for `key`; returns seconds to wait before sending them.
 
+        A negative `cost` hands back requests booked before and not sent.
+
         Raises `LimiterUnavailable` when the booking cannot be made; the caller must not send then.
         """
         ...
