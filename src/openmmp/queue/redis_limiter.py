@@ -36,7 +36,12 @@ return tostring(wait)
 
 class RedisLimiter:
     def __init__(self, url: str, *, prefix: str = "openmmp:limit:") -> None:
-        self._redis: Any = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        # A blocking pool: a dispatch round books up to its batch size at once, and redis-py's default
+        # pool refuses connection 101 (MaxConnectionsError), which would look like an outage.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self._redis: Any = aioredis.Redis(connection_pool=self._pool)
         self._script = self._redis.register_script(_GCRA)
         self._prefix = prefix
 
@@ -52,3 +57,4 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+        await self._pool.disconnect()
