@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
+import contextlib
 import random
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from tests.conftest import TEST_SECRET, Tenant, migrated_database
-from tests.e2e.harness import (
-    OPENMMP,
-    Process,
-    System,
-    WebhookReceiver,
-    free_port,
-    system_env,
-    wait_http,
-    wait_until,
-)
+from tests.e2e.harness import System, running_system
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -34,48 +24,51 @@ def e2e_database_url(
 
 @pytest.fixture(scope="session")
 async def system(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
-    log_dir = tmp_path_factory.mktemp("e2e-logs")
-    api_port, sim_port = free_port(), free_port()
-    env = system_env(
-        database_url=e2e_database_url,
-        data_dir=tmp_path_factory.mktemp("e2e-data"),
-        api_port=api_port,
-        sim_port=sim_port,
-        secret=TEST_SECRET,
-    )
-    receiver = WebhookReceiver()
-    await receiver.start()
-    simulator = Process("simulator", ["simulate", "--port", str(sim_port), "--latency", "0.02"], env, log_dir)
-    running = System(
-        api=f"http://127.0.0.1:{api_port}",
-        sim=f"http://127.0.0.1:{sim_port}",
-        processes={"simulator": simulator.start()},
-        receiver=receiver,
-        env=env,
-        log_dir=log_dir,
-        api_port=api_port,
-        separate_workers=not e2e_database_url.startswith("sqlite"),
-    )
-    bootstrap = await asyncio.to_thread(
-        subprocess.run,
-        [*OPENMMP, "bootstrap", "--name", "E2E partner", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    running.partner_key = json.loads(bootstrap.stdout)["apiKey"]
-    running.start_api()
-    if running.separate_workers:
-        running.start_worker()
-    try:
-        await wait_http(f"{running.sim}/viber/_sandbox/stats")
-        await wait_http(f"{running.api}/readyz")
+    """On SQLite one `openmmp serve` with the workers embedded; on PostgreSQL API and one worker apart."""
+    workers = 0 if e2e_database_url.startswith("sqlite") else 1
+    async with running_system(
+        e2e_database_url, tmp_path_factory.mktemp("e2e"), secret=TEST_SECRET, workers=workers
+    ) as running:
         yield running
-    finally:
-        for process in running.processes.values():
-            process.stop()
-        await receiver.stop()
+
+
+@dataclass
+class Launcher:
+    """Starts private systems for one test (their own database, settings, simulator flags)."""
+
+    tmp_path_factory: pytest.TempPathFactory
+    worker_name: str
+    stack: contextlib.AsyncExitStack
+    systems: list[System] = field(default_factory=list)
+    extra_logs: dict[str, Callable[[], str]] = field(default_factory=dict)
+
+    def database(self, kind: str, name: str) -> str:
+        """A fresh migrated database of `kind`; PostgreSQL-backed tests skip when it is not configured."""
+        return migrated_database(kind, self.tmp_path_factory, f"{name}_{self.worker_name}")
+
+    async def __call__(self, database_url: str, **options: Any) -> System:
+        work_dir = self.tmp_path_factory.mktemp("e2e-private")
+        system = await self.stack.enter_async_context(
+            running_system(database_url, work_dir, secret=TEST_SECRET, **options)
+        )
+        self.systems.append(system)
+        return system
+
+    def logs(self) -> str:
+        parts = [system.logs() for system in self.systems]
+        parts += [f"===== {name}\n{read()[-6000:]}" for name, read in self.extra_logs.items()]
+        return "\n".join(parts)
+
+
+@pytest.fixture
+async def launch(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_name: str
+) -> AsyncIterator[Launcher]:
+    """`await launch(database_url, workers=..., env=..., simulator_args=...)` → a private running System."""
+    async with contextlib.AsyncExitStack() as stack:
+        launcher = Launcher(tmp_path_factory, worker_name, stack)
+        request.node.stash[_LAUNCHED] = launcher
+        yield launcher
 
 
 @pytest.fixture
@@ -94,11 +87,7 @@ async def sim(system: System) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def company(api: httpx.AsyncClient, system: System) -> Tenant:
-    number = random.randrange(10**9)
-    body = {"company": {"name": f"E2E {number}"}, "admin": {"name": "A", "email": f"e2e{number}@example.com"}}
-    response = await api.post("/api/v1/onboard", json=body, headers={"apiKey": system.partner_key})
-    assert response.status_code == 201, response.text
-    return Tenant(response.json()["companyPublicId"], response.json()["apiKey"])
+    return await system.onboard(api)
 
 
 ChannelFactory = Callable[..., Awaitable[dict[str, Any]]]
@@ -109,24 +98,7 @@ def launched_channel(api: httpx.AsyncClient, system: System, company: Tenant) ->
     """Create a channel whose webhooks go to the test receiver, and wait until it is launched."""
 
     async def make(application_id: int, credentials: dict[str, Any], **settings: Any) -> dict[str, Any]:
-        body = {
-            "name": f"e2e {application_id}",
-            "applicationId": application_id,
-            "credentials": credentials,
-            "webhookUrl": system.receiver.url,
-            "settings": {"defaultCountry": "KH", **settings},
-        }
-        created = await api.post("/api/v1/channel", json=body, headers=company.headers)
-        assert created.status_code == 201, created.text
-        channel = created.json()
-        system.receiver.secrets[channel["publicId"]] = channel["webhookSecret"]
-
-        async def launched() -> bool:
-            status = await api.get(f"/api/v1/channel/{channel['publicId']}/status", headers=company.headers)
-            return status.json()["status"] == 3
-
-        await wait_until(launched, timeout=20, what="channel launch")
-        return channel
+        return await system.channel(api, company, application_id, credentials, **settings)
 
     return make
 
@@ -159,11 +131,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 _FAILED = pytest.StashKey[bool]()
+_LAUNCHED = pytest.StashKey[Launcher]()
 
 
 @pytest.fixture(autouse=True)
 def _logs_on_failure(request: pytest.FixtureRequest):
     """When a whole-system test fails, show what the processes logged."""
     yield
-    if request.node.stash.get(_FAILED, False) and "system" in request.fixturenames:
+    if not request.node.stash.get(_FAILED, False):
+        return
+    if "system" in request.fixturenames:
         print(request.getfixturevalue("system").logs())
+    launcher = request.node.stash.get(_LAUNCHED, None)
+    if launcher is not None:
+        print(launcher.logs())

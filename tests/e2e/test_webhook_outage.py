@@ -1,4 +1,5 @@
-"""The business's receiver is down, then up: every event arrives, in status order, with stable ids."""
+"""The business's receiver is down, flaps (503, timeouts), then recovers: every event arrives at least once,
+in status order per message, with a stable `webhook-id`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 from tests.conftest import Tenant
-from tests.e2e.harness import System, wait_until
+from tests.e2e.harness import SANDBOX_WEBHOOKS, System, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +87,51 @@ async def test_a_retried_webhook_keeps_its_webhook_id(
     )
     copies = [d for d in system.receiver.deliveries if d.webhook_id == first]
     assert copies[0].raw == copies[1].raw
+
+
+async def test_a_flapping_receiver_that_refuses_and_hangs_still_gets_every_event_in_order(
+    api: httpx.AsyncClient, system: System, company: Tenant, viber_channel
+):
+    """The receiver answers 503, or holds requests past the deliverer's timeout, or accepts, in turn."""
+    channel = await viber_channel()
+    receiver = system.receiver
+    pattern = ["503", "hang", "ok", "503", "ok", "hang", "503", "503", "ok", "hang", "ok"]
+    receiver.script = pattern * 3
+    messages: dict[str, int] = {}
+    for digit in range(10):
+        response = await api.post(
+            f"/api/v1/channel/{channel['publicId']}/broadcast",
+            json={"phone": f"8551234560{digit}", "message": {"type": "text", "message": "flapping"}},
+            headers=company.headers,
+        )
+        assert response.status_code == 200, response.text
+        messages[response.json()["messageId"]] = digit
+
+    def acknowledged(message_id: str) -> set[int]:
+        return {d.body["status"] for d in receiver.of_message(message_id)}
+
+    def all_arrived() -> bool:
+        return all(acknowledged(m) >= set(SANDBOX_WEBHOOKS[d]) for m, d in messages.items())
+
+    await wait_until(all_arrived, timeout=90, interval=0.2, what="every event despite the flapping")
+    assert not receiver.script, "the receiver's faults were not all met"
+    attempts = [a for a in receiver.attempts if a.message_id in messages]
+    assert {a.outcome for a in attempts} == {"ok", "refused", "hung"}
+    for message_id, digit in messages.items():
+        mine = [a for a in attempts if a.message_id == message_id]
+        deliveries = receiver.of_message(message_id)
+        assert all(d.signature_ok for d in deliveries)
+        # One webhook-id per event, the same on every attempt, whatever the answer was.
+        ids_by_status: dict[int, set[str]] = {}
+        for attempt in mine:
+            ids_by_status.setdefault(attempt.status or 0, set()).add(attempt.webhook_id)
+        assert sorted(ids_by_status) == SANDBOX_WEBHOOKS[digit]
+        assert all(len(ids) == 1 for ids in ids_by_status.values()), ids_by_status
+        assert len({next(iter(ids)) for ids in ids_by_status.values()}) == len(ids_by_status)
+        # Strictly in status order: no attempt of an event before the previous one was acknowledged.
+        for attempt in mine:
+            for earlier in SANDBOX_WEBHOOKS[digit]:
+                if earlier >= (attempt.status or 0):
+                    break
+                acked = [d.answered_at for d in deliveries if d.body["status"] == earlier]
+                assert acked and min(acked) <= attempt.arrived_at, (digit, attempt, earlier)

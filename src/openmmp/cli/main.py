@@ -165,6 +165,12 @@ def simulate(
     track_keys: Annotated[
         bool, typer.Option(help="Count sends per idempotency key (memory per message)")
     ] = True,
+    callback_retries: Annotated[
+        int, typer.Option(min=0, help="Retries of a callback that fails, 0.2 s apart and doubling")
+    ] = 5,
+    duplicate_delivered: Annotated[
+        bool, typer.Option(help="Viber BM: report `delivered` once per device (twice), as upstream does")
+    ] = True,
 ) -> None:
     """Serve the provider simulators (Viber at /viber, Viber Bot at /viber-bot) on their own port."""
     settings = Settings()
@@ -186,6 +192,8 @@ def simulate(
         viber_bot_window_s=viber_bot_window,
         viber_requests_per_second=viber_per_second,
         track_keys=track_keys,
+        duplicate_delivered=duplicate_delivered,
+        callback_retries=callback_retries,
         viber_callback_secret=viber_callback_secret(settings.model_copy(update={"sandbox": True})),
     )
     application = create_simulators_app(config, HttpClient(timeout=10.0))

@@ -264,6 +264,10 @@ class SimulatorStats:
         self.callbacks_failed = 0
         self.callback_attempts_failed = 0
         self._by_key: LruMap[str, int] | None = LruMap(config.max_tracked_keys) if config.track_keys else None
+        # When each key was first accepted (epoch ms): what the upstream saw of a sender's rate.
+        self._first_at: LruMap[str, float] | None = (
+            LruMap(config.max_tracked_keys) if config.track_keys else None
+        )
 
     def reject(self, status: int) -> None:
         """Count a refusal with upstream `status`."""
@@ -276,13 +280,16 @@ class SimulatorStats:
             return False
         times = (self._by_key.get(key) or 0) + 1
         self._by_key.set(key, times)
+        if times == 1 and self._first_at is not None:
+            self._first_at.set(key, round(time.time() * 1000, 1))
         if times > 1:
             self.duplicates += 1
             return True
         return False
 
     def as_json(self, *, detail: bool, pending_callbacks: int) -> dict[str, Any]:
-        """The `/_sandbox/stats` body; `acceptedByKey` only with `detail`."""
+        """The `/_sandbox/stats` body; `acceptedByKey` and `acceptedAtByKey` (first acceptance, epoch ms)
+        only with `detail`."""
         data: dict[str, Any] = {
             "requests": self.requests,
             "accepted": self.accepted,
@@ -297,6 +304,7 @@ class SimulatorStats:
         }
         if detail:
             data["acceptedByKey"] = dict(self._by_key.items()) if self._by_key is not None else {}
+            data["acceptedAtByKey"] = dict(self._first_at.items()) if self._first_at is not None else {}
         return data
 
 
