@@ -77,6 +77,7 @@ def soak(kind: str, work: Path, rate: float, seconds: float, workers: int = 1) -
             minutes.setdefault(int((at - first) // 60), []).append(read_at[message_id] - at)
     figures: dict[str, Any] = {
         "accepted": len(accepted),
+        "accepted_per_s": round(len(accepted) / seconds, 1),
         "unfinished": len(accepted) - len(read_at.keys() & accepted.keys()),
         "accept_errors": errors,
         "p50_s_by_minute": [percentile(v, 0.5) for _, v in sorted(minutes.items())],
