@@ -9,14 +9,13 @@ own until Redis answers again.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from typing import Any, Protocol
 
 import structlog
 
-from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter
+from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter, reserve_within
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 
@@ -93,14 +92,9 @@ class ApiRateLimiter:
 
     @staticmethod
     async def _book(limiter: Limiter, key: str, limit: Limit) -> float:
-        wait = await limiter.reserve(key, limit)
-        if wait <= ON_TIME_SECONDS:
-            return 0.0
-        # The GCRA booked the request although it is refused; hand the booking back (a negative cost
-        # moves the key's schedule back by one request) so refusals do not spend the budget.
-        with contextlib.suppress(LimiterUnavailable):
-            await limiter.reserve(key, limit, cost=-1)
-        return wait
+        # A refused request does not keep its booking, so refusals do not spend the budget.
+        wait = await reserve_within(limiter, key, limit, ON_TIME_SECONDS)
+        return wait if wait > ON_TIME_SECONDS else 0.0
 
     async def aclose(self) -> None:
         if self._shared is not None:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
 from openmmp.channels.service import open_credentials
-from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable
+from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, reserve_within
 from openmmp.dispatch.retry import backoff_ms
 from openmmp.dispatch.senders import Clients, Results, Unit, plan
 from openmmp.kit.crypto import Keyring
@@ -157,9 +157,9 @@ class Dispatcher:
 
     async def _send(self, unit: Unit, round_: _Round) -> Results:
         limit = channel_limit(unit.channel, self.settings)
-        key = f"channel:{unit.channel.id}"
+        max_wait = self.settings.dispatch.max_limit_wait_seconds
         try:
-            wait = await self.limiter.reserve(key, limit)
+            wait = await reserve_within(self.limiter, f"channel:{unit.channel.id}", limit, max_wait)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
             wait = self.settings.dispatch.limiter_unavailable_pause_seconds
@@ -167,13 +167,9 @@ class Dispatcher:
             for message in unit.messages:
                 round_.retries.append((round_.jobs[message.id].id, run_at, False))
             return {}
-        if wait > self.settings.dispatch.max_limit_wait_seconds:
-            # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later,
-            # and the slot too. A slot kept for a job that does not send pushes every later booking out;
-            # with enough jobs handed back per round the schedule runs ahead as fast as time passes and
-            # nothing is sent again.
-            with contextlib.suppress(LimiterUnavailable):
-                await self.limiter.reserve(key, limit, cost=-1)
+        if wait > max_wait:
+            # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later
+            # (their slot was not kept, or the schedule would run ahead and nothing would be sent again).
             run_at = now_ms() + int(wait * 1000)
             for message in unit.messages:
                 round_.retries.append((round_.jobs[message.id].id, run_at, False))

@@ -7,6 +7,7 @@ choosing `rate` and `burst` below an upstream's published limit guarantees it ne
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,3 +50,16 @@ class LocalLimiter:
         wait = max(0.0, tat - tolerance - now)
         self._tat[key] = tat + cost * interval
         return wait
+
+
+async def reserve_within(limiter: Limiter, key: str, limit: Limit, max_wait: float) -> float:
+    """Book one request unless it would wait more than `max_wait`; returns the wait either way.
+
+    A request that would wait longer does not keep its slot (it is handed back): a slot kept for a
+    request that is not sent pushes every later booking out. Raises `LimiterUnavailable` like `reserve`.
+    """
+    wait = await limiter.reserve(key, limit)
+    if wait > max_wait:
+        with contextlib.suppress(LimiterUnavailable):
+            await limiter.reserve(key, limit, cost=-1)
+    return wait

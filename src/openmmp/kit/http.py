@@ -7,7 +7,7 @@ decided once. Errors are reduced to two kinds a caller can act on: the peer coul
 Built on aiohttp. httpx was the first choice; measured on this project's 2-core machine, one POST of a
 webhook to a local receiver cost ~3.3 ms of client CPU through httpx and ~0.16 ms through aiohttp, and
 every message costs several such requests (send, callbacks, webhooks), so the client was the largest
-cost of a message end to end (bench/results.md has the before and after).
+cost of a message end to end (profiles in the README's Performance section).
 """
 
 from __future__ import annotations
