@@ -110,12 +110,17 @@ async def test_the_service_recovers_by_itself_when_postgresql_restarts_under_loa
             "pending messages without a job": 0,
             "jobs without a message": 0,
         }
-        # The worker listens again (on a backend of the restarted server).
-        [[listening]] = await system.sql(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-        )
-        assert listening >= 1
+
+        # The worker listens again (on a backend of the restarted server); it may still be in its
+        # reconnect back-off when the last message becomes final, so give it a moment.
+        async def listening() -> bool:
+            [[count]] = await system.sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+            return bool(count >= 1)
+
+        await wait_until(listening, timeout=30, what="the worker listening again")
 
         # Every message's webhooks arrived (at least once) up to its final status.
         def webhooks_arrived() -> bool:
