@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiosqlite
 from fastapi import Depends, Request
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
@@ -72,6 +75,41 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, writer: bool) -> None:
             await_only(asyncio.sleep(random.uniform(0.0005, 0.003)))
 
 
+class _InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose statements run on the calling (event-loop) thread.
+
+    With aiosqlite every statement is a trip to the connection's thread and back through the event loop;
+    under load each trip waits for the GIL and a full turn of the loop (tens of milliseconds). SQLite
+    allows one writer, so the write lock was held for many turns per transaction, and a read of a few
+    statements took most of a second. Run inline, a transaction's statements follow each other without
+    yielding: each takes microseconds (WAL with synchronous=NORMAL does not fsync on commit, and readers
+    do not wait for the writer), so the lock is held only for the SQL itself. The thread is still
+    started, for aiosqlite's connect and close.
+    """
+
+    @classmethod
+    async def open(cls, database: str) -> aiosqlite.Connection:
+        connection = cls(
+            partial(sqlite3.connect, database, timeout=30, check_same_thread=False), iter_chunk_size=64
+        )
+        return await connection
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _sqlite_engine(url: str, path: str, *, pool_size: int) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=300,
+        async_creator=lambda: _InlineConnection.open(path),
+    )
+
+
 class Database:
     """One engine per process, with a session factory for writes and one for reads.
 
@@ -88,9 +126,9 @@ class Database:
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            sqlite: dict[str, Any] = {"connect_args": {"timeout": 30}, "pool_timeout": 300}
-            self.engine = create_async_engine(self.url, pool_size=1, max_overflow=0, **sqlite)
-            self.read_engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=0, **sqlite)
+            path = parsed.database or ":memory:"
+            self.engine = _sqlite_engine(self.url, path, pool_size=1)
+            self.read_engine = _sqlite_engine(self.url, path, pool_size=pool_size)
             _install_sqlite_pragmas(self.engine, writer=True)
             _install_sqlite_pragmas(self.read_engine, writer=False)
             read_bind = self.read_engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"})
