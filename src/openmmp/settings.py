@@ -26,6 +26,13 @@ class DispatchSettings(BaseModel):
 
     batch_size: int = Field(default=200, ge=1, le=5000, description="Jobs claimed per round")
     concurrency: int = Field(default=32, ge=1, description="Upstream requests in flight per worker process")
+    rounds_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Claim → send → record rounds under way at once per process: the next batch is sent "
+        "while the last one is being recorded",
+    )
     lease_seconds: float = Field(default=60.0, gt=0, description="How long a claimed job is reserved")
     max_attempts: int = Field(default=8, ge=1, description="Retryable failures before a message is FAIL")
     retry_base_seconds: float = Field(default=1.0, gt=0)

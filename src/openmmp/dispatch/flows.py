@@ -96,6 +96,14 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set, with `rounds_in_flight` rounds under way at once.
+
+        One round waits for its slowest send and then for its commit; meanwhile the others claim and
+        send, so the upstream and the database are both kept busy. Each round has its own lease.
+        """
+        await asyncio.gather(*(self._rounds(stop) for _ in range(self.settings.dispatch.rounds_in_flight)))
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
         idle = self.settings.dispatch.poll_min_seconds
         while not stop.is_set():
             try:
