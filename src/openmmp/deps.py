@@ -8,12 +8,14 @@ from openmmp.kit.crypto import Keyring
 from openmmp.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` one in a worker thread, a thread hop
+# per request on the hot path.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _keyring(request: Request) -> Keyring:
+async def _keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 
