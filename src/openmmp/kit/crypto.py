@@ -14,7 +14,7 @@ import hmac
 import os
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -85,12 +85,16 @@ class DecryptionFailed(Exception):
     """Stored ciphertext could not be decrypted: the server secret changed or the data is corrupt."""
 
 
+_OPENED_MAX = 512
+
+
 @dataclass(frozen=True)
 class Keyring:
     """Keys derived from the server secret."""
 
     api_key_hmac: bytes
     fernet: Fernet
+    _opened: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_secret(cls, secret: str) -> Keyring:
@@ -104,12 +108,21 @@ class Keyring:
         return self.fernet.encrypt(plaintext.encode()).decode()
 
     def decrypt(self, token: str) -> str:
+        """The plaintext of `token`; the last few hundred are remembered (every send and callback opens
+        its channel's credentials, and the same few channels carry the traffic)."""
+        opened = self._opened.get(token)
+        if opened is not None:
+            return opened
         try:
-            return self.fernet.decrypt(token.encode()).decode()
+            opened = self.fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
             raise DecryptionFailed(
                 "stored secret cannot be decrypted with the current server secret"
             ) from exc
+        if len(self._opened) >= _OPENED_MAX:
+            self._opened.clear()
+        self._opened[token] = opened
+        return opened
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> tuple[str, bool]:
