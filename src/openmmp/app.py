@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from openmmp import __version__
 from openmmp.api import router as api_router
 from openmmp.api_keys import ratelimit
+from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
 from openmmp.callbacks.service import viber_callback_secret
 from openmmp.errors import install_error_handlers
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.state.http = http
         app.state.wake_workers = lambda: None
         app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
+        app.state.callbacks = CallbackReceiver(db, keyring, settings)
         log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)

@@ -2,10 +2,9 @@
 
 from fastapi import APIRouter, Request
 
-from openmmp.callbacks.service import Provider, receive
-from openmmp.deps import KeyringDep, SettingsDep
+from openmmp.callbacks.batching import CallbackReceiver
+from openmmp.callbacks.service import Provider
 from openmmp.errors import BadRequest, responses
-from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import ResponseModel
 from openmmp.providers.base import CallbackRejected
 
@@ -17,24 +16,12 @@ class CallbackAck(ResponseModel):
     outcome: str
 
 
-async def _handle(
-    provider: Provider,
-    account_id: str,
-    request: Request,
-    session: SessionDep,
-    keyring: KeyringDep,
-    settings: SettingsDep,
-) -> CallbackAck:
+async def _handle(provider: Provider, account_id: str, request: Request) -> CallbackAck:
     raw = await request.body()
+    receiver: CallbackReceiver = request.app.state.callbacks
     try:
-        outcome = await receive(
-            session,
-            keyring,
-            settings,
-            provider=provider,
-            account_id=account_id,
-            raw=raw,
-            signature=request.headers.get("x-viber-content-signature"),
+        outcome = await receiver.receive(
+            provider, account_id, raw, request.headers.get("x-viber-content-signature")
         )
     except CallbackRejected as exc:
         raise BadRequest(str(exc), name="body") from exc
@@ -48,10 +35,8 @@ async def _handle(
     response_model=CallbackAck,
     responses=responses(400, 401, 404, 413),
 )
-async def viber_bot_callback(
-    account_id: str, request: Request, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
-) -> CallbackAck:
-    return await _handle("viber-bot", account_id, request, session, keyring, settings)
+async def viber_bot_callback(account_id: str, request: Request) -> CallbackAck:
+    return await _handle("viber-bot", account_id, request)
 
 
 @router.post(
@@ -61,7 +46,5 @@ async def viber_bot_callback(
     response_model=CallbackAck,
     responses=responses(400, 401, 404, 413),
 )
-async def viber_callback(
-    account_id: str, request: Request, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
-) -> CallbackAck:
-    return await _handle("viber", account_id, request, session, keyring, settings)
+async def viber_callback(account_id: str, request: Request) -> CallbackAck:
+    return await _handle("viber", account_id, request)

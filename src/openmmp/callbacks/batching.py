@@ -1,0 +1,114 @@
+"""Provider callbacks applied together: one write transaction for the callbacks that arrive at once.
+
+On SQLite every write transaction takes the one write lock, and its BEGIN IMMEDIATE and COMMIT cost
+more than a callback's own statements. Callbacks come in floods (two or three per message sent), so the
+requests waiting meanwhile are applied in one transaction, each inside its own SAVEPOINT: a callback
+that fails (unknown channel, bad signature, a database error) rolls back only its own work and answers
+as it would alone. Every request still gets its answer only after the transaction holding its event has
+committed: a 200 means the raw event is stored.
+
+PostgreSQL takes writers side by side and gains nothing from this (and a batch would hold row locks of
+unrelated messages together); there every callback keeps a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from openmmp.callbacks.service import Provider, receive
+from openmmp.kit.crypto import Keyring
+from openmmp.kit.db import Database
+from openmmp.settings import Settings
+
+MAX_BATCH = 200
+
+
+@dataclass
+class _Callback:
+    provider: Provider
+    account_id: str
+    raw: bytes
+    signature: str | None
+    context: dict[str, Any]
+    """The request's log context (request id), so what `receive` logs names its request."""
+    answer: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class CallbackReceiver:
+    def __init__(self, db: Database, keyring: Keyring, settings: Settings) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._settings = settings
+        self._waiting: list[_Callback] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def receive(self, provider: Provider, account_id: str, raw: bytes, signature: str | None) -> str:
+        """Like `service.receive` in a transaction of its own: the outcome, or the same exception."""
+        if not self._db.is_sqlite:
+            async with self._db.write_sessions() as session, session.begin():
+                return await receive(
+                    session,
+                    self._keyring,
+                    self._settings,
+                    provider=provider,
+                    account_id=account_id,
+                    raw=raw,
+                    signature=signature,
+                )
+        callback = _Callback(provider, account_id, raw, signature, structlog.contextvars.get_contextvars())
+        self._waiting.append(callback)
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        return await callback.answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                await self._apply(batch)
+        finally:
+            self._draining = None
+
+    async def _apply(self, batch: list[_Callback]) -> None:
+        outcomes: list[str | BaseException] = []
+        try:
+            async with self._db.write_sessions() as session, session.begin():
+                for callback in batch:
+                    with structlog.contextvars.bound_contextvars(**callback.context):
+                        try:
+                            async with session.begin_nested():
+                                outcomes.append(
+                                    await receive(
+                                        session,
+                                        self._keyring,
+                                        self._settings,
+                                        provider=callback.provider,
+                                        account_id=callback.account_id,
+                                        raw=callback.raw,
+                                        signature=callback.signature,
+                                    )
+                                )
+                        except Exception as exc:  # this callback's answer, as if it were alone
+                            outcomes.append(exc)
+        except BaseException as exc:
+            # The commit failed (or we are cancelled): nothing of the batch is stored; every request says so.
+            for callback in batch:
+                _answer(callback, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for callback, outcome in zip(batch, outcomes, strict=True):
+            _answer(callback, outcome)
+
+
+def _answer(callback: _Callback, outcome: str | BaseException) -> None:
+    if callback.answer.done():  # the request went away meanwhile (client disconnected)
+        return
+    if isinstance(outcome, BaseException):
+        callback.answer.set_exception(outcome)
+    else:
+        callback.answer.set_result(outcome)

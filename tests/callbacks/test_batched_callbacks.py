@@ -1,0 +1,71 @@
+"""Callbacks arriving together share a write transaction on SQLite; each still answers as if alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, func, select
+from tests.callbacks.test_callback_endpoints import bot, post, sent_message, status_of, user_writes  # noqa: F401
+from tests.conftest import Tenant
+
+from openmmp.models import ProviderEvent
+
+USERS = 40
+
+
+def delivered(token: str, user: str) -> dict[str, Any]:
+    return {"event": "delivered", "timestamp": 1_700_000_000_000, "message_token": token, "user_id": user}
+
+
+async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_one_by_one(
+    app,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    bot: dict[str, Any],  # noqa: F811
+):
+    account = bot["publicId"]
+    messages = {}
+    for n in range(USERS):
+        user = f"flood-{n}"
+        await user_writes(client, account, user, 5_000 + n)
+        messages[user] = await sent_message(app, client, tenant, account, user, f"flood-token-{n}")
+
+    db = app.state.db
+    commits = 0
+
+    def count(_connection: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(db.engine.sync_engine, "commit", count)
+    try:
+        answers = await asyncio.gather(
+            *(post(client, account, delivered(f"flood-token-{n}", f"flood-{n}")) for n in range(USERS)),
+            post(client, account, delivered("flood-token-0", "flood-0"), key="not-the-token"),
+            post(client, "00000000-0000-4000-8000-000000000000", delivered("x", "y")),
+            post(client, account, delivered("flood-token-1", "flood-1")),
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "commit", count)
+
+    *applied, bad_signature, unknown_channel, repeated = answers
+    assert [a.status_code for a in applied] == [200] * USERS
+    assert {a.json()["outcome"] for a in applied} == {"applied"}
+    assert bad_signature.status_code == 401
+    assert unknown_channel.status_code == 404
+    assert repeated.status_code == 200
+    assert repeated.json()["outcome"] == "duplicate"
+    for message_id in messages.values():
+        assert (await status_of(client, tenant, message_id))["status"] == 4  # DELIVERED
+    async with db.read_sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).where(ProviderEvent.provider_message_id.like("flood-token-%"))
+        )
+    assert stored == USERS
+    if db.is_sqlite:
+        assert commits < USERS // 4, f"{USERS + 3} callbacks took {commits} transactions"
+    else:
+        pytest.skip("PostgreSQL applies each callback in its own transaction")
