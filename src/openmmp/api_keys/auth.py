@@ -69,22 +69,21 @@ async def _authenticate(
     found = await repository.find_by_hash(session, keyring.hash_api_key(presented))
     if found is None:
         raise Unauthenticated("API key is not valid")
-    key, company = found
     now = now_ms()
-    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+    if found.revoked_at is not None or (found.expires_at is not None and found.expires_at <= now):
         raise Unauthenticated("API key is revoked or expired")
-    if company.status != CompanyStatus.ACTIVE:
+    if found.company_status != CompanyStatus.ACTIVE:
         raise CompanyNotActive("The company of this API key is not active")
     subject = Subject(
-        company_id=company.id,
-        company_public_id=company.public_id,
-        company_type=company.type,
-        api_key_id=key.id,
+        company_id=found.company_id,
+        company_public_id=found.company_public_id,
+        company_type=found.company_type,
+        api_key_id=found.key_id,
     )
     request.state.subject = subject
     # After the checks above, so only real keys get a budget (their number bounds the limiter's memory).
     limiter: ApiRateLimiter = request.app.state.api_rate_limiter
-    wait = await limiter.admit(key.public_id)
+    wait = await limiter.admit(found.key_public_id)
     if wait > 0:
         retry_after = max(1, math.ceil(wait))
         raise TooManyRequests(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,13 +14,15 @@ from openmmp.kit.ids import canonical_public_id, new_public_id
 from openmmp.models import Channel, Conversation, Message, ProviderEvent
 from openmmp.models.message import EventOutcome, MessageStatus
 
+_CHANNEL = select(Channel).where(Channel.public_id == bindparam("public_id"))  # built once: every callback
+
 
 async def channel_by_public_id(session: AsyncSession, public_id: str) -> Channel | None:
     """Callbacks are not tenant requests: the channel is found by its id and proven by the signature."""
     canonical = canonical_public_id(public_id)
     if canonical is None:
         return None
-    return (await session.execute(select(Channel).where(Channel.public_id == canonical))).scalar_one_or_none()
+    return (await session.execute(_CHANNEL, {"public_id": canonical})).scalar_one_or_none()
 
 
 async def record_event(
