@@ -97,7 +97,7 @@ def load_wrk(
     lua_headers = (
         "{"
         + ", ".join(
-            f"[{_lua(k)}] = {_lua(v)}" for k, v in {"Content-Type": "application/json", **headers}.items()
+            f"[ {_lua(k)} ] = {_lua(v)}" for k, v in {"Content-Type": "application/json", **headers}.items()
         )
         + "}"
     )
@@ -261,7 +261,9 @@ def limits(kind: str, seconds: float, work: Path, limit: int) -> None:
             "rate_limit_answers": stats["rateLimited"],
             "accepted": stats["accepted"],
         }
-        record("upstream-limits", kind, f"Viber BM, {total} messages, embedded workers", figures)
+        safety = env.get("OPENMMP_LIMITS__SAFETY", "0.95 (default)")
+        setting = f"Viber BM, {total} messages, embedded workers, OPENMMP_LIMITS__SAFETY {safety}"
+        record("upstream-limits", kind, setting, figures)
     finally:
         for process in processes:
             process.terminate()
