@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import Launcher
 from tests.e2e.harness import (
@@ -31,6 +32,8 @@ from tests.e2e.harness import (
 )
 
 from openmmp import migrate
+from openmmp.kit import db as db_module
+from openmmp.kit.db import Database
 
 pytestmark = pytest.mark.e2e
 OUTAGE_SECONDS = 2.0
@@ -180,3 +183,32 @@ async def test_a_listen_connection_lost_as_it_starts_listening_does_not_stop_the
         assert system.processes["worker"].running, system.processes["worker"].log()[-3000:]
     finally:
         await proxy.stop()
+
+
+@pytest.mark.parametrize("ping_after_idle_s", [0.0, 3600.0])
+async def test_a_pooled_connection_that_died_idle_is_replaced_before_use(
+    private_postgres: PrivatePostgres, monkeypatch: pytest.MonkeyPatch, ping_after_idle_s: float
+):
+    """Idle long enough, a pooled connection is checked before use: a restart meanwhile costs nothing.
+
+    Busy connections are not pinged (a round trip per checkout); their next statement finds out, fails,
+    and the pool starts afresh for the requests after it.
+    """
+    monkeypatch.setattr(db_module, "_IDLE_BEFORE_PING_S", ping_after_idle_s)
+    db = Database(private_postgres.url, pool_size=1)
+    try:
+        async with db.read_sessions() as session:
+            assert await session.scalar(text("SELECT 1")) == 1
+        await asyncio.to_thread(private_postgres.stop, "fast")
+        await asyncio.to_thread(private_postgres.start)
+        if ping_after_idle_s == 0.0:
+            async with db.read_sessions() as session:
+                assert await session.scalar(text("SELECT 2")) == 2
+        else:
+            with pytest.raises(DBAPIError):
+                async with db.read_sessions() as session:
+                    await session.scalar(text("SELECT 2"))
+        async with db.read_sessions() as session:
+            assert await session.scalar(text("SELECT 3")) == 3
+    finally:
+        await db.dispose()
