@@ -369,6 +369,32 @@ class TestRunLoop:
             async with asyncio.timeout(5):
                 await loop
 
+    async def test_a_flood_of_wake_ups_becomes_a_few_claims(self, make_deliverer):
+        """Every committed status change wakes every worker; one claim per wake-up and worker was most of
+        a PostgreSQL worker's CPU with several workers."""
+        deliverer = make_deliverer(poll_interval_min_s=0.05, poll_interval_max_s=1)
+        claims = 0
+        claim = deliverer._claim
+
+        async def counted(limit: int):
+            nonlocal claims
+            claims += 1
+            return await claim(limit)
+
+        deliverer._claim = counted  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        loop = asyncio.create_task(deliverer.run(stop))
+        try:
+            for _ in range(200):  # 200 wake-ups in about half a second
+                deliverer.wake()
+                await asyncio.sleep(0.0025)
+        finally:
+            stop.set()
+            async with asyncio.timeout(5):
+                await loop
+        # At most one claim per 50 ms (plus the first one); one per wake-up would be about 200.
+        assert claims <= 20, claims
+
     async def test_the_loop_retries_on_its_own(
         self, make_hook, enqueue, receiver, make_deliverer, read_delivery
     ):

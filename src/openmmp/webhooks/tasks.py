@@ -82,6 +82,10 @@ class _Batch:
     unstarted: int = 0  # deliveries still waiting for a request slot
 
 
+_CLAIM_GAP_S = 0.05
+"""Shortest time between two claims of one deliverer unless the last one filled its batch."""
+
+
 class WebhookDeliverer:
     """Delivers due webhooks, from any number of processes at once.
 
@@ -147,16 +151,26 @@ class WebhookDeliverer:
         def room() -> bool:
             return len(in_flight) < settings.batches_in_flight and self._waiting == 0
 
+        gap = min(floor, _CLAIM_GAP_S)
+        last_claim, full = -gap, False
         try:
             while not stop.is_set():
                 self._wake.clear()
                 found = False
                 if room():
+                    # Every committed status change wakes every worker (a NOTIFY each): after a claim
+                    # that did not fill its batch, the next one waits out `gap`, so a flood of wake-ups
+                    # becomes a few full claims instead of one near-empty claim per wake-up and worker.
+                    pause = gap - (time.monotonic() - last_claim)
+                    if not full and pause > 0:
+                        await asyncio.sleep(pause)
+                    last_claim = time.monotonic()
                     try:
                         batch = await self._claim(settings.batch_size)
                     except Exception:
                         log.exception("webhook_claim_failed")
                         batch = None
+                    full = batch is not None and len(batch.deliveries) >= settings.batch_size
                     if batch is not None:
                         found, idle = True, floor
                         task = asyncio.create_task(self._deliver_logged(batch))
