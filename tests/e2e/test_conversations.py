@@ -7,6 +7,8 @@ import pytest
 from tests.conftest import Tenant
 from tests.e2e.harness import System, wait_until
 
+from openmmp.providers.simulation import last_digit
+
 pytestmark = pytest.mark.e2e
 INBOUND_KEYS = {
     "from",
@@ -33,6 +35,8 @@ class TestConversation:
             headers=company.headers,
         )
         assert written.status_code == 200, written.text
+        # The simulator decides a reply's fate by the last digit of the user's (random) id: 8 refuses it.
+        refused = last_digit(written.json()["userId"]) == 8
 
         def inbound() -> list:
             return [
@@ -65,9 +69,10 @@ class TestConversation:
         )
         assert reply.status_code == 200, reply.text
         message_id = reply.json()["messageId"]
-        await wait_until(lambda: len(system.receiver.of_message(message_id)) >= 1, what="SENT webhook")
-        assert system.receiver.of_message(message_id)[0].body["status"] == 2
-        assert (await sim.get("/viber-bot/_sandbox/stats")).json()["accepted"] == before + 1
+        await wait_until(lambda: len(system.receiver.of_message(message_id)) >= 1, what="first webhook")
+        assert system.receiver.of_message(message_id)[0].body["status"] == (3 if refused else 2)
+        accepted = (await sim.get("/viber-bot/_sandbox/stats")).json()["accepted"]
+        assert accepted == before + (0 if refused else 1)
 
     async def test_the_same_user_keeps_one_conversation_id(
         self, api: httpx.AsyncClient, system: System, company: Tenant, bot_channel
