@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     BroadcastClients,
     CuttingProxy,
     PrivatePostgres,
+    System,
     postgres_bindir,
     wait_until,
 )
@@ -37,6 +38,14 @@ from openmmp.kit.db import Database
 
 pytestmark = pytest.mark.e2e
 OUTAGE_SECONDS = 2.0
+
+
+async def worker_listening(system: System) -> bool:
+    """A worker's LISTEN connection is open on the system's database."""
+    [[count]] = await system.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+    )
+    return bool(count >= 1)
 
 
 @pytest.fixture
@@ -116,14 +125,7 @@ async def test_the_service_recovers_by_itself_when_postgresql_restarts_under_loa
 
         # The worker listens again (on a backend of the restarted server); it may still be in its
         # reconnect back-off when the last message becomes final, so give it a moment.
-        async def listening() -> bool:
-            [[count]] = await system.sql(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-            )
-            return bool(count >= 1)
-
-        await wait_until(listening, timeout=30, what="the worker listening again")
+        await wait_until(lambda: worker_listening(system), timeout=30, what="the worker listening again")
 
         # Every message's webhooks arrived (at least once) up to its final status.
         def webhooks_arrived() -> bool:
@@ -172,14 +174,7 @@ async def test_a_listen_connection_lost_as_it_starts_listening_does_not_stop_the
 
             await wait_until(read, timeout=30, what="the message sent and read")
 
-            async def listening() -> bool:
-                [[count]] = await system.sql(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-                )
-                return bool(count >= 1)
-
-            await wait_until(listening, timeout=30, what="the worker listening again")
+            await wait_until(lambda: worker_listening(system), timeout=30, what="the worker listening again")
         assert system.processes["worker"].running, system.processes["worker"].log()[-3000:]
     finally:
         await proxy.stop()
