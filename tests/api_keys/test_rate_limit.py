@@ -18,11 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.conftest import TEST_SECRET, Tenant
+from tests.conftest import TEST_SECRET, Tenant, asgi_client, running_app
 
 from openmmp.api_keys import ratelimit
 from openmmp.api_keys.ratelimit import ApiRateLimiter
-from openmmp.app import create_app
 from openmmp.dispatch.limits import Limit, LimiterUnavailable, LocalLimiter
 from openmmp.models import Channel
 from openmmp.settings import ApiRateSettings, Settings
@@ -56,11 +55,8 @@ async def node(
         redis_url=redis_url,
         api_rate=ApiRateSettings(per_second=per_second, burst=burst),
     )
-    app = create_app(limited)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Node(app, client)
+    async with running_app(limited) as app, asgi_client(app) as client:
+        yield Node(app, client)
 
 
 def assert_rate_limited(response: httpx.Response, *, at_most_s: int) -> None:

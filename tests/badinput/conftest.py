@@ -25,9 +25,15 @@ import uvicorn
 from sqlalchemy import func, select, update
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
-from tests.conftest import TEST_SECRET, VIBER_BOT_CREDENTIALS, Tenant, migrated_database
+from tests.conftest import (
+    TEST_SECRET,
+    VIBER_BOT_CREDENTIALS,
+    Tenant,
+    asgi_client,
+    migrated_database,
+    running_app,
+)
 
-from openmmp.app import create_app
 from openmmp.companies.service import companies
 from openmmp.kit.http import HttpClient
 from openmmp.models import Channel, Job, Message
@@ -206,15 +212,13 @@ def bad_settings(
 
 @pytest.fixture(scope="session")
 async def bad_app(bad_settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(bad_settings)
-    async with application.router.lifespan_context(application):
+    async with running_app(bad_settings) as application:
         yield application
 
 
 @pytest.fixture(scope="session")
 async def bad_client(bad_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=bad_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http_client:
+    async with asgi_client(bad_app) as http_client:
         yield http_client
 
 

@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.conftest import TEST_SECRET, VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import TEST_SECRET, VIBER_BOT_CREDENTIALS, Tenant, asgi_client, running_app
 
-from openmmp.app import create_app
 from openmmp.callbacks import service as callbacks
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
@@ -106,15 +105,13 @@ async def bm_app(settings: Settings) -> AsyncIterator[Any]:
         sandbox=False,
         providers=ProviderSettings(viber_callback_secret=BM_SECRET),
     )
-    application = create_app(configured)
-    async with application.router.lifespan_context(application):
+    async with running_app(configured) as application:
         yield application
 
 
 @pytest.fixture(scope="module")
 async def bm_api(bm_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=bm_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with asgi_client(bm_app) as client:
         yield client
 
 

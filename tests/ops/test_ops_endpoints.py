@@ -1,8 +1,7 @@
 import httpx
 import pytest
-from tests.conftest import TEST_SECRET, Tenant
+from tests.conftest import TEST_SECRET, Tenant, asgi_client, running_app
 
-from openmmp.app import create_app
 from openmmp.settings import Settings
 
 
@@ -15,11 +14,8 @@ class TestHealth:
         settings = Settings(
             database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path, secret_key=TEST_SECRET
         )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                response = await client.get("/readyz")
+        async with running_app(settings) as app, asgi_client(app) as client:
+            response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, asgi_client, running_app
 
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.app import create_app
@@ -79,13 +79,13 @@ def _settings(database_url: str, *, sandbox: bool, data_dir: Any = None) -> Sett
 
 @pytest.fixture(scope="session")
 async def sandbox_app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(_settings(settings.database_url, sandbox=True, data_dir=settings.data_dir))
-    async with application.router.lifespan_context(application):
+    async with running_app(
+        _settings(settings.database_url, sandbox=True, data_dir=settings.data_dir)
+    ) as application:
         yield application
 
 
 @pytest.fixture(scope="session")
 async def sandbox_client(sandbox_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=sandbox_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http_client:
+    async with asgi_client(sandbox_app) as http_client:
         yield http_client

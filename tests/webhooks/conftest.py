@@ -25,10 +25,11 @@ from tests.conftest import (
     TEST_SECRET,
     VIBER_BOT_CREDENTIALS,
     Tenant,
+    asgi_client,
     migrated_database,
+    running_app,
 )
 
-from openmmp.app import create_app
 from openmmp.kit.http import HttpClient
 from openmmp.models import Channel, WebhookAttempt, WebhookDelivery
 from openmmp.settings import Settings, WebhookSettings
@@ -139,15 +140,13 @@ async def hook_app(hook_database_url: str, tmp_path_factory: pytest.TempPathFact
         sandbox=False,
         webhooks=WebhookSettings(allow_private=True),
     )
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with running_app(settings) as application:
         yield application
 
 
 @pytest.fixture(scope="session")
 async def hook_client(hook_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=hook_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http_client:
+    async with asgi_client(hook_app) as http_client:
         yield http_client
 
 
