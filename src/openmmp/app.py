@@ -18,7 +18,7 @@ from openmmp.api_keys import ratelimit
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
 from openmmp.callbacks.service import viber_callback_secret
-from openmmp.errors import install_error_handlers
+from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.http import HttpClient
@@ -55,7 +55,8 @@ TAGS = [
 def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI documents validation failures as 422 with its own body; ours are 400 with ErrorBody.
 
-    Every operation taking an API key also answers 429 with `Retry-After` (its key's request budget).
+    Every operation taking an API key also answers 429 with `Retry-After` (its key's request budget), and
+    every operation that uses the database 503 with `Retry-After` while the database is away.
     """
 
     def openapi() -> dict[str, Any]:
@@ -80,6 +81,7 @@ def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         },
                     }
         ratelimit.document(schema)
+        document_database_unavailable(schema)
         components = schema.get("components", {}).get("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)

@@ -6,6 +6,7 @@ failure (ours, FastAPI's validation, Starlette's routing, anything unexpected) i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -16,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -227,13 +230,67 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+DATABASE_RETRY_AFTER_S = 2
+
+DATABASE_UNAVAILABLE_RESPONSE: dict[str, Any] = {
+    "description": (
+        "The database is unreachable, restarting or busy (SERVICE_UNAVAILABLE): nothing was stored. "
+        "Retry after `Retry-After` seconds; a send retried with the same `clientMessageId` is sent once."
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Whole seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+
+
+_NO_DATABASE_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+def document_database_unavailable(schema: dict[str, Any]) -> None:
+    """Declare the 503 on every operation that uses the database (all but liveness and metrics)."""
+    for path, operations in schema.get("paths", {}).items():
+        if path in _NO_DATABASE_PATHS:
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("503", copy.deepcopy(DATABASE_UNAVAILABLE_RESPONSE))
+
+
+def _database_is_away(exc: Exception) -> bool:
+    """The database could not be reached or used for now, as opposed to a statement that is wrong.
+
+    OperationalError covers a refused or dropped connection (PostgreSQL) and a lock not granted in time
+    (SQLite's "database is locked"); InterfaceError a connection closed under the driver; a connection
+    that failed to open may surface as the driver's own OSError; PoolTimeout is every pooled connection
+    busy for the whole checkout timeout.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
     return single_error(500, ErrorCode.INTERNAL_SERVER_ERROR, "server", "Internal server error")
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if not _database_is_away(exc):
+        return await _server_error(request, exc)
+    log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    item = ErrorItem(name="database", code=ErrorCode.SERVICE_UNAVAILABLE, message="Database is unavailable")
+    return error_response(503, [item], {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    for kind in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(kind, _database_error)
+    app.add_exception_handler(Exception, _server_error)

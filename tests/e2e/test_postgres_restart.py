@@ -13,13 +13,14 @@ import asyncio
 import time
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, TEST_SECRET, VIBER_BOT_CREDENTIALS, asgi_client, running_app
 from tests.e2e.conftest import Launcher
 from tests.e2e.harness import (
     FINAL,
@@ -33,8 +34,10 @@ from tests.e2e.harness import (
 )
 
 from openmmp import migrate
+from openmmp.companies.service import companies
 from openmmp.kit import db as db_module
 from openmmp.kit.db import Database
+from openmmp.settings import Settings
 
 pytestmark = pytest.mark.e2e
 OUTAGE_SECONDS = 2.0
@@ -207,3 +210,43 @@ async def test_a_pooled_connection_that_died_idle_is_replaced_before_use(
             assert await session.scalar(text("SELECT 3")) == 3
     finally:
         await db.dispose()
+
+
+async def test_while_postgresql_is_away_requests_are_answered_503_with_retry_after(
+    private_postgres: PrivatePostgres, tmp_path: Path
+):
+    """A database that is down is a dependency away, not a bug of ours: 503 SERVICE_UNAVAILABLE with
+    Retry-After (nothing stored, retry), for reads, writes and provider callbacks alike; 200 once it is back."""
+    settings = Settings(database_url=private_postgres.url, data_dir=tmp_path, secret_key=TEST_SECRET)
+    async with running_app(settings) as app, asgi_client(app) as client:
+        async with app.state.db.write_sessions() as session, session.begin():
+            _, key = await companies.create_partner(session, app.state.keyring, name="Partner")
+        headers = {"apiKey": key}
+        channel = {"name": "Bot", "applicationId": 10, "credentials": VIBER_BOT_CREDENTIALS}
+        made = await client.post("/api/v1/channel", json=channel, headers=headers)
+        assert made.status_code == 201, made.text
+        account = made.json()["publicId"]
+        send = {"phone": "85512345671", "message": {"type": "text", "message": "hello"}}
+        requests = [
+            ("GET", "/api/v1/channel", None),
+            ("POST", f"/api/v1/channel/{account}/broadcast", send),
+            ("GET", "/api/v1/message/status", None),
+            ("POST", f"/callbacks/viber-bot/{account}", {"event": "webhook", "timestamp": 1}),
+        ]
+
+        await asyncio.to_thread(private_postgres.stop, "fast")
+        for method, path, body in requests:
+            answer = await client.request(method, path, json=body, headers=headers)
+            assert answer.status_code == 503, (path, answer.status_code, answer.text)
+            assert answer.headers["Retry-After"] == "2"
+            assert answer.json() == {
+                "errors": [
+                    {"name": "database", "code": "SERVICE_UNAVAILABLE", "message": "Database is unavailable"}
+                ]
+            }
+
+        await asyncio.to_thread(private_postgres.start)
+        answer = await client.get("/api/v1/channel", headers=headers)
+        assert answer.status_code == 200, answer.text
+        again = await client.post("/api/v1/channel", json=channel, headers=headers)
+        assert again.status_code == 201, again.text

@@ -1,8 +1,17 @@
+from pathlib import Path
+
 import httpx
 import pytest
 from tests.conftest import TEST_SECRET, Tenant, asgi_client, running_app
 
+from openmmp.kit.crypto import generate_api_key
 from openmmp.settings import Settings
+
+
+def unreachable_database(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path, secret_key=TEST_SECRET
+    )
 
 
 class TestHealth:
@@ -11,13 +20,23 @@ class TestHealth:
         assert (await client.get("/readyz")).json() == {"status": "ready"}
 
     async def test_readyz_is_503_when_the_database_is_unreachable(self, tmp_path):
-        settings = Settings(
-            database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path, secret_key=TEST_SECRET
-        )
-        async with running_app(settings) as app, asgi_client(app) as client:
+        async with running_app(unreachable_database(tmp_path)) as app, asgi_client(app) as client:
             response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+
+    async def test_api_requests_are_503_with_retry_after_when_the_database_is_unreachable(self, tmp_path):
+        async with running_app(unreachable_database(tmp_path)) as app, asgi_client(app) as client:
+            response = await client.get("/api/v1/channel", headers={"apiKey": generate_api_key()})
+            alive = await client.get("/healthz")
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "2"
+        assert response.json() == {
+            "errors": [
+                {"name": "database", "code": "SERVICE_UNAVAILABLE", "message": "Database is unavailable"}
+            ]
+        }
+        assert alive.status_code == 200  # liveness does not need the database
 
 
 class TestRequestIds:
@@ -76,6 +95,20 @@ class TestOpenApi:
         assert "422" not in str(
             {p: {m: list(o["responses"]) for m, o in ops.items()} for p, ops in spec["paths"].items()}
         )
+
+    async def test_every_operation_using_the_database_documents_503_with_retry_after(self, spec: dict):
+        without_database = {"/healthz", "/metrics"}
+        for path, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                documented = operation["responses"].get("503")
+                if path in without_database:
+                    assert documented is None, (method, path)
+                    continue
+                assert documented is not None, (method, path)
+                schema = documented["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
+                if path != "/readyz":
+                    assert documented["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
 
     async def test_request_schemas_use_wire_names_and_credentials_per_application(self, spec: dict):
         schemas = spec["components"]["schemas"]
