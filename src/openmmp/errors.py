@@ -130,6 +130,18 @@ class ServiceUnavailable(AppError):
     default_name = "service"
 
 
+class RejectedBody(StarletteHTTPException):
+    """A body refused while it is read (too large, not UTF-8), answered with the error named `body`.
+
+    An HTTPException because FastAPI passes those through its body parsing unchanged and turns anything
+    else raised there into a generic 400.
+    """
+
+    def __init__(self, status_code: int, code: ErrorCode, message: str) -> None:
+        super().__init__(status_code=status_code, detail=message)
+        self.code = code
+
+
 def error_response(
     status_code: int, items: Sequence[ErrorItem], headers: Mapping[str, str] | None = None
 ) -> Response:
@@ -220,6 +232,8 @@ _HTTP_CODES = {
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, RejectedBody):
+        return single_error(exc.status_code, exc.code, "body", exc.detail)
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if exc.status_code == 404:
         message = f"No route {request.url.path}" if exc.detail == "Not Found" else str(exc.detail)

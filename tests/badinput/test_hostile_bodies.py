@@ -16,6 +16,7 @@ from tests.badinput.conftest import assert_error_body, onboard, state_counts
 from tests.conftest import Tenant
 
 from openmmp.kit.schemas import MAX_DEPTH
+from openmmp.ops.middleware import NOT_UTF8
 
 TEXT = b'{"phone": "85512345670", "message": {"type": "text", "message": "hi"}}'
 
@@ -105,7 +106,10 @@ CASES: list[tuple[str, bytes, dict[str, Any], int, str]] = [
     ),
     ("invalid-utf8-byte", with_text(b"\xff\xfe"), JSON, 400, "BAD_REQUEST"),
     ("overlong-utf8", with_text(b"\xc0\xaf"), JSON, 400, "BAD_REQUEST"),
-    ("utf8-encoded-surrogate", with_text(b"\xed\xa0\x80"), JSON, 400, "INVALID"),  # json: surrogatepass
+    ("utf8-encoded-surrogate", with_text(b"\xed\xa0\x80"), JSON, 400, "BAD_REQUEST"),
+    ("utf-16-le-with-bom", TEXT.decode().encode("utf-16"), JSON, 400, "BAD_REQUEST"),
+    ("utf-16-be", TEXT.decode().encode("utf-16-be"), JSON, 400, "BAD_REQUEST"),
+    ("utf-32", TEXT.decode().encode("utf-32"), JSON, 400, "BAD_REQUEST"),
     ("truncated-utf8", with_text(b"\xe1\x9e"), JSON, 400, "BAD_REQUEST"),
     ("latin-1-text", with_text("café".encode("latin-1")), JSON, 400, "BAD_REQUEST"),
     ("escaped-lone-surrogate", with_text(b"\\ud800"), JSON, 400, "INVALID"),
@@ -257,6 +261,54 @@ class TestBodyLimit:
             endpoints["broadcast"], content=self.exactly(limit + 1), headers=JSON
         )
         assert_error_body(response, 413)
+
+
+class TestEncoding:
+    """JSON bodies must be UTF-8 (RFC 8259 §8.1), checked as the bytes arrive."""
+
+    async def test_a_utf16_body_is_refused_naming_the_body_and_the_encoding(
+        self, bad_client: httpx.AsyncClient, bad_tenant: Tenant, endpoints: dict[str, str]
+    ):
+        response = await bad_client.post(
+            endpoints["broadcast"],
+            content=TEXT.decode().encode("utf-16"),
+            headers={**bad_tenant.headers, **JSON},
+        )
+        [error] = assert_error_body(response, 400)["errors"]
+        assert error["name"] == "body"
+        assert error["code"] == "BAD_REQUEST"
+        assert "UTF-8" in error["message"]
+
+    @pytest.mark.parametrize("cut", [1, 2], ids=["one-byte-in", "two-bytes-in"])
+    async def test_utf8_split_inside_a_character_across_chunks_is_accepted_intact(
+        self, bad_client: httpx.AsyncClient, bad_tenant: Tenant, endpoints: dict[str, str], cut: int
+    ):
+        text = "សួស្តី 👋"
+        body = with_text(text.encode())
+        split = body.index("👋".encode()) + cut  # inside the emoji's four bytes
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body[:split]
+            yield body[split:]
+
+        response = await bad_client.post(
+            endpoints["broadcast"], content=chunks(), headers={**bad_tenant.headers, **JSON}
+        )
+        assert response.status_code == 200, response.text
+        status = await bad_client.get(
+            f"/api/v1/message/{response.json()['messageId']}/status", headers=bad_tenant.headers
+        )
+        assert status.status_code == 200, status.text
+
+    async def test_a_body_cut_inside_a_character_is_refused(
+        self, bad_client: httpx.AsyncClient, bad_tenant: Tenant, endpoints: dict[str, str]
+    ):
+        body = TEXT + "👋".encode()[:2]  # the last character's bytes end with the body
+        response = await bad_client.post(
+            endpoints["broadcast"], content=body, headers={**bad_tenant.headers, **JSON}
+        )
+        [error] = assert_error_body(response, 400)["errors"]
+        assert error["message"] == NOT_UTF8
 
 
 class TestOddValuesOutsideBodies:

@@ -5,16 +5,16 @@ Written as plain ASGI (not BaseHTTPMiddleware) because it sits on the hot path o
 
 from __future__ import annotations
 
+import codecs
 import re
 import time
 import uuid
 from typing import Any
 
 import structlog
-from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openmmp.errors import ErrorCode, single_error
+from openmmp.errors import ErrorCode, RejectedBody, single_error
 from openmmp.kit.paths import API_PREFIX
 from openmmp.ops.metrics import REQUEST_LATENCY, REQUESTS
 
@@ -22,9 +22,12 @@ log = structlog.get_logger("openmmp.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class _BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"Request body is larger than {limit} bytes")
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+NOT_UTF8 = "Body must be UTF-8 encoded JSON (RFC 8259 §8.1)"
+
+
+def _json_declared(content_type: bytes | None) -> bool:
+    return content_type is not None and b"json" in content_type.lower()
 
 
 class RequestMiddleware:
@@ -57,14 +60,28 @@ class RequestMiddleware:
             return
 
         received = 0
+        # JSON bodies are checked as they arrive: json.loads would also take UTF-16 and UTF-32, and a
+        # surrogate encoded in UTF-8, which no client should send and nothing downstream could store.
+        utf8 = _UTF8() if _json_declared(headers.get(b"content-type")) else None
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
-                    raise _BodyTooLarge(limit)
+                    raise RejectedBody(
+                        413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes"
+                    )
+                if utf8 is not None:
+                    # A raw NUL is never valid JSON, and it is what UTF-16 and UTF-32 look like as UTF-8.
+                    try:
+                        utf8.decode(chunk, final=not message.get("more_body", False))
+                    except UnicodeDecodeError:
+                        raise RejectedBody(400, ErrorCode.BAD_REQUEST, NOT_UTF8) from None
+                    if b"\x00" in chunk:
+                        raise RejectedBody(400, ErrorCode.BAD_REQUEST, NOT_UTF8)
             return message
 
         async def send_with_id(message: Message) -> None:
