@@ -6,7 +6,6 @@ failure (ours, FastAPI's validation, Starlette's routing, anything unexpected) i
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -246,19 +245,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 DATABASE_RETRY_AFTER_S = 2
 
-DATABASE_UNAVAILABLE_RESPONSE: dict[str, Any] = {
-    "description": (
-        "The database is unreachable, restarting or busy (SERVICE_UNAVAILABLE): nothing was stored. "
-        "Retry after `Retry-After` seconds; a send retried with the same `clientMessageId` is sent once."
-    ),
-    "headers": {
-        "Retry-After": {
-            "description": "Whole seconds to wait before trying again.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-}
+
+def retry_after_response(description: str, wait: str) -> dict[str, Any]:
+    """An OpenAPI response with the error body and a `Retry-After` header of whole seconds (`wait`)."""
+    return {
+        "description": description,
+        "headers": {"Retry-After": {"description": wait, "schema": {"type": "integer", "minimum": 1}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+_DATABASE_UNAVAILABLE = (
+    "The database is unreachable, restarting or busy (SERVICE_UNAVAILABLE): nothing was stored. "
+    "Retry after `Retry-After` seconds; a send retried with the same `clientMessageId` is sent once."
+)
 
 
 _NO_DATABASE_PATHS = frozenset({"/healthz", "/metrics"})
@@ -272,7 +272,10 @@ def document_database_unavailable(schema: dict[str, Any]) -> None:
         for operation in operations.values():
             if isinstance(operation, dict):
                 responses = operation.setdefault("responses", {})
-                responses.setdefault("503", copy.deepcopy(DATABASE_UNAVAILABLE_RESPONSE))
+                responses.setdefault(
+                    "503",
+                    retry_after_response(_DATABASE_UNAVAILABLE, "Whole seconds to wait before trying again."),
+                )
 
 
 def _database_is_away(exc: Exception) -> bool:

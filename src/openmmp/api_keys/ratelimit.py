@@ -9,13 +9,13 @@ own until Redis answers again.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any, Protocol
 
 import structlog
 
 from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter, reserve_within
+from openmmp.errors import retry_after_response
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 
@@ -111,21 +111,12 @@ def build(settings: Settings) -> ApiRateLimiter:
     return ApiRateLimiter(limit, shared=shared)
 
 
-RETRY_AFTER_RESPONSE: dict[str, Any] = {
-    "description": "Too many requests for this API key (TOO_MANY_REQUESTS): wait `Retry-After` seconds.",
-    "headers": {
-        "Retry-After": {
-            "description": "Whole seconds to wait before the key's next request fits its budget.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-}
-
-
 def document(schema: dict[str, Any]) -> None:
     """Declare the 429 on every operation that takes an API key (and on no public one)."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict) and operation.get("security"):
-                operation.setdefault("responses", {})["429"] = copy.deepcopy(RETRY_AFTER_RESPONSE)
+                operation.setdefault("responses", {})["429"] = retry_after_response(
+                    "Too many requests for this API key (TOO_MANY_REQUESTS): wait `Retry-After` seconds.",
+                    "Whole seconds to wait before the key's next request fits its budget.",
+                )
