@@ -205,7 +205,14 @@ def limits(kind: str, seconds: float, work: Path, limit: int) -> None:
         OPENMMP_PROVIDERS__VIBER_BASE_URL=f"http://127.0.0.1:{sim_port}/viber",
         OPENMMP_PROVIDERS__VIBER_BOT_BASE_URL=f"http://127.0.0.1:{sim_port}/viber-bot",
     )
-    sim_args = ["simulate", "--port", str(sim_port), "--viber-per-second", str(limit), "--no-track-keys"]
+    sim_args = [
+        "simulate",
+        "--port",
+        str(sim_port),
+        "--set",
+        f"viber.requests_per_second={limit}",
+        "--no-track-keys",
+    ]
     processes = [
         subprocess.Popen([PY, "-m", "openmmp.cli", *sim_args], env=env),
         subprocess.Popen([PY, "-m", "openmmp.cli", "serve", "--sandbox", "--port", str(api_port)], env=env),

@@ -236,7 +236,7 @@ class _Patches:
 
 
 def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
-    from openmmp.callbacks import service as callbacks_service
+    from openmmp.providers.viber import provider as viber_provider
 
     generate_api_key = crypto.generate_api_key
 
@@ -259,10 +259,10 @@ def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
         secrets.add(secret, "server secret")
         return secret, created
 
-    viber_callback_secret = callbacks_service.viber_callback_secret
+    viber_callback_secret = viber_provider.callback_secret
 
-    def recorded_viber_callback_secret(settings: Any) -> str:
-        secret = viber_callback_secret(settings)
+    def recorded_viber_callback_secret(ctx: Any) -> str:
+        secret = viber_callback_secret(ctx)
         secrets.add(secret, "Viber callback secret")
         return secret
 

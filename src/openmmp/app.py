@@ -17,7 +17,6 @@ from openmmp.api import router as api_router
 from openmmp.api_keys import ratelimit
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
-from openmmp.callbacks.service import viber_callback_secret
 from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
@@ -25,10 +24,10 @@ from openmmp.kit.http import HttpClient
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
-from openmmp.queue.worker import Workers
 from openmmp.sandbox import router as sandbox_router
 from openmmp.settings import Settings
 from openmmp.webhooks.docs import document_webhooks
+from openmmp.workers import Workers
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +97,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
     simulators = None
     simulator_http = HttpClient(timeout=10.0)
     if settings.sandbox:
-        config = SimulatorConfig(viber_callback_secret=viber_callback_secret(settings))
+        config = SimulatorConfig(options=settings.providers.simulator_options())
         simulators = create_simulators_app(config, simulator_http)
 
     @asynccontextmanager
@@ -109,7 +108,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.state.http = http
         app.state.wake_workers = lambda: None
         app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
-        app.state.callbacks = CallbackReceiver(db, keyring, settings)
+        app.state.callbacks = CallbackReceiver(db, keyring, settings.provider_contexts(http))
         log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)

@@ -10,7 +10,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
@@ -23,57 +22,10 @@ from openmmp.companies.service import companies
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.models import Channel
-from openmmp.models.channel import Application
+from openmmp.providers.applications import Application
+from openmmp.providers.registry import REGISTRY
 
 DEMO_FILE = "demo.json"
-
-DEMO_CREDENTIALS: dict[Application, dict[str, Any]] = {
-    Application.VIBER: {"serviceId": 1001, "label": "transaction"},
-    Application.RCS: {"agentId": "demo-agent", "serviceAccountJson": '{"type": "service_account"}'},
-    Application.SMS: {
-        "host": "127.0.0.1",
-        "port": 2775,
-        "systemId": "demo",
-        "password": "demo",
-        "sourceAddr": "DEMO",
-    },
-    Application.APPLE: {"businessId": "demo-business", "mspId": "demo-msp", "secret": "demo-secret"},
-    Application.TELEGRAM: {"botToken": "demo-telegram-token"},
-    Application.FACEBOOK: {
-        "pageId": "1001",
-        "pageAccessToken": "demo-page-token",
-        "appSecret": "demo-app-secret",
-    },
-    Application.ZALO: {
-        "oaId": "1001",
-        "appId": "1001",
-        "accessToken": "demo",
-        "refreshToken": "demo",
-        "secretKey": "demo",
-    },
-    Application.ZALO_ZNS: {
-        "oaId": "1002",
-        "appId": "1002",
-        "accessToken": "demo",
-        "refreshToken": "demo",
-        "secretKey": "demo",
-    },
-    Application.VIBER_BOT: {"authToken": "demo-viber-bot-token", "senderName": "OpenMMP Demo"},
-    Application.WHATSAPP: {
-        "phoneNumberId": "1001",
-        "wabaId": "1001",
-        "accessToken": "demo-token",
-        "appSecret": "demo-app-secret",
-    },
-    Application.MMS: {
-        "host": "127.0.0.1",
-        "port": 2775,
-        "systemId": "demo",
-        "password": "demo",
-        "sourceAddr": "DEMO",
-    },
-    Application.EMAIL: {"from": "demo@openmmp.local"},
-}
 
 
 @dataclass(frozen=True)
@@ -118,12 +70,12 @@ async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Dem
         )
         onboarded = await companies.onboard(session, keyring, partner_subject, request=request)
         subject = Subject(onboarded.company.id, onboarded.company.public_id, onboarded.company.type, 0)
-        for application, credentials in DEMO_CREDENTIALS.items():
+        for application in Application:
             create = CreateChannelRequest.model_validate(
                 {
                     "name": f"Demo {application.name}",
                     "applicationId": application.value,
-                    "credentials": credentials,
+                    "credentials": dict(REGISTRY.sandbox_credentials(application)),
                     "settings": {"defaultCountry": "KH"},
                 }
             )

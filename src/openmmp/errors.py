@@ -16,9 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openmmp.kit.db import database_is_away
 
 log = structlog.get_logger(__name__)
 
@@ -157,6 +159,7 @@ _DESCRIPTIONS = {
     401: "Missing, unknown, expired or revoked API key (NOT_AUTHENTICATE).",
     403: "The key may not do this (FORBIDDEN_ERROR) or its company is not active (COMPANY_IS_NOT_ACTIVE).",
     404: "No such object for this company (RESOURCE_NOT_FOUND); another company's objects look absent.",
+    405: "The method is not supported here (BAD_REQUEST).",
     409: "Conflicts with an existing object (EXISTED).",
     413: "Body larger than the configured limit (PAYLOAD_TOO_LARGE).",
     429: "Rate limited (TOO_MANY_REQUESTS); see Retry-After.",
@@ -278,26 +281,13 @@ def document_database_unavailable(schema: dict[str, Any]) -> None:
                 )
 
 
-def _database_is_away(exc: Exception) -> bool:
-    """The database could not be reached or used for now, as opposed to a statement that is wrong.
-
-    OperationalError covers a refused or dropped connection (PostgreSQL) and a lock not granted in time
-    (SQLite's "database is locked"); InterfaceError a connection closed under the driver; a connection
-    that failed to open may surface as the driver's own OSError; PoolTimeout is every pooled connection
-    busy for the whole checkout timeout.
-    """
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError)
-
-
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
     return single_error(500, ErrorCode.INTERNAL_SERVER_ERROR, "server", "Internal server error")
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    if not _database_is_away(exc):
+    if not database_is_away(exc):
         return await _server_error(request, exc)
     log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
     item = ErrorItem(name="database", code=ErrorCode.SERVICE_UNAVAILABLE, message="Database is unavailable")

@@ -1,26 +1,27 @@
-"""Sandbox wiring: what the platform tells the built-in simulators that a real upstream learns elsewhere.
+"""Sandbox mode's own routes: play an end user of any channel through its provider's simulator.
 
-Only used in sandbox mode. A real Viber BM partner registers its callback URL with the aggregator out of
-band; here the platform registers each service with the simulator. End users are played by the
-simulator: `POST /sandbox/viber-bot/{accountId}/inbound` makes one write to the bot.
+Only mounted in sandbox mode. `POST /sandbox/{accountId}/inbound` makes a sandbox end user write to the
+channel; the simulator calls back signed like its upstream, and a `type: 2` webhook follows. The older
+`POST /sandbox/{provider}/{accountId}/inbound` (e.g. `/sandbox/viber-bot/...`) is the same, with the
+provider named.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import Field
 
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.channels.service import channels, open_credentials
 from openmmp.deps import KeyringDep, SettingsDep
-from openmmp.errors import AppError, ErrorCode, Invalid, responses
+from openmmp.errors import AppError, ErrorCode, ErrorItem, Invalid, responses
 from openmmp.kit.db import SessionDep
-from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.schemas import RequestModel, ResponseModel
-from openmmp.models.channel import Application
+from openmmp.providers.base import ProviderError, SandboxUser
+from openmmp.providers.registry import REGISTRY
 
 
 class SimulatorUnavailable(AppError):
@@ -29,38 +30,16 @@ class SimulatorUnavailable(AppError):
     default_name = "simulator"
 
 
-async def register_viber_service(
-    http: HttpClient, base_url: str, *, service_id: int, callback_url: str
-) -> None:
-    try:
-        response = await http.post(
-            f"{base_url}/_sandbox/services/{service_id}", json={"callbackUrl": callback_url}
-        )
-    except HttpUnreachable as exc:
-        raise SimulatorUnavailable("The Viber simulator is not reachable") from exc
-    if not response.ok:
-        raise SimulatorUnavailable(f"The Viber simulator refused the registration ({response.status_code})")
-
-
-async def viber_bot_inbound(http: HttpClient, base_url: str, *, auth_token: str, body: dict[str, Any]) -> Any:
-    try:
-        response = await http.post(
-            f"{base_url}/_sandbox/inbound", json=body, headers={"X-Viber-Auth-Token": auth_token}
-        )
-    except HttpUnreachable as exc:
-        raise SimulatorUnavailable("The Viber Bot simulator is not reachable") from exc
-    if not response.ok:
-        raise SimulatorUnavailable(f"The Viber Bot simulator refused the message ({response.status_code})")
-    return response.json()
-
-
 class SandboxInbound(RequestModel):
-    """An end user writing to the bot: new, or known by `userId`; with `phone`, they share it first."""
+    """An end user writing to a channel; with `phone`, they write from (or share) that number.
+
+    `userId` picks an end user the simulator made up before (on providers that have such ids).
+    """
 
     name: str = Field(min_length=1, max_length=100)
     text: str = Field(min_length=1, max_length=7000)
-    user_id: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=32)
+    user_id: str | None = Field(default=None, max_length=200)
 
 
 class SandboxInboundResult(ResponseModel):
@@ -69,17 +48,12 @@ class SandboxInboundResult(ResponseModel):
 
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox"])
+AccountId = Annotated[str, Path(alias="accountId", description="The channel's `publicId`")]
 
 
-@router.post(
-    "/viber-bot/{account_id}/inbound",
-    summary="Sandbox: make an end user write to a Viber Bot channel",
-    description="The simulator plays the user and calls back, signed like Viber; a type 2 webhook follows.",
-    response_model=SandboxInboundResult,
-    responses=responses(400, 401, 403, 404, 503),
-)
-async def viber_bot_inbound_endpoint(
+async def _inbound(
     account_id: str,
+    provider_name: str | None,
     body: SandboxInbound,
     request: Request,
     subject: CompanyKey,
@@ -88,26 +62,69 @@ async def viber_bot_inbound_endpoint(
     settings: SettingsDep,
 ) -> SandboxInboundResult:
     channel = await channels.get(session, subject, public_id=account_id)
-    if channel.application_id != Application.VIBER_BOT:
-        raise Invalid("not a Viber Bot channel", name="accountId")
-    user: dict[str, Any] = {"name": body.name}
-    if body.user_id:
-        user["userId"] = body.user_id
-    base_url = settings.provider_base_url("viber-bot")
-    auth_token = open_credentials(keyring, channel)["authToken"]
+    provider = REGISTRY.for_application(channel.application_id)
+    if provider is None or not provider.receives_messages:
+        raise Invalid("this channel does not receive messages", name="accountId")
+    if provider_name is not None and provider_name != provider.name:
+        raise Invalid(f"not a {provider_name} channel", name="accountId")
+    phone = None
     if body.phone:
         try:
             phone = normalise_phone(body.phone, channel.settings.get("defaultCountry"))
         except ValueError as exc:
             raise Invalid(str(exc), name="phone") from exc
-        # The user shares their number first (Viber's share-phone button), so the platform learns it.
-        shared = await viber_bot_inbound(
-            request.app.state.http, base_url, auth_token=auth_token, body={**user, "phone": phone}
+    user = SandboxUser(name=body.name, text=body.text, phone=phone, user_id=body.user_id)
+    try:
+        written = await provider.sandbox_inbound(
+            settings.provider_context(provider, request.app.state.http),
+            open_credentials(keyring, channel),
+            user,
         )
-        user["userId"] = shared["userId"]
-    answer = await viber_bot_inbound(
-        request.app.state.http, base_url, auth_token=auth_token, body={**user, "text": body.text}
-    )
-    return SandboxInboundResult(
-        user_id=str(answer.get("userId", "")), message_token=str(answer.get("messageToken", ""))
-    )
+    except ValueError as exc:
+        name, _, message = str(exc).partition(": ")
+        raise Invalid(message, items=[ErrorItem(name=name, code=ErrorCode.INVALID, message=message)]) from exc
+    except ProviderError as exc:
+        raise SimulatorUnavailable(f"The {provider.title} simulator: {exc.message}") from exc
+    return SandboxInboundResult(user_id=written.user_id, message_token=written.message_token)
+
+
+@router.post(
+    "/{accountId}/inbound",
+    summary="Sandbox: make an end user write to a channel",
+    description="The channel's simulator plays the user and calls back signed like its upstream; a type 2 "
+    "webhook follows. Viber Business Messages needs `phone` (its users write from a number); on a bot, "
+    "`phone` shares the user's number first, so later sends may address them by it.",
+    response_model=SandboxInboundResult,
+    responses=responses(400, 401, 403, 404, 503),
+)
+async def inbound(
+    account_id: AccountId,
+    body: SandboxInbound,
+    request: Request,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> SandboxInboundResult:
+    return await _inbound(account_id, None, body, request, subject, session, keyring, settings)
+
+
+@router.post(
+    "/{provider}/{accountId}/inbound",
+    summary="Sandbox: make an end user write to a channel (with its provider named)",
+    description="The same as `POST /sandbox/{accountId}/inbound`; `provider` must be the channel's.",
+    response_model=SandboxInboundResult,
+    responses=responses(400, 401, 403, 404, 503),
+    deprecated=True,
+)
+async def provider_inbound(
+    provider: str,
+    account_id: AccountId,
+    body: SandboxInbound,
+    request: Request,
+    subject: CompanyKey,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> SandboxInboundResult:
+    return await _inbound(account_id, provider, body, request, subject, session, keyring, settings)

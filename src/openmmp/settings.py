@@ -4,21 +4,105 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from openmmp.kit.http import HttpClient
+from openmmp.providers.base import Provider, ProviderContext
+from openmmp.providers.registry import REGISTRY
 
-class ProviderSettings(BaseModel):
-    """Upstream base URLs; the operator's, never a tenant's. Empty means: the built-in simulator."""
 
-    viber_bot_base_url: str = ""
-    viber_base_url: str = ""
-    viber_callback_secret: str = Field(
-        default="",
-        description="Shared secret signing Viber Business Messages callbacks (agreed with the aggregator).",
-    )
+def _prefix(provider: Provider) -> str:
+    """A provider's settings prefix: its name in snake case (`viber-bot` → `viber_bot`)."""
+    return provider.name.replace("-", "_")
+
+
+class ProviderSettingsBase(BaseModel):
+    """Upstream base URLs and each provider's own options; the operator's, never a tenant's.
+
+    One field `{name}_base_url` per registered provider (empty: the built-in simulator in sandbox mode,
+    else the real upstream) and `{name}_{option}` for each field of its `options_model`, e.g.
+    `OPENMMP_PROVIDERS__VIBER_CALLBACK_SECRET`. Built from the registry, so a new provider brings its own.
+    """
+
     timeout_seconds: float = 10.0
+
+    def base_url(self, provider: Provider) -> str:
+        return str(getattr(self, f"{_prefix(provider)}_base_url"))
+
+    def options(self, provider: Provider) -> dict[str, Any]:
+        """The provider's options by their own names (without the prefix)."""
+        if provider.options_model is None:
+            return {}
+        return {
+            name: getattr(self, f"{_prefix(provider)}_{name}") for name in provider.options_model.model_fields
+        }
+
+    def simulator_options(self) -> dict[str, dict[str, Any]]:
+        """The options the operator set, by provider name, for `SimulatorConfig.options`: a simulator
+        takes its provider's options as knobs, so that both sides agree (e.g. on a callback secret)."""
+        chosen: dict[str, dict[str, Any]] = {}
+        for provider in REGISTRY.providers:
+            if provider.options_model is None:
+                continue
+            defaults = provider.options_model()
+            options = self.options(provider)
+            changed = {k: v for k, v in options.items() if v != getattr(defaults, k)}
+            if changed:
+                chosen[provider.name] = changed
+        return chosen
+
+
+def _provider_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for provider in REGISTRY.providers:
+        prefix = _prefix(provider)
+        fields[f"{prefix}_base_url"] = (
+            str,
+            Field(default="", description=f"{provider.title} base URL (default {provider.default_base_url})"),
+        )
+        if provider.options_model is not None:
+            for name, info in provider.options_model.model_fields.items():
+                fields[f"{prefix}_{name}"] = (info.annotation, info)
+    return fields
+
+
+class LimitSettingsBase(BaseModel):
+    """Upstream limits (`OPENMMP_LIMITS__*`): `{name}_requests` per `{name}_window_seconds` for each
+    registered provider, defaulting to its published limit; a channel's `rateLimitPerSecond` overrides."""
+
+    safety: float = Field(default=0.95, gt=0, le=1, description="Share of a limit we use")
+
+    def of(self, provider: Provider) -> tuple[float, float]:
+        """(requests, window seconds) for `provider`."""
+        prefix = _prefix(provider)
+        return float(getattr(self, f"{prefix}_requests")), float(getattr(self, f"{prefix}_window_seconds"))
+
+
+def _limit_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for provider in REGISTRY.providers:
+        prefix, limit = _prefix(provider), provider.rate_limit
+        fields[f"{prefix}_requests"] = (
+            int,
+            Field(
+                default=limit.requests,
+                ge=1,
+                description=f"{provider.title}: requests per window per {limit.per}",
+            ),
+        )
+        fields[f"{prefix}_window_seconds"] = (float, Field(default=limit.window_seconds, gt=0))
+    return fields
+
+
+if TYPE_CHECKING:
+    ProviderSettings = ProviderSettingsBase
+    LimitSettings = LimitSettingsBase
+else:
+    ProviderSettings = create_model("ProviderSettings", __base__=ProviderSettingsBase, **_provider_fields())
+    LimitSettings = create_model("LimitSettings", __base__=LimitSettingsBase, **_limit_fields())
 
 
 class DispatchSettings(BaseModel):
@@ -48,15 +132,6 @@ class DispatchSettings(BaseModel):
         description="Sending pauses this long when the shared (Redis) limiter is unreachable",
     )
     unmatched_callback_max_age_seconds: float = Field(default=600.0, gt=0)
-
-
-class LimitSettings(BaseModel):
-    """Upstream limits (`OPENMMP_LIMITS__*`); a channel's `rateLimitPerSecond` overrides them."""
-
-    viber_bot_requests: int = Field(default=500, ge=1, description="Viber Bot: requests per window per bot")
-    viber_bot_window_seconds: float = Field(default=10.0, gt=0)
-    viber_per_second: float = Field(default=1000.0, gt=0, description="Viber Business Messages per service")
-    safety: float = Field(default=0.95, gt=0, le=1, description="Share of a limit we use")
 
 
 class ApiRateSettings(BaseModel):
@@ -151,13 +226,24 @@ class Settings(BaseSettings):
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
-    def provider_base_url(self, name: str) -> str:
-        """The upstream's base URL: configured, else the built-in simulator in sandbox, else the real one."""
-        configured = {"viber-bot": self.providers.viber_bot_base_url, "viber": self.providers.viber_base_url}[
-            name
-        ]
-        if configured:
-            return configured.rstrip("/")
-        if self.sandbox:
-            return f"{self.resolved_public_url}/sim/{name}"
-        return {"viber-bot": "https://chatapi.viber.com", "viber": "https://services.viber.com"}[name]
+    def provider_context(self, provider: Provider, http: HttpClient) -> ProviderContext:
+        """What `provider` is handed at run time: its base URL (configured, else the built-in simulator in
+        sandbox mode, else the real upstream), this platform's public URL and the provider's options."""
+        base_url = self.providers.base_url(provider)
+        if not base_url:
+            base_url = (
+                f"{self.resolved_public_url}/sim/{provider.name}"
+                if self.sandbox
+                else provider.default_base_url
+            )
+        return ProviderContext(
+            http=http,
+            base_url=base_url.rstrip("/"),
+            public_url=self.resolved_public_url,
+            sandbox=self.sandbox,
+            options=self.providers.options(provider),
+        )
+
+    def provider_contexts(self, http: HttpClient) -> dict[str, ProviderContext]:
+        """`provider_context` of every registered provider, by provider name."""
+        return {p.name: self.provider_context(p, http) for p in REGISTRY.providers}

@@ -22,7 +22,7 @@ from tests.conftest import TEST_SECRET, Tenant, asgi_client, running_app
 
 from openmmp.api_keys import ratelimit
 from openmmp.api_keys.ratelimit import ApiRateLimiter
-from openmmp.dispatch.limits import Limit, LimiterUnavailable, LocalLimiter
+from openmmp.kit.limits import Limit, LimiterUnavailable, LocalLimiter
 from openmmp.models import Channel
 from openmmp.settings import ApiRateSettings, Settings
 
@@ -196,7 +196,7 @@ class TestOpenApi:
                     assert "429" not in responses, (method, path)
         assert ("post", "/api/v1/channel/{account_id}/broadcast") in authenticated
         assert ("get", "/api/v1/onboard/api-key") in authenticated
-        assert ("post", "/callbacks/viber-bot/{account_id}") in public
+        assert ("post", "/callbacks/{provider}/{accountId}") in public
         assert ("get", "/healthz") in public
         assert "ErrorBody" in spec["components"]["schemas"]
 

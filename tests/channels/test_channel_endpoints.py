@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
 
-from openmmp.demo import DEMO_CREDENTIALS
 from openmmp.models import Channel
-from openmmp.models.channel import Application
+from openmmp.providers.applications import Application
+from openmmp.providers.registry import REGISTRY
 
 CHANNELS = "/api/v1/channel"
 BOT_APPLICATIONS = {4, 5, 6, 7, 10}
@@ -22,15 +22,17 @@ class TestCreateChannel:
         body = {
             "name": f"My {application.name}",
             "applicationId": application.value,
-            "credentials": DEMO_CREDENTIALS[application],
+            "credentials": dict(REGISTRY.sandbox_credentials(application)),
         }
         created = await client.post(CHANNELS, json=body, headers=tenant.headers)
         assert created.status_code == 201, created.text
         channel = created.json()
         assert channel["applicationId"] == application.value
         assert channel["type"] == (2 if application.value in BOT_APPLICATIONS else 1)
-        # Viber Bot waits for its set_webhook job (PROCESSING); the others are launched at once.
-        assert channel["status"] == (2 if application == Application.VIBER_BOT else 3)
+        # Viber Bot waits for its set_webhook job (PROCESSING), Viber BM is launched at once; an
+        # application that cannot send yet says so (REQUEST), never LAUNCH.
+        expected = {Application.VIBER_BOT: 2, Application.VIBER: 3}.get(application, 1)
+        assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)
         assert read.status_code == 200
         assert set(read.json()) == {
@@ -43,7 +45,7 @@ class TestCreateChannel:
             "settings",
             "createdDate",
         }
-        for secret_value in DEMO_CREDENTIALS[application].values():
+        for secret_value in dict(REGISTRY.sandbox_credentials(application)).values():
             if isinstance(secret_value, str) and len(secret_value) > 3:
                 assert secret_value not in read.text
 

@@ -7,12 +7,11 @@ from sqlalchemy import select, update
 from tests.conftest import Tenant
 
 from openmmp.dispatch.flows import Dispatcher
-from openmmp.dispatch.senders import Clients
 from openmmp.kit.http import HttpClient
 from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job, Message
-from openmmp.providers.viber.client import ViberClient
-from openmmp.providers.viber_bot.client import ViberBotClient
+from openmmp.providers.base import ProviderContext
+from openmmp.providers.registry import REGISTRY
 from openmmp.queue.redis_limiter import RedisLimiter
 
 CLOSED = "http://127.0.0.1:1"  # nothing listens: a send attempt would fail and count an attempt
@@ -39,7 +38,7 @@ async def test_sending_pauses_without_an_attempt_when_redis_is_unreachable(
         app.state.db,
         app.state.keyring,
         settings,
-        Clients(viber=ViberClient(http, CLOSED), viber_bot=ViberBotClient(http, CLOSED)),
+        {p.name: ProviderContext(http, CLOSED, CLOSED, sandbox=False) for p in REGISTRY.providers},
         limiter,
     )
     try:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter
+from openmmp.kit.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter
 from openmmp.queue.redis_limiter import RedisLimiter
 
 REDIS_URL = os.environ.get("OPENMMP_TEST_REDIS_URL", "")

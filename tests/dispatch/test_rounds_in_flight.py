@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from openmmp.dispatch.flows import Dispatcher
-from openmmp.dispatch.limits import LocalLimiter
-from openmmp.dispatch.senders import Clients
 from openmmp.kit.http import HttpClient
-from openmmp.providers.viber.client import ViberClient
-from openmmp.providers.viber_bot.client import ViberBotClient
+from openmmp.kit.limits import LocalLimiter
+from openmmp.providers.base import ProviderContext
+from openmmp.providers.registry import REGISTRY
 
 CLOSED = "http://127.0.0.1:1"
 
@@ -40,7 +39,7 @@ async def _overlap(app, rounds_in_flight: int) -> tuple[int, int]:
         app.state.db,
         app.state.keyring,
         settings,
-        Clients(viber=ViberClient(http, CLOSED), viber_bot=ViberBotClient(http, CLOSED)),
+        {p.name: ProviderContext(http, CLOSED, CLOSED, sandbox=False) for p in REGISTRY.providers},
         LocalLimiter(),
     )
     stop = asyncio.Event()

@@ -105,7 +105,7 @@ async def limited_upstream(request: pytest.FixtureRequest, launch: Launcher) -> 
         launch.database(request.param, "upstream_outage"),
         workers=0 if request.param == "sqlite" else 1,
         env={"OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.2", "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "1"},
-        simulator_args=[*SIMULATOR_ARGS, "--viber-per-second", str(LIMIT_PER_SECOND)],
+        simulator_args=[*SIMULATOR_ARGS, "--set", f"viber.requests_per_second={LIMIT_PER_SECOND}"],
     )
 
 
@@ -183,7 +183,7 @@ async def test_a_backlog_longer_than_the_limit_wait_still_drains(launch: Launche
     system = await launch(
         launch.database("sqlite", "limit_wait"),
         env={"OPENMMP_DISPATCH__MAX_LIMIT_WAIT_SECONDS": "1"},
-        simulator_args=[*SIMULATOR_ARGS, "--viber-per-second", "40"],
+        simulator_args=[*SIMULATOR_ARGS, "--set", "viber.requests_per_second=40"],
     )
     async with httpx.AsyncClient(base_url=system.api, timeout=30) as api:
         company = await system.onboard(api)

@@ -61,7 +61,7 @@ async def test_sending_pauses_while_redis_is_down_and_resumes_within_the_limit(
             # on the default of 200: the excess is refused as if Redis were down).
             "OPENMMP_DISPATCH__BATCH_SIZE": "50",
         },
-        simulator_args=[*SIMULATOR_ARGS, "--viber-per-second", str(LIMIT_PER_SECOND)],
+        simulator_args=[*SIMULATOR_ARGS, "--set", f"viber.requests_per_second={LIMIT_PER_SECOND}"],
     )
     async with httpx.AsyncClient(base_url=system.api, timeout=30) as api:
         company = await system.onboard(api)

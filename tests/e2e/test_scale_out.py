@@ -49,7 +49,7 @@ async def cluster(tmp_path, worker_name: str) -> AsyncIterator[tuple[str, str, s
     processes = [
         Process(
             "simulator",
-            ["simulate", "--port", str(sim_port), "--viber-per-second", str(LIMIT_PER_SECOND)],
+            ["simulate", "--port", str(sim_port), "--set", f"viber.requests_per_second={LIMIT_PER_SECOND}"],
             env,
             tmp_path,
         ).start(),

@@ -32,7 +32,7 @@ async def crash_system(request: pytest.FixtureRequest, launch: Launcher) -> Syst
     return await launch(
         launch.database(request.param, "worker_crash"),
         workers=0 if request.param == "sqlite" else 1,
-        simulator_args=[*SIMULATOR_ARGS, "--no-duplicate-delivered"],
+        simulator_args=[*SIMULATOR_ARGS, "--set", "viber.duplicate_delivered=false"],
     )
 
 

@@ -12,12 +12,11 @@ from tests.providers.viber_harness import Inbox, Received, Sim, StartSim
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.base import CallbackEvent, InboundEvent, ProviderError, StatusEvent
-from openmmp.providers.simulation import SimulatorConfig
-from openmmp.providers.viber.callbacks import parse_callback, verify_signature
+from openmmp.providers.viber.callbacks import SANDBOX_CALLBACK_SECRET, parse_callback, verify_signature
 from openmmp.providers.viber.client import ViberClient
 
 SERVICE = 4711
-SECRET = SimulatorConfig().viber_callback_secret
+SECRET = SANDBOX_CALLBACK_SECRET
 HELLO: dict[str, Any] = {"type": "text", "message": "Your code is 4711"}
 _seqs = itertools.count(1000)
 
@@ -116,7 +115,7 @@ class TestSandboxOutcomesByPhoneDigit:
         assert (await send_error(send(client, "855123459", seq=78))).code == "VIBER_1"
 
     async def test_a_single_delivered_when_duplicates_are_off(self, start_sim: StartSim) -> None:
-        sim = await start_sim(duplicate_delivered=False)
+        sim = await start_sim(options={"viber": {"duplicate_delivered": False}})
         await sim.register_service(SERVICE)
         await send(client_for(sim), "855123450")
         await sim.inbox.wait_events("seen", 1)
@@ -141,7 +140,7 @@ class TestIdempotency:
 
 class TestCallbacks:
     async def test_callbacks_are_signed_with_the_configured_secret(self, start_sim: StartSim) -> None:
-        sim = await start_sim(viber_callback_secret="operator-secret")
+        sim = await start_sim(options={"viber": {"callback_secret": "operator-secret"}})
         await sim.register_service(SERVICE)
         await send(client_for(sim), "855123450")
         [seen] = await sim.inbox.wait_events("seen", 1)
@@ -262,7 +261,7 @@ class TestUpstreamChecks:
 
 class TestRateLimitAndFaults:
     async def test_over_the_per_service_rate_is_rate_limited(self, start_sim: StartSim) -> None:
-        sim = await start_sim(viber_requests_per_second=2)
+        sim = await start_sim(options={"viber": {"requests_per_second": 2}})
         client = client_for(sim)
         await send(client, "855123450")
         await send(client, "855123450")

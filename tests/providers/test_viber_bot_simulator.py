@@ -386,7 +386,7 @@ class TestUpstreamChecks:
 
 class TestRateLimit:
     async def test_over_the_window_limit_is_status_12_rate_limited(self, start_sim: StartSim) -> None:
-        sim = await start_sim(viber_bot_requests_per_window=3, viber_bot_window_s=60)
+        sim = await start_sim(options={"viber-bot": {"requests_per_window": 3, "window_s": 60}})
         client = client_for(sim)
         for _ in range(3):
             await send(client, "u0=")
@@ -462,7 +462,7 @@ class TestReceiversAndStats:
         assert all(TOKEN not in key for key in stats["acceptedByKey"])
 
     async def test_known_receivers_can_be_required(self, start_sim: StartSim) -> None:
-        sim = await start_sim(require_known_receivers=True)
+        sim = await start_sim(options={"viber-bot": {"require_known_receivers": True}})
         client = client_for(sim)
         error = await send_error(send(client, "strangerX0="))
         assert (error.code, error.retryable) == ("VIBER_BOT_5", False)

@@ -22,8 +22,8 @@ KEYS = "/api/v1/onboard/api-key"
 
 # Public by construction (style.md habit 6): provider callbacks are proven by the upstream's signature.
 PUBLIC = {
-    ("POST", "/callbacks/viber-bot/{account_id}"),
-    ("POST", "/callbacks/viber/{account_id}"),
+    ("POST", "/callbacks/{provider}/{accountId}"),
+    ("GET", "/callbacks/{provider}/{accountId}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -148,7 +148,10 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("DELETE", f"{API}/onboard/api-key/{{public_id}}"): lambda w, i: w.as_b(
         "DELETE", f"{API}/onboard/api-key/{i.key}"
     ),
-    ("POST", "/sandbox/viber-bot/{account_id}/inbound"): lambda w, i: w.as_b(
+    ("POST", "/sandbox/{accountId}/inbound"): lambda w, i: w.as_b(
+        "POST", f"/sandbox/{i.account}/inbound", {"name": "Evil", "text": "hi"}, sandbox=True
+    ),
+    ("POST", "/sandbox/{provider}/{accountId}/inbound"): lambda w, i: w.as_b(
         "POST", f"/sandbox/viber-bot/{i.account}/inbound", {"name": "Evil", "text": "hi"}, sandbox=True
     ),
 }
@@ -216,13 +219,19 @@ def assert_outcome(response: httpx.Response, expected: str, what: str) -> None:
 # Public by construction, proven by the upstream's signature: B can only sign with its own bot token,
 # which A's channel refuses (401). An account id that exists nowhere is a 404 there, so whoever can POST
 # learns whether a channel id exists (ids are random UUIDs; nothing else is revealed or changed).
-CALLBACKS: dict[tuple[str, str], Probe] = {
-    ("POST", "/callbacks/viber-bot/{account_id}"): lambda w, i: callback(
-        w, "viber-bot", i.account, delivered(i), w.b_token
-    ),
-    ("POST", "/callbacks/viber/{account_id}"): lambda w, i: callback(
-        w, "viber", i.viber_account, delivered(i), w.b_token
-    ),
+CALLBACK = "/callbacks/{provider}/{accountId}"
+CALLBACKS: dict[tuple[str, str], list[Probe]] = {
+    ("POST", CALLBACK): [
+        lambda w, i: callback(w, "viber-bot", i.account, delivered(i), w.b_token),
+        lambda w, i: callback(w, "viber", i.viber_account, delivered(i), w.b_token),
+    ],
+}
+# A verification handshake (GET) reveals nothing either: an upstream without one is a 405 for any id.
+HANDSHAKES: dict[tuple[str, str], list[Probe]] = {
+    ("GET", CALLBACK): [
+        lambda w, i: w.client.get(f"/callbacks/viber-bot/{i.account}", params={"hub.challenge": "x"}),
+        lambda w, i: w.client.get(f"/callbacks/viber/{i.viber_account}", params={"hub.challenge": "x"}),
+    ],
 }
 
 
@@ -386,7 +395,7 @@ async def _mark_sent(app: Any, message_id: str, provider_token: str) -> None:
 class TestTheMatrixIsComplete:
     def test_every_operation_with_an_id_in_its_path_has_a_probe(self):
         with_ids = {op.key: op for op in operations() if op.path_params}
-        probed = TENANT.keys() | CALLBACKS.keys()
+        probed = TENANT.keys() | CALLBACKS.keys() | HANDSHAKES.keys()
         assert sorted(with_ids.keys() - probed) == [], (
             "operations without an isolation probe: add them to TENANT"
         )
@@ -395,7 +404,7 @@ class TestTheMatrixIsComplete:
     def test_tenant_probes_are_authenticated_and_callback_probes_are_not(self):
         by_key = {op.key: op for op in operations()}
         assert [k for k in TENANT if not by_key[k].authenticated] == []
-        assert [k for k in CALLBACKS if by_key[k].authenticated] == []
+        assert [k for k in CALLBACKS | HANDSHAKES if by_key[k].authenticated] == []
 
 
 class TestCompanyBWithCompanyAsIds:
@@ -422,10 +431,20 @@ class TestCompanyBWithCompanyAsIds:
 
     async def test_a_callback_signed_with_bs_token_is_refused_on_as_channels(self, app, world: World):
         before = await snapshot(app, world.a.company_id)
-        for key, probe in CALLBACKS.items():
-            response = await probe(world, world.a_ids)
-            assert response.status_code == 401, (key, response.text)
-            assert response.json()["errors"][0]["code"] == "NOT_AUTHENTICATE", key
+        for key, probes in CALLBACKS.items():
+            for probe in probes:
+                response = await probe(world, world.a_ids)
+                assert response.status_code == 401, (key, response.text)
+                assert response.json()["errors"][0]["code"] == "NOT_AUTHENTICATE", key
+        assert await snapshot(app, world.a.company_id) == before
+
+    async def test_a_handshake_answers_as_for_ids_that_exist_nowhere(self, app, world: World):
+        before = await snapshot(app, world.a.company_id)
+        nowhere = Ids.nowhere()
+        for key, probes in HANDSHAKES.items():
+            for probe in probes:
+                real = await probe(world, world.a_ids)
+                assert normalised(real, world.a_ids) == normalised(await probe(world, nowhere), nowhere), key
         assert await snapshot(app, world.a.company_id) == before
 
     async def test_as_client_message_id_is_free_for_b(self, app, world: World):

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter, reserve_within
 from openmmp.errors import retry_after_response
+from openmmp.kit.limits import Limit, Limiter, LimiterUnavailable, LocalLimiter, reserve_within
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 

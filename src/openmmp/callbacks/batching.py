@@ -14,52 +14,63 @@ unrelated messages together); there every callback keeps a transaction of its ow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from openmmp.callbacks.service import Provider, receive
+from openmmp.callbacks.service import challenge, receive
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
-from openmmp.settings import Settings
+from openmmp.providers.base import CallbackReply, CallbackRequest, ProviderContext
 
 MAX_BATCH = 200
 
 
 @dataclass
 class _Callback:
-    provider: Provider
+    provider: str
     account_id: str
-    raw: bytes
-    signature: str | None
+    request: CallbackRequest
     context: dict[str, Any]
     """The request's log context (request id), so what `receive` logs names its request."""
     answer: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class CallbackReceiver:
-    def __init__(self, db: Database, keyring: Keyring, settings: Settings) -> None:
+    def __init__(self, db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext]) -> None:
         self._db = db
         self._keyring = keyring
-        self._settings = settings
+        self._contexts = contexts
         self._waiting: list[_Callback] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def receive(self, provider: Provider, account_id: str, raw: bytes, signature: str | None) -> str:
+    async def challenge(self, provider: str, account_id: str, request: CallbackRequest) -> CallbackReply:
+        """`service.challenge` over a read-only session (a handshake changes nothing)."""
+        async with self._db.read_sessions() as session:
+            return await challenge(
+                session,
+                self._keyring,
+                self._contexts,
+                provider=provider,
+                account_id=account_id,
+                request=request,
+            )
+
+    async def receive(self, provider: str, account_id: str, request: CallbackRequest) -> str:
         """Like `service.receive` in a transaction of its own: the outcome, or the same exception."""
         if not self._db.is_sqlite:
             async with self._db.write_sessions() as session, session.begin():
                 return await receive(
                     session,
                     self._keyring,
-                    self._settings,
+                    self._contexts,
                     provider=provider,
                     account_id=account_id,
-                    raw=raw,
-                    signature=signature,
+                    request=request,
                 )
-        callback = _Callback(provider, account_id, raw, signature, structlog.contextvars.get_contextvars())
+        callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars())
         self._waiting.append(callback)
         if self._draining is None:
             self._draining = asyncio.create_task(self._drain())
@@ -85,11 +96,10 @@ class CallbackReceiver:
                                     await receive(
                                         session,
                                         self._keyring,
-                                        self._settings,
+                                        self._contexts,
                                         provider=callback.provider,
                                         account_id=callback.account_id,
-                                        raw=callback.raw,
-                                        signature=callback.signature,
+                                        request=callback.request,
                                     )
                                 )
                         except Exception as exc:  # this callback's answer, as if it were alone

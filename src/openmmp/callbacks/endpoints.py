@@ -1,14 +1,31 @@
-"""Where providers call back. Public by construction: proven by the upstream's signature, not an API key."""
+"""Where providers call back. Public by construction: proven by the upstream's signature, not an API key.
 
-from fastapi import APIRouter, Request
+One route shape for every provider: `POST /callbacks/{provider}/{accountId}` carries events, `GET` answers
+an upstream's verification handshake where it has one. How each provider proves a callback is its own.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
 
 from openmmp.callbacks.batching import CallbackReceiver
-from openmmp.callbacks.service import Provider
 from openmmp.errors import BadRequest, responses
 from openmmp.kit.schemas import ResponseModel
-from openmmp.providers.base import CallbackRejected
+from openmmp.providers.base import CallbackRejected, CallbackRequest
+from openmmp.providers.registry import REGISTRY
 
 router = APIRouter(prefix="/callbacks", tags=["Callbacks"])
+
+_PROVIDERS = "\n".join(f"- `{p.name}`: {p.title}. {p.callback_auth}" for p in REGISTRY.providers)
+ProviderName = Annotated[
+    str,
+    Path(
+        description="The provider's name: " + ", ".join(f"`{p.name}`" for p in REGISTRY.providers),
+        examples=[REGISTRY.providers[0].name],
+    ),
+]
+AccountId = Annotated[str, Path(alias="accountId", description="The channel's `publicId`")]
 
 
 class CallbackAck(ResponseModel):
@@ -16,35 +33,40 @@ class CallbackAck(ResponseModel):
     outcome: str
 
 
-async def _handle(provider: Provider, account_id: str, request: Request) -> CallbackAck:
-    raw = await request.body()
+async def _request(request: Request) -> CallbackRequest:
+    return CallbackRequest(
+        method=request.method,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        query=dict(request.query_params),
+        body=await request.body(),
+    )
+
+
+@router.post(
+    "/{provider}/{accountId}",
+    summary="Provider callbacks (delivery reports, inbound messages, channel and template events)",
+    description="Each provider proves its callbacks its own way:\n\n" + _PROVIDERS,
+    response_model=CallbackAck,
+    responses=responses(400, 401, 404, 413),
+)
+async def callback(provider: ProviderName, account_id: AccountId, request: Request) -> CallbackAck:
     receiver: CallbackReceiver = request.app.state.callbacks
     try:
-        outcome = await receiver.receive(
-            provider, account_id, raw, request.headers.get("x-viber-content-signature")
-        )
+        outcome = await receiver.receive(provider, account_id, await _request(request))
     except CallbackRejected as exc:
         raise BadRequest(str(exc), name="body") from exc
     return CallbackAck(status="ok", outcome=outcome)
 
 
-@router.post(
-    "/viber-bot/{account_id}",
-    summary="Viber Bot callbacks (set as the bot's webhook)",
-    description="Signed with `X-Viber-Content-Signature`: HMAC-SHA256 of the raw body, keyed by bot token.",
-    response_model=CallbackAck,
-    responses=responses(400, 401, 404, 413),
+@router.get(
+    "/{provider}/{accountId}",
+    summary="Provider verification handshake",
+    description="For upstreams that verify a callback URL with a GET (e.g. a `hub.challenge` echo); "
+    "405 for the others.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **responses(401, 404, 405)},
 )
-async def viber_bot_callback(account_id: str, request: Request) -> CallbackAck:
-    return await _handle("viber-bot", account_id, request)
-
-
-@router.post(
-    "/viber/{account_id}",
-    summary="Viber Business Messages callbacks",
-    description="Signed with `X-Viber-Content-Signature` keyed by the operator's Viber callback secret.",
-    response_model=CallbackAck,
-    responses=responses(400, 401, 404, 413),
-)
-async def viber_callback(account_id: str, request: Request) -> CallbackAck:
-    return await _handle("viber", account_id, request)
+async def handshake(provider: ProviderName, account_id: AccountId, request: Request) -> Response:
+    receiver: CallbackReceiver = request.app.state.callbacks
+    reply = await receiver.challenge(provider, account_id, await _request(request))
+    return Response(content=reply.body, status_code=reply.status_code, media_type=reply.media_type)

@@ -1,15 +1,16 @@
-"""Provider callbacks: verify over the raw bytes, keep the raw event once, apply it.
+"""Provider callbacks: find the channel, let its provider verify and parse, keep the raw event once, apply.
 
-Status reports go through the one status machine; a report that overtakes the commit recording its send
-is kept UNMATCHED and applied later by `reconcile`. Inbound user events update the conversation and become
-`type: 2` webhooks (api.md §5.2).
+One route shape serves every provider (`/callbacks/{provider}/{accountId}`); what differs between upstreams
+(headers, signatures, handshakes, body formats) is the provider's (`providers.base.Provider`). Status
+reports go through the one status machine; a report that overtakes the commit recording its send is kept
+UNMATCHED and applied later by `reconcile`. Inbound user events update the conversation and become
+`type: 2` webhooks (api.md §5.2); channel events change the channel's status and become `type: 4` webhooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
@@ -18,37 +19,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmmp.callbacks import repository
 from openmmp.channels.service import open_credentials
 from openmmp.conversations import repository as conversations
-from openmmp.errors import NotFound, Unauthenticated
+from openmmp.errors import AppError, ErrorCode, NotFound, Unauthenticated
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
 from openmmp.models import Channel, Conversation, InboundMessage
-from openmmp.models.channel import Application
+from openmmp.models.channel import ChannelStatus
 from openmmp.models.message import EventOutcome, MessageStatus
-from openmmp.providers.base import CallbackEvent, CallbackRejected, InboundEvent, PingEvent, StatusEvent
-from openmmp.providers.viber import callbacks as viber_callbacks
-from openmmp.providers.viber_bot import callbacks as viber_bot_callbacks
+from openmmp.providers.base import (
+    CallbackEvent,
+    CallbackRejected,
+    CallbackReply,
+    CallbackRequest,
+    CallbackUnverified,
+    ChannelEvent,
+    InboundEvent,
+    PingEvent,
+    Provider,
+    ProviderContext,
+    StatusEvent,
+    TemplateEvent,
+)
+from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
-from openmmp.settings import Settings
 from openmmp.webhooks import service as webhooks
 
 log = structlog.get_logger(__name__)
 CALLBACKS = Counter("openmmp_callbacks_total", "Provider callbacks received", ["provider", "outcome"])
 
-Provider = Literal["viber", "viber-bot"]
-SANDBOX_VIBER_CALLBACK_SECRET = "sandbox-viber-callback-secret"  # noqa: S105 - the simulator's published default
-
-
-@dataclass(frozen=True)
-class _Protocol:
-    application: Application
-    parse: Callable[[bytes], CallbackEvent]
-
-
-PROTOCOLS: dict[Provider, _Protocol] = {
-    "viber": _Protocol(Application.VIBER, viber_callbacks.parse_callback),
-    "viber-bot": _Protocol(Application.VIBER_BOT, viber_bot_callbacks.parse_callback),
-}
 _STATUS = {"DELIVERED": MessageStatus.DELIVERED, "READ": MessageStatus.READ, "FAIL": MessageStatus.FAIL}
 _ERROR_MESSAGE_LENGTH = 500
 
@@ -57,27 +55,34 @@ class CallbackChannelNotFound(NotFound):
     default_name = "accountId"
 
 
-def viber_callback_secret(settings: Settings) -> str:
-    """The partner-level secret signing Viber BM callbacks; the simulator's default in sandbox mode."""
-    if settings.providers.viber_callback_secret:
-        return settings.providers.viber_callback_secret
-    return SANDBOX_VIBER_CALLBACK_SECRET if settings.sandbox else ""
+class NoHandshake(AppError):
+    status_code = 405
+    code = ErrorCode.BAD_REQUEST
+    default_name = "method"
 
 
-def _verified(
-    provider: Provider, channel: Channel, keyring: Keyring, settings: Settings, raw: bytes, sig: str | None
-) -> bool:
-    if provider == "viber-bot":
-        token = str(open_credentials(keyring, channel).get("authToken", ""))
-        return bool(token) and viber_bot_callbacks.verify_signature(raw, sig, token)
-    secret = viber_callback_secret(settings)
-    return bool(secret) and viber_callbacks.verify_signature(raw, sig, secret)
+async def _lookup(
+    session: AsyncSession,
+    keyring: Keyring,
+    contexts: Mapping[str, ProviderContext],
+    *,
+    provider_name: str,
+    account_id: str,
+) -> tuple[Provider, Channel, ProviderContext, dict[str, Any]]:
+    """The provider, channel, context and credentials of a callback; 404 unless the channel is the
+    provider's (the same answer for an unknown provider or channel, so nothing is learnt by probing)."""
+    provider = REGISTRY.by_name(provider_name)
+    channel = await repository.channel_by_public_id(session, account_id)
+    if provider is None or channel is None or channel.application_id != provider.application:
+        CALLBACKS.labels(provider.name if provider else "unknown", "unknown_channel").inc()
+        raise CallbackChannelNotFound("No such channel")
+    return provider, channel, contexts[provider.name], open_credentials(keyring, channel)
 
 
 async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
     """Apply a delivery report; False when no message carries its token (yet)."""
     target = _STATUS[event.status]
-    seen = target == MessageStatus.READ and event.user_id is not None
+    seen = target == MessageStatus.READ and event.cumulative
     message = await repository.message_for(
         session, channel.id, event.provider_message_id, event.user_id, lock=not seen
     )
@@ -90,7 +95,7 @@ async def apply_status(session: AsyncSession, channel: Channel, event: StatusEve
         status_machine.Change(message, target, event.timestamp_ms, event.error_code, error_message, raw)
     ]
     if seen:
-        # Viber's `seen` comes once for everything the user has read up to this message.
+        # A read watermark: everything the user has read up to this message.
         earlier = await repository.lock_unread_up_to(session, message)
         changes = [status_machine.Change(m, target, event.timestamp_ms, raw=raw) for m in earlier] + changes
     await status_machine.apply(session, changes, {channel.id: channel})
@@ -161,75 +166,126 @@ async def apply_inbound(session: AsyncSession, channel: Channel, event: InboundE
     )
 
 
+async def challenge(
+    session: AsyncSession,
+    keyring: Keyring,
+    contexts: Mapping[str, ProviderContext],
+    *,
+    provider: str,
+    account_id: str,
+    request: CallbackRequest,
+) -> CallbackReply:
+    """Answer an upstream's GET verification handshake: 405 for providers without one (whatever the
+    channel), 404 for an unknown channel, 401 for a wrong token."""
+    known = REGISTRY.by_name(provider)
+    if known is not None and not known.verifies_with_get:
+        raise NoHandshake(f"{known.title} callbacks are POSTs")
+    found, _, ctx, credentials = await _lookup(
+        session, keyring, contexts, provider_name=provider, account_id=account_id
+    )
+    try:
+        reply = found.challenge(ctx, request, credentials)
+    except CallbackUnverified as exc:
+        CALLBACKS.labels(found.name, "bad_signature").inc()
+        raise Unauthenticated("Verification token is missing or wrong", name="signature") from exc
+    CALLBACKS.labels(found.name, "handshake").inc()
+    return reply
+
+
 async def receive(
     session: AsyncSession,
     keyring: Keyring,
-    settings: Settings,
+    contexts: Mapping[str, ProviderContext],
     *,
-    provider: Provider,
+    provider: str,
     account_id: str,
-    raw: bytes,
-    signature: str | None,
+    request: CallbackRequest,
 ) -> str:
-    """Handle one callback; returns its outcome. Raises 404 (unknown channel) or 401 (bad signature)."""
-    protocol = PROTOCOLS[provider]
-    channel = await repository.channel_by_public_id(session, account_id)
-    if channel is None or channel.application_id != protocol.application:
-        CALLBACKS.labels(provider, "unknown_channel").inc()
-        raise CallbackChannelNotFound("No such channel")
-    if not _verified(provider, channel, keyring, settings, raw, signature):
-        CALLBACKS.labels(provider, "bad_signature").inc()
+    """Handle one callback; returns its outcome (outcomes joined by "," when a body carries several
+    events). Raises 404 (unknown channel), 401 (not verified) or `CallbackRejected` (unreadable body)."""
+    found, channel, ctx, credentials = await _lookup(
+        session, keyring, contexts, provider_name=provider, account_id=account_id
+    )
+    if not found.verify(ctx, request, credentials):
+        CALLBACKS.labels(found.name, "bad_signature").inc()
         raise Unauthenticated("Callback signature is missing or wrong", name="signature")
-    event = protocol.parse(raw)
-    text = raw.decode("utf-8", errors="replace")
+    events = found.parse(request.body)
+    text = request.body.decode("utf-8", errors="replace")
+    outcomes = []
+    for event in events:
+        outcome = await _apply(session, channel, event, text)
+        CALLBACKS.labels(found.name, outcome).inc()
+        outcomes.append(outcome)
+    return ",".join(outcomes)
+
+
+async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
+    """Store one event's raw callback once and apply it; returns its outcome."""
     if isinstance(event, PingEvent):
-        outcome = EventOutcome.PING
         await repository.record_event(
             session,
             channel_id=channel.id,
             dedupe_key=f"ping:{now_ms()}",
             provider_message_id=None,
-            outcome=outcome,
+            outcome=EventOutcome.PING,
             raw=text,
         )
-    elif isinstance(event, StatusEvent):
-        event_id = await repository.record_event(
-            session,
-            channel_id=channel.id,
-            dedupe_key=event.dedupe_key,
-            provider_message_id=event.provider_message_id,
-            outcome=EventOutcome.APPLIED,
-            raw=text,
-        )
-        if event_id is None:
-            outcome = "duplicate"
-        elif await apply_status(session, channel, event):
-            outcome = EventOutcome.APPLIED
-        else:
-            outcome = EventOutcome.UNMATCHED
-            await repository.set_outcome(session, event_id, outcome)
-            log.info(
-                "callback_unmatched",
-                provider=provider,
-                channel=channel.public_id,
-                token=event.provider_message_id,
-            )
+        return EventOutcome.PING
+    token = event.provider_message_id if isinstance(event, StatusEvent) else None
+    outcome = {
+        StatusEvent: EventOutcome.APPLIED,
+        InboundEvent: EventOutcome.INBOUND,
+        ChannelEvent: EventOutcome.CHANNEL,
+        TemplateEvent: EventOutcome.TEMPLATE,
+    }[type(event)]
+    event_id = await repository.record_event(
+        session,
+        channel_id=channel.id,
+        dedupe_key=event.dedupe_key,
+        provider_message_id=token,
+        outcome=outcome,
+        raw=text,
+    )
+    if event_id is None:
+        return "duplicate"
+    if isinstance(event, StatusEvent):
+        if await apply_status(session, channel, event):
+            return EventOutcome.APPLIED
+        await repository.set_outcome(session, event_id, EventOutcome.UNMATCHED)
+        log.info("callback_unmatched", channel=channel.public_id, token=event.provider_message_id)
+        return EventOutcome.UNMATCHED
+    if isinstance(event, InboundEvent):
+        await apply_inbound(session, channel, event)
+    elif isinstance(event, ChannelEvent):
+        await apply_channel(session, channel, event)
     else:
-        event_id = await repository.record_event(
-            session,
-            channel_id=channel.id,
-            dedupe_key=event.dedupe_key,
-            provider_message_id=None,
-            outcome=EventOutcome.INBOUND,
-            raw=text,
-        )
-        if event_id is None:
-            outcome = "duplicate"
-        else:
-            outcome = EventOutcome.INBOUND
-            await apply_inbound(session, channel, event)
-    CALLBACKS.labels(provider, outcome).inc()
+        # Kept for the templates domain, which maps upstream template ids to its templates.
+        log.info("callback_template_event", channel=channel.public_id, template=event.template_id)
     return outcome
+
+
+async def apply_channel(session: AsyncSession, channel: Channel, event: ChannelEvent) -> None:
+    """The upstream changed the channel's state: record it and tell the company (`type: 4`, api.md §5.3)."""
+    status = ChannelStatus[event.status]
+    cause = event.cause[:_ERROR_MESSAGE_LENGTH] or None
+    if channel.status == status and channel.status_cause == cause:
+        return
+    channel.status, channel.status_cause = int(status), cause
+    await session.flush()
+    await notify(session, WEBHOOKS)
+    await webhooks.enqueue(
+        session,
+        channel=channel,
+        event_type=4,
+        body={
+            "type": 4,
+            "timestamp": event.timestamp_ms,
+            "publicId": channel.public_id,
+            "applicationId": channel.application_id,
+            "channel": {"publicId": channel.public_id, "status": int(status), "cause": cause},
+        },
+        ordering_key=f"channel:{channel.public_id}",
+    )
 
 
 async def reconcile(
@@ -246,13 +302,18 @@ async def reconcile(
     """
     recorded = 0
     for event, channel in await repository.matchable(session, tokens=tokens, limit=limit):
-        provider: Provider = "viber-bot" if channel.application_id == Application.VIBER_BOT else "viber"
+        provider = REGISTRY.for_application(channel.application_id)
         try:
-            parsed = PROTOCOLS[provider].parse(event.raw.encode())
+            parsed = provider.parse(event.raw.encode()) if provider is not None else []
         except CallbackRejected:
+            parsed = []
+        report = next(
+            (e for e in parsed if isinstance(e, StatusEvent) and e.dedupe_key[:300] == event.dedupe_key), None
+        )
+        if report is None:
             await repository.set_outcome(session, event.id, EventOutcome.UNKNOWN)
             continue
-        if isinstance(parsed, StatusEvent) and await apply_status(session, channel, parsed):
+        if await apply_status(session, channel, report):
             await repository.set_outcome(session, event.id, EventOutcome.APPLIED)
             recorded += 1
     if max_age_ms is not None:

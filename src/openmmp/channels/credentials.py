@@ -1,119 +1,26 @@
 """What each upstream needs to act for a channel (api.md §4.2), checked before anything is stored.
 
-Credentials are stored encrypted and never returned; these models only validate and normalise them.
+The shapes are the providers' (`Provider.credentials_model`, or the registry's `NotAvailable` entry for an
+application whose provider has not landed). Credentials are stored encrypted and never returned.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from openmmp.errors import ErrorCode, ErrorItem, Invalid
-from openmmp.kit.schemas import RequestModel
-from openmmp.models.channel import Application
-
-Secret = Field(min_length=1, max_length=4096)
-Ident = Field(min_length=1, max_length=200)
-
-
-class Credentials(RequestModel):
-    pass
-
-
-class ViberCredentials(Credentials):
-    service_id: int = Field(ge=1, description="Viber Business Messages service id")
-    label: Literal["transaction", "promotion"] | None = None
-
-
-class ViberBotCredentials(Credentials):
-    auth_token: str = Secret
-    sender_name: str = Field(min_length=1, max_length=28)
-    sender_avatar: str | None = Field(default=None, max_length=2000)
-
-
-class RcsCredentials(Credentials):
-    agent_id: str = Ident
-    service_account_json: str = Field(min_length=2, max_length=20_000)
-
-    @field_validator("service_account_json")
-    @classmethod
-    def _json_object(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise ValueError("must be the service account key file's JSON text") from exc
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object")
-        return value
-
-
-class WhatsappCredentials(Credentials):
-    phone_number_id: str = Ident
-    waba_id: str = Ident
-    access_token: str = Secret
-    app_secret: str = Secret
-
-
-class ZaloCredentials(Credentials):
-    oa_id: str = Ident
-    app_id: str = Ident
-    access_token: str = Secret
-    refresh_token: str = Secret
-    secret_key: str = Secret
-
-
-class AppleCredentials(Credentials):
-    business_id: str = Ident
-    msp_id: str = Ident
-    secret: str = Secret
-
-
-class FacebookCredentials(Credentials):
-    page_id: str = Ident
-    page_access_token: str = Secret
-    app_secret: str = Secret
-
-
-class TelegramCredentials(Credentials):
-    bot_token: str = Secret
-
-
-class SmppCredentials(Credentials):
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
-    system_id: str = Field(min_length=1, max_length=16)
-    password: str = Field(min_length=1, max_length=9)
-    source_addr: str = Field(min_length=1, max_length=21)
-
-
-class EmailCredentials(Credentials):
-    from_: str = Field(alias="from", min_length=3, max_length=320)
-    smtp_url: str | None = Field(default=None, max_length=2000)
-
-
-CREDENTIALS: dict[Application, type[Credentials]] = {
-    Application.VIBER: ViberCredentials,
-    Application.RCS: RcsCredentials,
-    Application.SMS: SmppCredentials,
-    Application.APPLE: AppleCredentials,
-    Application.TELEGRAM: TelegramCredentials,
-    Application.FACEBOOK: FacebookCredentials,
-    Application.ZALO: ZaloCredentials,
-    Application.ZALO_ZNS: ZaloCredentials,
-    Application.VIBER_BOT: ViberBotCredentials,
-    Application.WHATSAPP: WhatsappCredentials,
-    Application.MMS: SmppCredentials,
-    Application.EMAIL: EmailCredentials,
-}
+from openmmp.providers.applications import Application
+from openmmp.providers.base import Credentials
+from openmmp.providers.registry import REGISTRY
 
 
 def credentials_json_schema() -> dict[str, Any]:
     """The OpenAPI schema of `credentials`: one of the per-application shapes."""
     variants = []
-    for application, model in CREDENTIALS.items():
-        schema = model.model_json_schema(by_alias=True)
+    for application in Application:
+        schema = REGISTRY.credentials_model(application).model_json_schema(by_alias=True)
         schema["title"] = f"{application.name} credentials (applicationId {application.value})"
         variants.append(schema)
     return {
@@ -125,7 +32,7 @@ def credentials_json_schema() -> dict[str, Any]:
 
 def validate_credentials(application: Application, raw: dict[str, Any]) -> Credentials:
     """Parse `raw` for `application`, or raise a 400 naming each bad field as `credentials.<field>`."""
-    model = CREDENTIALS[application]
+    model = REGISTRY.credentials_model(application)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import Page, PageNumber, PageSize
 from openmmp.models import Channel
-from openmmp.models.channel import Application, channel_type
+from openmmp.providers.applications import Application, channel_type
 from openmmp.webhooks.guard import webhooks_allow_private
 
 router = APIRouter(prefix="/channel", tags=["Channel"])

@@ -9,7 +9,7 @@ from pydantic import Field, WithJsonSchema, field_validator, model_validator
 from openmmp.channels.credentials import credentials_json_schema
 from openmmp.kit.schemas import RequestModel, ResponseModel
 from openmmp.kit.validators import Country, HttpUrl
-from openmmp.models.channel import Application
+from openmmp.providers.applications import Application
 
 CredentialsInput = Annotated[dict[str, Any], WithJsonSchema(credentials_json_schema())]
 

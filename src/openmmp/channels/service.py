@@ -10,12 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
 from openmmp.channels import repository
-from openmmp.channels.credentials import Credentials, validate_credentials
+from openmmp.channels.credentials import validate_credentials
 from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, EditChannelRequest
 from openmmp.errors import NotFound
 from openmmp.kit.crypto import Keyring, new_webhook_secret
 from openmmp.models import Channel, Job
-from openmmp.models.channel import Application, ChannelStatus, WebhookStatus
+from openmmp.models.channel import ChannelStatus, WebhookStatus
+from openmmp.providers.applications import Application
+from openmmp.providers.base import Credentials
+from openmmp.providers.registry import REGISTRY
 from openmmp.webhooks.guard import check_target
 from openmmp.webhooks.service import webhooks
 
@@ -40,9 +43,21 @@ def _settings(settings: ChannelSettings) -> dict[str, Any]:
     return settings.model_dump(by_alias=True, exclude_none=True)
 
 
-def needs_setup(application: Application, sandbox: bool) -> bool:
-    """Viber Bot needs `set_webhook`; Viber BM needs its callback URL registered with the simulator."""
-    return application == Application.VIBER_BOT or (application == Application.VIBER and sandbox)
+def not_available_cause(application: Application) -> str:
+    """The `cause` of a channel whose application cannot send yet (REQUEST until its provider lands)."""
+    return f"Sending on {application.name} is {REGISTRY.unavailable_reason(application)}"
+
+
+def initial_status(application: Application, *, sandbox: bool) -> tuple[ChannelStatus, str | None]:
+    """Where a new channel (or one with new credentials) starts: REQUEST with the cause when its
+    application cannot send yet; PROCESSING when its upstream must first learn our callback URL (a
+    set-up job does that); LAUNCH otherwise."""
+    provider = REGISTRY.for_application(application)
+    if provider is None:
+        return ChannelStatus.REQUEST, not_available_cause(application)
+    if provider.needs_setup(sandbox=sandbox):
+        return ChannelStatus.PROCESSING, None
+    return ChannelStatus.LAUNCH, None
 
 
 def _queue_setup(session: AsyncSession, channel: Channel) -> None:
@@ -62,20 +77,20 @@ class ChannelService:
     ) -> Saved:
         """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in).
 
-        A channel whose upstream must first learn our callback URL starts PROCESSING, with a set-up job
-        in the same transaction (channels/tasks.py); the others are LAUNCH at once.
+        The channel starts as `initial_status` says; a PROCESSING one gets its set-up job in the same
+        transaction (channels/tasks.py).
         """
         credentials = validate_credentials(request.application_id, request.credentials)
         if request.webhook_url:
             await check_target(request.webhook_url, allow_private=allow_private_webhooks, name="webhookUrl")
         secret = new_webhook_secret() if request.webhook_url else None
+        status, cause = initial_status(request.application_id, sandbox=sandbox)
         channel = Channel(
             company_id=subject.company_id,
             name=request.name,
             application_id=int(request.application_id),
-            status=ChannelStatus.PROCESSING
-            if needs_setup(request.application_id, sandbox)
-            else ChannelStatus.LAUNCH,
+            status=status,
+            status_cause=cause,
             credentials=_seal(keyring, credentials),
             settings=_settings(request.settings),
             webhook_url=request.webhook_url,
@@ -121,8 +136,9 @@ class ChannelService:
         if request.credentials is not None:
             credentials = validate_credentials(Application(channel.application_id), request.credentials)
             channel.credentials = _seal(keyring, credentials)
-            if needs_setup(Application(channel.application_id), sandbox):
-                channel.status = ChannelStatus.PROCESSING
+            status, _ = initial_status(Application(channel.application_id), sandbox=sandbox)
+            if status == ChannelStatus.PROCESSING:
+                channel.status, channel.status_cause = status, None
                 _queue_setup(session, channel)
         if request.settings is not None:
             channel.settings = {**channel.settings, **_settings(request.settings)}

@@ -1,58 +1,101 @@
-"""Channel set-up jobs: tell the upstream where to call back once a channel's credentials are saved.
+"""Channel set-up: tell the upstream where to call back, when a channel is saved and at every start.
 
-Viber Bot: `set_webhook` to `/callbacks/viber-bot/{accountId}` (Viber pings it before answering, which is
-why this runs after the channel is committed). Viber BM in sandbox: register the service's callback URL
-with the simulator. The channel is PROCESSING until this succeeds, then LAUNCH; REJECT with the cause when
-the upstream refuses for good.
+A provider that `needs_setup` learns the channel's callback URL (`/callbacks/{provider}/{accountId}`) from
+its `set_up` (Viber Bot: `set_webhook`, which pings the URL before answering; that is why this runs after
+the channel is committed). A new channel is PROCESSING until this succeeds, then LAUNCH; REJECT with the
+cause when the upstream refuses for good. At every start of the workers each channel is set up again
+(`queue_setup_at_start`), because an upstream may have forgotten it: the sandbox's in-process simulators
+forget everything with the process. A re-set-up never takes a working channel out of LAUNCH for a
+passing failure, only for a final refusal.
 """
 
 from __future__ import annotations
 
-import structlog
-from sqlalchemy import select
+from collections.abc import Mapping
 
-from openmmp.channels.service import open_credentials
-from openmmp.dispatch.retry import backoff_ms
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmmp.channels.service import initial_status, not_available_cause, open_credentials
 from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
-from openmmp.kit.http import HttpClient
+from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
-from openmmp.models import Channel
-from openmmp.models.channel import Application, ChannelStatus
-from openmmp.providers.base import ProviderError
-from openmmp.providers.viber_bot.client import ViberBotClient
+from openmmp.models import Channel, Job
+from openmmp.models.channel import SENDING_STATUSES, ChannelStatus
+from openmmp.providers.base import ProviderContext, ProviderError
+from openmmp.providers.registry import REGISTRY
 from openmmp.queue.sql import Claimer, acknowledge, reschedule
-from openmmp.sandbox import register_viber_service
-from openmmp.settings import Settings
 
 log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 6
+KIND = "channel_setup"
+_SET_UP_STATUSES = (ChannelStatus.PROCESSING, *SENDING_STATUSES)
+
+
+async def queue_setup_at_start(session: AsyncSession, *, sandbox: bool) -> int:
+    """Bring every channel in line with the registry and queue its set-up again; returns the jobs queued.
+
+    Channels of applications that cannot send (yet) leave LAUNCH for REQUEST with the cause; channels
+    whose provider has landed since they were made leave that REQUEST; every channel whose provider needs
+    set-up gets one set-up job unless it already has one.
+    """
+    for application in REGISTRY.not_available:
+        await session.execute(
+            update(Channel)
+            .where(Channel.application_id == int(application), Channel.status.in_(_SET_UP_STATUSES))
+            .values(status=ChannelStatus.REQUEST, status_cause=not_available_cause(application))
+        )
+    needing = []
+    for provider in REGISTRY.providers:
+        status, _ = initial_status(provider.application, sandbox=sandbox)
+        await session.execute(
+            update(Channel)
+            .where(
+                Channel.application_id == int(provider.application),
+                Channel.status == ChannelStatus.REQUEST,
+                Channel.status_cause == not_available_cause(provider.application),
+            )
+            .values(status=status, status_cause=None)
+        )
+        if provider.needs_setup(sandbox=sandbox):
+            needing.append(int(provider.application))
+    if not needing:
+        return 0
+    queued = set((await session.execute(select(Job.channel_id).where(Job.kind == KIND))).scalars())
+    rows = await session.execute(
+        select(Channel.id, Channel.company_id).where(
+            Channel.application_id.in_(needing), Channel.status.in_(_SET_UP_STATUSES)
+        )
+    )
+    jobs = [
+        Job(kind=KIND, company_id=company, channel_id=channel)
+        for channel, company in rows
+        if channel not in queued
+    ]
+    session.add_all(jobs)
+    return len(jobs)
 
 
 class ChannelSetup:
-    def __init__(self, db: Database, http: HttpClient, keyring: Keyring, settings: Settings) -> None:
+    def __init__(self, db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext]) -> None:
         self.db = db
-        self.http = http
         self.keyring = keyring
-        self.settings = settings
-        self.claimer = Claimer(kind="channel_setup", lease_ms=60_000, skip_locked=not db.is_sqlite)
+        self.contexts = contexts
+        self.claimer = Claimer(kind=KIND, lease_ms=60_000, skip_locked=not db.is_sqlite)
 
     async def _setup(self, channel: Channel) -> None:
-        credentials = open_credentials(self.keyring, channel)
-        public = self.settings.resolved_public_url
-        if channel.application_id == Application.VIBER_BOT:
-            client = ViberBotClient(self.http, self.settings.provider_base_url("viber-bot"))
-            await client.set_webhook(
-                auth_token=credentials["authToken"], url=f"{public}/callbacks/viber-bot/{channel.public_id}"
-            )
-        elif channel.application_id == Application.VIBER and self.settings.sandbox:
-            await register_viber_service(
-                self.http,
-                self.settings.provider_base_url("viber"),
-                service_id=int(credentials["serviceId"]),
-                callback_url=f"{public}/callbacks/viber/{channel.public_id}",
-            )
+        provider = REGISTRY.for_application(channel.application_id)
+        if provider is None:
+            return
+        ctx = self.contexts[provider.name]
+        await provider.set_up(
+            ctx,
+            callback_url=f"{ctx.public_url}/callbacks/{provider.name}/{channel.public_id}",
+            credentials=open_credentials(self.keyring, channel),
+        )
 
     async def run_once(self) -> int:
         now = now_ms()
@@ -64,23 +107,26 @@ class ChannelSetup:
             channels = {
                 c.id: c for c in (await session.execute(select(Channel).where(Channel.id.in_(ids)))).scalars()
             }
-        results: dict[int, tuple[int, str | None] | None] = {}
+        # Per job: "ok", a final cause (REJECT), "" (leave the channel as it is) or None (try again later).
+        results: dict[int, str | None] = {}
         for job in jobs:
             channel = channels.get(job.channel_id or -1)
             if channel is None:
-                results[job.id] = (ChannelStatus.REJECT, None)
+                results[job.id] = ""
                 continue
             try:
                 await self._setup(channel)
-                results[job.id] = (ChannelStatus.LAUNCH, None)
+                results[job.id] = "ok"
             except (ProviderError, AppError) as exc:
                 final = isinstance(exc, ProviderError) and not exc.retryable
                 log.warning("channel_setup_failed", channel=channel.public_id, error=str(exc), final=final)
-                results[job.id] = (
-                    (ChannelStatus.REJECT, str(exc)[:500])
-                    if final or job.attempts + 1 >= MAX_ATTEMPTS
-                    else None
-                )
+                exhausted = job.attempts + 1 >= MAX_ATTEMPTS
+                if final or (exhausted and channel.status == ChannelStatus.PROCESSING):
+                    results[job.id] = str(exc)[:500] or "set-up failed"
+                elif exhausted:
+                    results[job.id] = ""  # a working channel keeps working; the next start tries again
+                else:
+                    results[job.id] = None
         async with self.db.write_sessions() as session, session.begin():
             done, retries = [], []
             for job in jobs:
@@ -91,11 +137,13 @@ class ChannelSetup:
                     )
                     continue
                 done.append(job.id)
-                channel = channels.get(job.channel_id or -1)
-                if channel is not None:
-                    fresh = await session.get(Channel, channel.id)
-                    if fresh is not None and fresh.status == ChannelStatus.PROCESSING:
-                        fresh.status, fresh.status_cause = result
+                fresh = await session.get(Channel, job.channel_id) if result else None
+                if fresh is None or fresh.status not in _SET_UP_STATUSES:
+                    continue  # gone, or suspended / rejected meanwhile: not this job's to change
+                if result != "ok":
+                    fresh.status, fresh.status_cause = ChannelStatus.REJECT, result
+                elif fresh.status == ChannelStatus.PROCESSING:
+                    fresh.status, fresh.status_cause = ChannelStatus.LAUNCH, None
             await reschedule(session, retries)
             await acknowledge(session, done)
         return len(jobs)

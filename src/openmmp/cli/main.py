@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -16,6 +16,7 @@ from openmmp.cli import webhooks as webhooks_cli
 from openmmp.kit.crypto import Keyring, server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.logs import configure_logging
+from openmmp.providers.registry import REGISTRY
 from openmmp.settings import Settings
 
 app = typer.Typer(
@@ -64,7 +65,7 @@ def bootstrap(
 
 
 def _banner(demo: demo_data.Demo, base: str) -> str:
-    viber = demo.channels.get("VIBER", "<accountId>")
+    first = demo.channels.get(REGISTRY.providers[0].application.name, "<accountId>")
     return f"""
   OpenMMP sandbox is ready at {base}  (API docs: {base}/docs)
 
@@ -72,7 +73,7 @@ def _banner(demo: demo_data.Demo, base: str) -> str:
   Demo channels: {", ".join(f"{k}={v}" for k, v in sorted(demo.channels.items()))}
 
   Try it:
-    curl -s {base}/api/v1/channel/{viber} -H 'apiKey: {demo.api_key}'
+    curl -s {base}/api/v1/channel/{first} -H 'apiKey: {demo.api_key}'
 """
 
 
@@ -132,7 +133,7 @@ def worker() -> None:
 
     async def run() -> None:
         from openmmp.kit.http import HttpClient
-        from openmmp.queue.worker import Workers
+        from openmmp.workers import Workers
 
         db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
         http = HttpClient(timeout=settings.providers.timeout_seconds)
@@ -149,6 +150,23 @@ def worker() -> None:
     asyncio.run(run())
 
 
+def _knobs(assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """`--set viber.requests_per_second=40` → `{"viber": {"requests_per_second": 40}}` (values as JSON,
+    else as text)."""
+    knobs: dict[str, dict[str, Any]] = {}
+    for assignment in assignments:
+        target, equals, raw = assignment.partition("=")
+        provider, dot, knob = target.partition(".")
+        if not equals or not dot or not provider or not knob:
+            raise typer.BadParameter(f"{assignment!r}: expected PROVIDER.KNOB=VALUE", param_hint="--set")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        knobs.setdefault(provider, {})[knob] = value
+    return knobs
+
+
 @app.command()
 def simulate(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -159,28 +177,32 @@ def simulate(
     read_rate: Annotated[float, typer.Option(help="rates mode: share of delivered that are read")] = 0.6,
     fail_rate: Annotated[float, typer.Option(help="rates mode: share refused at send")] = 0.02,
     retryable_error_rate: Annotated[float, typer.Option(help="rates mode: share of retryable errors")] = 0.01,
-    viber_bot_requests: Annotated[int, typer.Option(help="Viber Bot requests per window per bot")] = 500,
-    viber_bot_window: Annotated[float, typer.Option(help="Viber Bot rate-limit window (s)")] = 10.0,
-    viber_per_second: Annotated[int, typer.Option(help="Viber BM requests per second per service")] = 1000,
     track_keys: Annotated[
         bool, typer.Option(help="Count sends per idempotency key (memory per message)")
     ] = True,
     callback_retries: Annotated[
         int, typer.Option(min=0, help="Retries of a callback that fails, 0.2 s apart and doubling")
     ] = 5,
-    duplicate_delivered: Annotated[
-        bool, typer.Option(help="Viber BM: report `delivered` once per device (twice), as upstream does")
-    ] = True,
+    knob: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A provider simulator's own knob, PROVIDER.KNOB=VALUE (repeatable), e.g. "
+            "viber.requests_per_second=40, viber.duplicate_delivered=false, viber-bot.window_s=10",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the provider simulators (Viber at /viber, Viber Bot at /viber-bot) on their own port."""
+    """Serve every provider's simulator on its own port, each at /{provider} (e.g. /viber, /viber-bot)."""
     settings = Settings()
     configure_logging(settings.log_level)
-    from openmmp.callbacks.service import viber_callback_secret
     from openmmp.kit.http import HttpClient
     from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
 
     if mode not in ("sandbox", "rates"):
         raise typer.BadParameter("sandbox or rates", param_hint="--mode")
+    options = settings.providers.simulator_options()
+    for provider, values in _knobs(knob or []).items():
+        options[provider] = {**options.get(provider, {}), **values}
     config = SimulatorConfig(
         mode="rates" if mode == "rates" else "sandbox",
         callback_latency_s=latency,
@@ -188,15 +210,14 @@ def simulate(
         read_rate=read_rate,
         fail_rate=fail_rate,
         retryable_error_rate=retryable_error_rate,
-        viber_bot_requests_per_window=viber_bot_requests,
-        viber_bot_window_s=viber_bot_window,
-        viber_requests_per_second=viber_per_second,
         track_keys=track_keys,
-        duplicate_delivered=duplicate_delivered,
         callback_retries=callback_retries,
-        viber_callback_secret=viber_callback_secret(settings.model_copy(update={"sandbox": True})),
+        options=options,
     )
-    application = create_simulators_app(config, HttpClient(timeout=10.0))
+    try:
+        application = create_simulators_app(config, HttpClient(timeout=10.0))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
     uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
 
 

@@ -1,10 +1,17 @@
 """Dispatch: claim → limit → send → record (architecture.md). Idempotent and crash-safe.
 
 One round claims a batch of dispatch jobs (with a lease), re-reads their messages and skips any that is
-no longer PENDING, fails the expired ones, sends the rest through the channel's adapter within the
-channel's rate limit, then records every outcome in one transaction: SENT / FAIL through the status
-machine, retries as rescheduled jobs, done jobs deleted. A worker killed mid-round loses its lease and
-the jobs are claimed again; Viber BM's `seq` (the message id) makes the repeated send collapse upstream.
+no longer PENDING, fails the expired ones, has each channel's provider plan its upstream requests, sends
+them within the channel's rate limit, then records every outcome in one transaction: SENT / FAIL through
+the status machine, retries as rescheduled jobs, done jobs deleted. A worker killed mid-round loses its
+lease and the jobs are claimed again; providers with an idempotency key (`Provider.idempotent`) get the
+message id as that key, so the repeated send collapses upstream.
+
+A round is not all-or-nothing: an unexpected error is contained to the channel (while planning: its
+messages FAIL with the cause, since credentials that cannot be read will not become readable) or to the
+one request (while sending: a retryable error, counted against `max_attempts`), and the outcomes of every
+other request are committed. The commit itself is retried while the database is briefly away, within the
+lease, so what upstreams accepted is recorded rather than sent again.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -20,25 +27,33 @@ from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
 from openmmp.channels.service import open_credentials
-from openmmp.dispatch.limits import Limit, Limiter, LimiterUnavailable, reserve_within
-from openmmp.dispatch.retry import backoff_ms
-from openmmp.dispatch.senders import Clients, Results, Unit, plan
 from openmmp.kit.crypto import Keyring
-from openmmp.kit.db import Database
+from openmmp.kit.db import Database, database_is_away
+from openmmp.kit.limits import Limit, Limiter, LimiterUnavailable, reserve_within
+from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
 from openmmp.models import Channel, Job, Message
-from openmmp.models.channel import SENDING_STATUSES, Application
+from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import MessageStatus
-from openmmp.providers.base import ProviderError, SendOk
+from openmmp.providers.base import (
+    Outcomes,
+    Outgoing,
+    Provider,
+    ProviderContext,
+    ProviderError,
+    SendOk,
+    SendUnit,
+)
+from openmmp.providers.registry import REGISTRY
 from openmmp.queue.sql import Claimer, acknowledge, reschedule
 from openmmp.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-def channel_limit(channel: Channel, settings: Settings) -> Limit:
-    """The channel's egress limit: its own `rateLimitPerSecond`, else the upstream's published limit.
+def channel_limit(channel: Channel, provider: Provider, settings: Settings) -> Limit:
+    """The channel's egress limit: its own `rateLimitPerSecond`, else its provider's (configured) limit.
 
     For a limit of N requests per W seconds we send at `safety × N / W` with a burst of `(1 − safety) × N`,
     so no window of W seconds ever holds more than N requests, whether the upstream counts with a sliding
@@ -48,11 +63,19 @@ def channel_limit(channel: Channel, settings: Settings) -> Limit:
     configured = channel.settings.get("rateLimitPerSecond")
     if configured:
         count, window = float(configured), 1.0
-    elif Application(channel.application_id) == Application.VIBER_BOT:
-        count, window = float(limits.viber_bot_requests), limits.viber_bot_window_seconds
     else:
-        count, window = limits.viber_per_second, 1.0
+        count, window = limits.of(provider)
     return Limit(rate=limits.safety * count / window, burst=max(1.0, (1 - limits.safety) * count))
+
+
+@dataclass
+class _Unit:
+    """One upstream request of the round, with the channel and messages it is for."""
+
+    channel: Channel
+    provider: Provider
+    messages: list[Message]
+    send: SendUnit
 
 
 @dataclass
@@ -64,6 +87,8 @@ class _Round:
     retries: list[tuple[int, int, bool]]
     asked_at: dict[int, int]
     """When each message's upstream request went out, by message id."""
+    lease_until: int
+    """When the round's claims lapse (epoch ms): past it another worker may send the same jobs."""
 
 
 class Dispatcher:
@@ -72,7 +97,7 @@ class Dispatcher:
         db: Database,
         keyring: Keyring,
         settings: Settings,
-        clients: Clients,
+        contexts: Mapping[str, ProviderContext],
         limiter: Limiter,
         *,
         on_commit: Callable[[], None] = lambda: None,
@@ -81,7 +106,7 @@ class Dispatcher:
         self.on_commit = on_commit
         self.keyring = keyring
         self.settings = settings
-        self.clients = clients
+        self.contexts = contexts
         self.limiter = limiter
         self.claimer = Claimer(
             kind="dispatch",
@@ -136,7 +161,9 @@ class Dispatcher:
                 c.id: c
                 for c in (await session.execute(select(Channel).where(Channel.id.in_(channel_ids)))).scalars()
             }
-        round_ = _Round(jobs={}, finished=[], changes=[], retries=[], asked_at={})
+        round_ = _Round(
+            jobs={}, finished=[], changes=[], retries=[], asked_at={}, lease_until=now + self.claimer.lease_ms
+        )
         to_send: dict[int, list[Message]] = defaultdict(list)
         for job in jobs:
             message = messages.get(job.message_id or -1)
@@ -151,44 +178,83 @@ class Dispatcher:
                 self._fail(round_, message, "CHANNEL_NOT_ACTIVE", "The channel is not launched", now)
             else:
                 to_send[channel.id].append(message)
-        units = []
+        units: list[_Unit] = []
         for channel_id, pending in to_send.items():
-            channel = channels[channel_id]
-            units += plan(self.clients, channel, open_credentials(self.keyring, channel), pending)
+            units += self._plan(round_, channels[channel_id], pending, now)
         outcomes = await asyncio.gather(*(self._send(unit, round_) for unit in units))
         for unit, results in zip(units, outcomes, strict=True):
+            if results is None:
+                continue  # handed back to the queue for later
             for message in unit.messages:
-                if message.id in results:
-                    self._record(round_, message, results[message.id])
+                self._record(round_, message, results[message.id])
         await self._commit(round_, channels)
         return len(jobs)
 
-    async def _send(self, unit: Unit, round_: _Round) -> Results:
-        limit = channel_limit(unit.channel, self.settings)
+    def _plan(self, round_: _Round, channel: Channel, pending: list[Message], now: int) -> list[_Unit]:
+        """The channel's upstream requests; its messages FAIL with the cause when there can be none."""
+        provider = REGISTRY.for_application(channel.application_id)
+        if provider is None:
+            for message in pending:
+                self._fail(
+                    round_, message, "NOT_SUPPORTED", "Sending on this application is not available", now
+                )
+            return []
+        outgoing = [Outgoing(m.id, m.recipient, m.content, m.expire_at) for m in pending]
+        try:
+            credentials = open_credentials(self.keyring, channel)
+            planned = provider.plan(self.contexts[provider.name], credentials, outgoing)
+        except Exception as exc:
+            # Credentials that cannot be read or lack a field will not get better by waiting.
+            log.exception("dispatch_plan_failed", channel=channel.public_id, error_type=type(exc).__name__)
+            text = f"The channel's credentials cannot be used ({type(exc).__name__})"
+            for message in pending:
+                self._fail(round_, message, "CHANNEL_CREDENTIALS", text, now)
+            return []
+        by_id = {m.id: m for m in pending}
+        units = [_Unit(channel, provider, [by_id[key] for key in unit.keys], unit) for unit in planned]
+        planned_ids = {m.id for unit in units for m in unit.messages}
+        for message in pending:
+            if message.id not in planned_ids:
+                self._fail(round_, message, "NOT_PLANNED", "The provider planned no request for it", now)
+        return units
+
+    async def _send(self, unit: _Unit, round_: _Round) -> Outcomes | None:
+        """The unit's outcome per message id, or None when it was handed back to wait for its limit."""
+        limit = channel_limit(unit.channel, unit.provider, self.settings)
         max_wait = self.settings.dispatch.max_limit_wait_seconds
         try:
             wait = await reserve_within(self.limiter, f"channel:{unit.channel.id}", limit, max_wait)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
             wait = self.settings.dispatch.limiter_unavailable_pause_seconds
-            run_at = now_ms() + int(wait * 1000)
-            for message in unit.messages:
-                round_.retries.append((round_.jobs[message.id].id, run_at, False))
-            return {}
+            self._hand_back(round_, unit, now_ms() + int(wait * 1000))
+            return None
         if wait > max_wait:
             # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later
             # (their slot was not kept, or the schedule would run ahead and nothing would be sent again).
-            run_at = now_ms() + int(wait * 1000)
-            for message in unit.messages:
-                round_.retries.append((round_.jobs[message.id].id, run_at, False))
-            return {}
+            self._hand_back(round_, unit, now_ms() + int(wait * 1000))
+            return None
         if wait > 0:
             await asyncio.sleep(wait)
         async with self._semaphore:
             # SENT is when we asked: the upstream accepted it after this and reports delivery later.
             for message in unit.messages:
                 round_.asked_at[message.id] = now_ms()
-            return await unit.call()
+            try:
+                results = await unit.send.call()
+            except Exception as exc:
+                log.exception(
+                    "dispatch_send_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
+                )
+                results = {}
+        # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
+        missing = ProviderError("INTERNAL_ERROR", "Sending failed inside OpenMMP; retried", retryable=True)
+        return {m.id: results.get(m.id, missing) for m in unit.messages}
+
+    @staticmethod
+    def _hand_back(round_: _Round, unit: _Unit, run_at: int) -> None:
+        for message in unit.messages:
+            round_.retries.append((round_.jobs[message.id].id, run_at, False))
 
     def _fail(self, round_: _Round, message: Message, code: str, text: str, now: int) -> None:
         round_.changes.append(status_machine.Change(message, MessageStatus.FAIL, now, code, text))
@@ -227,6 +293,22 @@ class Dispatcher:
             round_.retries.append((job.id, run_at, True))
 
     async def _commit(self, round_: _Round, channels: dict[int, Channel]) -> None:
+        """Record the round; while the database is away, try again as long as the lease holds."""
+        delay = 0.1
+        while True:
+            try:
+                await self._write(round_, channels)
+                break
+            except Exception as exc:
+                if not database_is_away(exc) or now_ms() + int(delay * 1000) >= round_.lease_until:
+                    raise
+                log.warning("dispatch_commit_retried", error_type=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+        if round_.changes:
+            self.on_commit()
+
+    async def _write(self, round_: _Round, channels: dict[int, Channel]) -> None:
         async with self.db.write_sessions() as session, session.begin():
             ids = [c.message.id for c in round_.changes]
             fresh = {}
@@ -253,5 +335,3 @@ class Dispatcher:
                 await reconcile(session, tokens=tokens)
             await reschedule(session, round_.retries)
             await acknowledge(session, round_.finished)
-        if round_.changes:
-            self.on_commit()

@@ -20,7 +20,8 @@ import aiosqlite
 from fastapi import Depends, Request
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
@@ -199,3 +200,16 @@ def after_commit(request: Request, hook: Callable[[], None]) -> None:
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+def database_is_away(exc: Exception) -> bool:
+    """The database could not be reached or used for now, as opposed to a statement that is wrong.
+
+    OperationalError covers a refused or dropped connection (PostgreSQL) and a lock not granted in time
+    (SQLite's "database is locked"); InterfaceError a connection closed under the driver; a connection
+    that failed to open may surface as the driver's own OSError; PoolTimeout is every pooled connection
+    busy for the whole checkout timeout.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError)

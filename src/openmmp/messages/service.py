@@ -23,7 +23,7 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.time import now_ms
 from openmmp.messages import repository
-from openmmp.messages.capabilities import SENDABLE, check_content
+from openmmp.messages.capabilities import check_content
 from openmmp.messages.rendering import render
 from openmmp.messages.schemas import (
     BatchItemErrors,
@@ -36,8 +36,11 @@ from openmmp.messages.schemas import (
     StatusError,
 )
 from openmmp.models import Channel, Message
-from openmmp.models.channel import SENDING_STATUSES, Application
+from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import CAUSES, MessageStatus, Priority
+from openmmp.providers.applications import Application
+from openmmp.providers.base import Addressing, Provider
+from openmmp.providers.registry import REGISTRY
 
 
 class MessageNotFound(NotFound):
@@ -60,8 +63,12 @@ class _Prepared:
 @dataclass
 class _Context:
     channel: Channel
-    application: Application
+    provider: Provider
     credentials: dict[str, Any]
+
+    @property
+    def application(self) -> Application:
+        return self.provider.application
 
 
 def _request_hash(channel: Channel, body: dict[str, Any]) -> str:
@@ -69,17 +76,17 @@ def _request_hash(channel: Channel, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _expire_at(expire: Expire | None, now: int) -> tuple[int | None, int | None]:
-    """(absolute expiry in ms, TTL in s for upstreams that take one)."""
+def _expire_at(expire: Expire | None, now: int) -> int | None:
+    """The absolute expiry in epoch ms, if any."""
     if expire is None:
-        return None, None
+        return None
     if expire.type == "TTL":
         assert expire.ttl is not None
-        return now + expire.ttl * 1000, expire.ttl
+        return now + expire.ttl * 1000
     assert expire.expire_time is not None
     if expire.expire_time <= now:
         raise Invalid("expireTime is already in the past", name="expire.expireTime")
-    return expire.expire_time, max(1, (expire.expire_time - now) // 1000)
+    return expire.expire_time
 
 
 def response_for(message: Message, channel: Channel) -> BroadcastResponseMessage:
@@ -102,12 +109,13 @@ class MessageService:
         self, session: AsyncSession, keyring: Keyring, subject: Subject, account_id: str
     ) -> _Context:
         channel = await channels.get(session, subject, public_id=account_id)
-        application = Application(channel.application_id)
-        if application not in SENDABLE:
+        provider = REGISTRY.for_application(channel.application_id)
+        if provider is None:
+            application = Application(channel.application_id)
             raise ChannelCannotSend(f"Sending on {application.name} channels is not available yet")
         if channel.status not in SENDING_STATUSES:
             raise ChannelCannotSend("The channel is not launched (status must be LAUNCH or ACCEPT)")
-        return _Context(channel, application, open_credentials(keyring, channel))
+        return _Context(channel, provider, open_credentials(keyring, channel))
 
     async def _recipient(
         self, session: AsyncSession, ctx: _Context, *, phone: str | None, to: str | None
@@ -120,7 +128,8 @@ class MessageService:
                 normalised = normalise_phone(phone, default_region)
             except ValueError as exc:
                 raise Invalid(str(exc), name="phone") from exc
-        if SENDABLE[ctx.application].by_phone:
+        addressing = ctx.provider.addressing
+        if addressing == Addressing.PHONE or (addressing == Addressing.BOTH and to is None):
             if normalised is None:
                 raise Invalid(f"required on {ctx.application.name} channels", name="phone")
             return normalised, normalised, None
@@ -150,8 +159,8 @@ class MessageService:
     ) -> _Prepared:
         body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
         content = render(body["message"], request.params)
-        expire_at, ttl_s = _expire_at(request.expire, now)
-        check_content(ctx.application, content, ctx.credentials, ttl_s)
+        expire_at = _expire_at(request.expire, now)
+        check_content(ctx.provider, content, ctx.credentials)
         normalised, recipient, conversation_id = await self._recipient(
             session, ctx, phone=phone, to=request.to
         )
@@ -247,7 +256,7 @@ class MessageService:
         request: SendConversationMessage,
     ) -> BroadcastResponseMessage:
         ctx = await self._context(session, keyring, subject, account_id)
-        if SENDABLE[ctx.application].by_phone:
+        if ctx.provider.addressing == Addressing.PHONE:
             raise ChannelCannotSend(f"{ctx.application.name} channels have no conversations; use broadcast")
         prepared = await self._prepare(session, ctx, subject, request, phone=None, now=now_ms())
         [result] = await self._store(session, ctx, subject, [prepared])

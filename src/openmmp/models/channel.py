@@ -8,37 +8,6 @@ from openmmp.kit.time import now_ms
 from openmmp.models.base import Base, Id, IdMixin
 
 
-class Application(IntEnum):
-    """`applicationId` values (api.md §2)."""
-
-    VIBER = 1
-    RCS = 2
-    SMS = 3
-    APPLE = 4
-    TELEGRAM = 5
-    FACEBOOK = 6
-    ZALO = 7
-    ZALO_ZNS = 8
-    VIBER_BOT = 10
-    WHATSAPP = 11
-    MMS = 15
-    EMAIL = 24
-
-
-class ChannelType(IntEnum):
-    OA = 1
-    BOT = 2
-
-
-BOT_APPLICATIONS = frozenset(
-    {Application.APPLE, Application.TELEGRAM, Application.FACEBOOK, Application.ZALO, Application.VIBER_BOT}
-)
-
-
-def channel_type(application: int) -> ChannelType:
-    return ChannelType.BOT if application in BOT_APPLICATIONS else ChannelType.OA
-
-
 class ChannelStatus(IntEnum):
     REQUEST = 1
     PROCESSING = 2

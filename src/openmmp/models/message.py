@@ -113,6 +113,8 @@ class EventOutcome:
     UNKNOWN = "unknown"  # never matched a message
     INBOUND = "inbound"
     PING = "ping"
+    CHANNEL = "channel"  # a change of the channel's own state
+    TEMPLATE = "template"  # an upstream decision about a template, kept for the templates domain
 
 
 class ProviderEvent(Base):

@@ -1,20 +1,41 @@
-"""The contract between OpenMMP's core (dispatch, callbacks) and every upstream adapter.
+"""The contract between OpenMMP's core and every upstream: what a provider declares and what it does.
 
-Adapters live in `providers/<name>/`, speak one upstream protocol through `kit.http.HttpClient`, and never
-touch the database. They translate:
+A provider lives in `providers/<name>/` and is listed once in `providers/registry.py`, keyed by its
+`Application`. Dispatch, callbacks, accept-time checks, channel set-up, settings, the CLI's `simulate` and
+the sandbox read the registry and talk to every provider through this contract only; none of them knows
+which upstream it is talking to. Providers speak one upstream protocol through `kit.http.HttpClient` and
+never touch the database. They translate:
 
-- outbound: an MMP message object (api.md §3, wire names, placeholders already rendered) into the
-  upstream's request, and the upstream's answer into `SendOk` or a `ProviderError` that says whether a
-  retry can help;
-- inbound: a callback's raw bytes (signature checked over those bytes) into `StatusEvent` /
-  `InboundEvent` / `PingEvent` values the core applies.
+- outbound: MMP message objects (api.md §3, wire names, placeholders already rendered) into upstream
+  requests, one `SendUnit` per request (what one rate-limit token buys), and the upstream's answers into
+  `SendOk` or a `ProviderError` that says whether a retry can help and why;
+- inbound: a callback's request (method, headers, query, raw bytes; checked over those bytes) into
+  neutral events the core applies: `StatusEvent`, `InboundEvent`, `TemplateEvent`, `ChannelEvent`,
+  `PingEvent`;
+- set-up: telling the upstream where to call back (idempotent; re-run at every start);
+- sandbox: a simulator that speaks the same protocol, and a way to make a sandbox end user write in.
+
+`tests/providers/conformance/` proves every registered provider against its own simulator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from openmmp.kit.http import HttpClient
+from openmmp.kit.schemas import RequestModel
+from openmmp.providers.applications import Application
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from openmmp.providers.simulation import SimulatorConfig
 
 
 class ProviderError(Exception):
@@ -70,7 +91,9 @@ StatusName = Literal["DELIVERED", "READ", "FAIL"]
 class StatusEvent:
     """A delivery report. `dedupe_key` is equal for repeats of the same upstream event.
 
-    For Viber Bot `seen`, `user_id` is set and the core marks that user's earlier unread messages READ too.
+    `user_id` names the receiver when one upstream message id covers several (a broadcast to many users);
+    `cumulative` says the report covers that user's earlier messages too (a read watermark, such as Viber
+    Bot's `seen`): the core then marks those READ as well.
     """
 
     provider_message_id: str
@@ -81,6 +104,7 @@ class StatusEvent:
     user_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    cumulative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +139,295 @@ class InboundEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateEvent:
+    """The upstream decided about a message template (e.g. WhatsApp's `message_template_status_update`).
+
+    `template_id` is the upstream's id of the template; `status` one of the MMP TemplateStatus names.
+    """
+
+    template_id: str
+    status: Literal["APPROVED", "REJECTED", "REQUEST"]
+    cause: str
+    timestamp_ms: int
+    dedupe_key: str
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEvent:
+    """The upstream changed the channel's own state (an agent launched, an account suspended, ...).
+
+    `status` is one of the MMP ChannelStatus names; the core records it and emits a `type: 4` webhook.
+    """
+
+    status: Literal["LAUNCH", "SUSPEND", "REJECT", "ACCEPT"]
+    cause: str
+    timestamp_ms: int
+    dedupe_key: str
+    raw: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class PingEvent:
     """The upstream checking that the callback URL answers (Viber's `webhook` event)."""
 
     raw: Mapping[str, Any]
 
 
-CallbackEvent = StatusEvent | InboundEvent | PingEvent
+CallbackEvent = StatusEvent | InboundEvent | TemplateEvent | ChannelEvent | PingEvent
+
+
+# ---- what a provider declares ----------------------------------------------------------------------------
+
+
+class Addressing(StrEnum):
+    """How a send names its receiver on the provider's channels."""
+
+    PHONE = "phone"
+    """By phone number only (OA channels: Viber BM, SMS, ...)."""
+    CONVERSATION = "conversation"
+    """By the end user's conversation (`to`), or by a phone number the conversation has shared (bots)."""
+    BOTH = "both"
+    """By phone number, or by conversation when replying to one (WhatsApp, SMS with replies)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """An upstream's published limit: `requests` per `window_seconds`, counted per `per` (e.g. "bot")."""
+
+    requests: int
+    window_seconds: float
+    per: str
+
+
+class Credentials(RequestModel):
+    """What a channel needs to act on its upstream (api.md §4.2); stored encrypted, never returned."""
+
+
+# ---- what a provider is handed and hands back -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the core gives a provider at run time.
+
+    `base_url` is the upstream's (or its simulator's) base URL, from the operator's settings; `options` are
+    the provider's own operator settings (its `options_model`, already validated); `public_url` is where
+    this platform is reached from outside (callbacks go to `{public_url}/callbacks/{name}/{accountId}`).
+    """
+
+    http: HttpClient
+    base_url: str
+    public_url: str
+    sandbox: bool
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send, as dispatch hands it over.
+
+    `key` is the message's internal id: stable across retries, so it is the idempotency key wherever the
+    upstream takes one. `recipient` is what `Addressing` produced: phone digits (E.164, no "+") or the
+    upstream's id of the end user. `expire_at_ms` is when the message stops being worth delivering.
+    """
+
+    key: int
+    recipient: str
+    content: Mapping[str, Any]
+    expire_at_ms: int | None = None
+
+
+SendOutcome = SendOk | ProviderError
+Outcomes = dict[int, SendOutcome]
+"""Per `Outgoing.key`: the upstream accepted it, or why not."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendUnit:
+    """One upstream request: what one rate-limit token buys.
+
+    `call()` sends it and returns an outcome for every key in `keys`; it reports upstream failures as
+    `ProviderError` outcomes instead of raising (an exception escaping it is the core's to contain).
+    """
+
+    keys: tuple[int, ...]
+    call: Callable[[], Awaitable[Outcomes]]
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A request on `/callbacks/{provider}/{accountId}`: `headers` with lower-case names, the raw body."""
+
+    method: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """A header's value by its name in any case; None when absent."""
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReply:
+    """What to answer a verification handshake with (e.g. the `hub.challenge` of a GET)."""
+
+    status_code: int
+    body: bytes
+    media_type: str = "text/plain"
+
+
+class CallbackUnverified(Exception):
+    """A callback whose signature, token or handshake is missing or wrong: answered 401, nothing stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxUser:
+    """A sandbox end user writing to a channel: `name`, their `text`, and their phone when they share it.
+
+    `user_id` picks a user the simulator made up before (providers without such ids ignore it).
+    """
+
+    name: str
+    text: str
+    phone: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxWritten:
+    """What the simulator made of a `SandboxUser`: the end user's upstream id and the message's token."""
+
+    user_id: str
+    message_token: str
+
+
+# ---- the contract -----------------------------------------------------------------------------------------
+
+
+class Provider(ABC):
+    """One upstream. Subclasses set the class attributes and implement the abstract methods.
+
+    Everything here is safe to call concurrently: a provider keeps no per-channel state of its own.
+    """
+
+    name: ClassVar[str]
+    """The provider's word in URLs and settings: `/callbacks/{name}/...`, `OPENMMP_PROVIDERS__{NAME}_...`."""
+    application: ClassVar[Application]
+    title: ClassVar[str]
+    """How people call the upstream, e.g. "Viber Business Messages"."""
+    message_types: ClassVar[frozenset[str]]
+    """The MMP MessageTypes (api.md §2) this provider sends; anything else is refused at accept time."""
+    example_message: ClassVar[Mapping[str, Any]] = {"type": "text", "message": "Hello from OpenMMP"}
+    """A message this provider can send as it is (the banner's example, the conformance suite's send)."""
+    rate_limit: ClassVar[RateLimit]
+    """The upstream's published limit; the operator may override it (`OPENMMP_LIMITS__{NAME}_...`)."""
+    idempotent: ClassVar[bool]
+    """True when the upstream collapses a repeated send (it takes `Outgoing.key` as idempotency key)."""
+    addressing: ClassVar[Addressing]
+    credentials_model: ClassVar[type[Credentials]]
+    options_model: ClassVar[type[BaseModel] | None] = None
+    """The provider's own operator settings (e.g. a partner-level callback secret), if any."""
+    default_base_url: ClassVar[str]
+    """The real upstream's base URL, used outside sandbox mode when the operator configures none."""
+    callback_auth: ClassVar[str]
+    """How its callbacks are proven, in a sentence for the OpenAPI document."""
+    verifies_with_get: ClassVar[bool] = False
+    """The upstream verifies a callback URL with a GET handshake (`challenge`); for the others, a GET on
+    the callback route is a 405 whatever the channel, so it reveals nothing."""
+    receives_messages: ClassVar[bool] = True
+    """End users can write in (inbound messages become `type: 2` webhooks)."""
+    sandbox_credentials: ClassVar[Mapping[str, Any]]
+    """The demo channel's credentials in sandbox mode (wire names; the simulator takes any)."""
+
+    # ---- accept time (pure, fast: called inside the API's request) ----
+
+    @abstractmethod
+    def check_message(self, content: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
+        """Raise ValueError("<MMP field>: <what is wrong>") when `content` cannot be sent as it is.
+
+        `content.type` is one of `message_types` already; this checks the upstream's own limits.
+        """
+
+    # ---- channel set-up ----
+
+    def needs_setup(self, *, sandbox: bool) -> bool:
+        """True when the upstream must learn something (our callback URL) before the channel can work."""
+        return False
+
+    async def set_up(
+        self, ctx: ProviderContext, *, callback_url: str, credentials: Mapping[str, Any]
+    ) -> None:
+        """Tell the upstream where the channel's callbacks go. Idempotent: re-run at every start.
+
+        Raises `ProviderError`: retryable when trying again later can help, final otherwise.
+        """
+        return None
+
+    # ---- sending ----
+
+    @abstractmethod
+    def plan(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], outgoing: Sequence[Outgoing]
+    ) -> list[SendUnit]:
+        """The upstream requests that send `outgoing` (one channel's messages), e.g. grouped broadcasts.
+
+        Every key of `outgoing` is in exactly one unit. Raises only for credentials that cannot work
+        (KeyError, ValueError): the core then fails those messages with a cause.
+        """
+
+    # ---- callbacks ----
+
+    @abstractmethod
+    def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
+        """True when `request` provably comes from the upstream (signature over the raw body, ...)."""
+
+    def challenge(
+        self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]
+    ) -> CallbackReply:
+        """Answer a GET verification handshake (only called when `verifies_with_get`).
+
+        Raises `CallbackUnverified` for a handshake with a wrong token.
+        """
+        raise CallbackUnverified(f"{self.title} has no GET handshake")
+
+    @abstractmethod
+    def parse(self, body: bytes) -> Sequence[CallbackEvent]:
+        """The neutral events in a verified callback body. Raises `CallbackRejected` for a body that is
+        not the upstream's protocol or names nothing OpenMMP handles."""
+
+    # ---- sandbox ----
+
+    @abstractmethod
+    def simulator(self, config: SimulatorConfig, http: HttpClient) -> Starlette:
+        """The provider's simulator: an ASGI app speaking the upstream's protocol (mounted at `/{name}`).
+
+        `config.options[name]` holds its own knobs; they include the fields of `options_model`, which the
+        platform fills with its operator settings, so that simulator and platform agree (e.g. on a
+        callback secret). `http` sends the simulator's callbacks.
+        """
+
+    async def sandbox_inbound(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], user: SandboxUser
+    ) -> SandboxWritten:
+        """Make a sandbox end user write to the channel through its simulator (a signed callback follows).
+
+        Raises ValueError("<field>: ...") for a user the channel cannot receive from, `ProviderError` when
+        the simulator cannot be reached.
+        """
+        raise ValueError(f"accountId: {self.title} channels do not receive messages")
+
+
+@dataclass(frozen=True)
+class NotAvailable:
+    """An application whose provider has not landed yet: channels can be created, nothing is sent.
+
+    `credentials_model` is api.md §4.2's shape, so a channel created now keeps working when it lands.
+    """
+
+    application: Application
+    credentials_model: type[Credentials]
+    sandbox_credentials: Mapping[str, Any]
+    """The demo channel's credentials in sandbox mode."""
+    reason: str = "not available in this version of OpenMMP yet"

@@ -19,12 +19,13 @@ the app's lifespan cancels on shutdown. When mounting a simulator app inside ano
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -36,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
+from openmmp.providers.base import ProviderError
 
 logger = structlog.get_logger(__name__)
 
@@ -48,7 +50,7 @@ CALLBACK_TASK_NAME = "openmmp-simulator-callback"
 
 @dataclass
 class SimulatorConfig:
-    """Knobs of both simulators. Defaults are the sandbox's; tests shrink latencies and limits."""
+    """Knobs every simulator shares, and each provider's own in `options`. Defaults are the sandbox's."""
 
     mode: Literal["sandbox", "rates"] = "sandbox"
     seed: int | None = None
@@ -63,19 +65,26 @@ class SimulatorConfig:
     callback_retry_base_s: float = 0.2
     callback_timeout_s: float = 5.0
     # upstream behaviour
-    require_known_receivers: bool = False
     max_request_bytes: int = MAX_REQUEST_BYTES
-    viber_bot_requests_per_window: int = 500
-    viber_bot_window_s: float = 10.0
-    viber_requests_per_second: int = 1000
-    # A sandbox-only default, published on purpose: real deployments configure their own.
-    viber_callback_secret: str = "sandbox-viber-callback-secret"  # noqa: S105
-    duplicate_delivered: bool = True
     # faults: how long a "timeout" fault holds a request (it ends early when the client goes away)
     fault_hang_s: float = 30.0
-    # bookkeeping: per-key detail (`acceptedByKey`, Viber Bot duplicate detection) costs memory per message
+    # bookkeeping: per-key detail (`acceptedByKey`, duplicate detection) costs memory per message
     track_keys: bool = True
     max_tracked_keys: int = 100_000
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each provider's own knobs, by provider name (e.g. `{"viber": {"requests_per_second": 40}}`)."""
+
+
+Knobs = TypeVar("Knobs")
+
+
+def knobs(config: SimulatorConfig, name: str, cls: Callable[..., Knobs]) -> Knobs:
+    """Provider `name`'s knobs from `config.options` as its dataclass `cls`; ValueError for unknown ones."""
+    given = config.options.get(name, {})
+    try:
+        return cls(**given)
+    except TypeError as exc:
+        raise ValueError(f"{name} simulator: {exc}") from exc
 
 
 class Outcome(Enum):
@@ -368,6 +377,35 @@ class CallbackScheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def sandbox_control(
+    http: HttpClient,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    simulator: str,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A platform's request to a simulator's `/_sandbox` control routes (set-up, an end user writing).
+
+    Any failure is a retryable `ProviderError`: the simulator may still be starting. Returns the answer's
+    JSON object.
+    """
+    try:
+        response = await http.post(url, json=dict(body), headers=headers)
+    except HttpUnreachable as exc:
+        raise ProviderError(
+            "SIMULATOR_UNREACHABLE", f"the {simulator} simulator is not reachable", retryable=True
+        ) from exc
+    if not response.ok:
+        raise ProviderError(
+            "SIMULATOR_REFUSED",
+            f"the {simulator} simulator answered HTTP {response.status_code}",
+            retryable=True,
+        )
+    answer = response.json()
+    return answer if isinstance(answer, dict) else {}
+
+
 def now_ms() -> int:
     """Epoch milliseconds, the upstreams' time unit."""
     return int(time.time() * 1000)
@@ -443,24 +481,27 @@ def scheduler_lifespan(
 
 
 def create_simulators_app(config: SimulatorConfig, http: HttpClient) -> Starlette:
-    """Both Viber simulators in one app: Viber Bot at `/viber-bot`, Viber Business Messages at `/viber`.
+    """Every registered provider's simulator in one app, each at `/{provider name}` (e.g. `/viber-bot`).
 
-    `http` sends the callbacks and stays the caller's to close. The app's lifespan runs both simulators'
-    lifespans (cancelling pending callbacks on shutdown).
+    `http` sends the callbacks and stays the caller's to close. The app's lifespan runs every simulator's
+    lifespan (cancelling pending callbacks on shutdown). Raises ValueError for knobs of an unknown provider.
     """
-    # Imported here: the provider simulators import this module.
-    from openmmp.providers.viber.simulator import create_viber_simulator
-    from openmmp.providers.viber_bot.simulator import create_viber_bot_simulator
+    # Imported here: the registry imports the providers, whose simulators import this module.
+    from openmmp.providers.registry import REGISTRY
 
-    viber_bot = create_viber_bot_simulator(config, http)
-    viber = create_viber_simulator(config, http)
+    unknown = sorted(set(config.options) - {p.name for p in REGISTRY.providers})
+    if unknown:
+        raise ValueError(f"no simulator is named {', '.join(unknown)}")
+    simulators = {provider.name: provider.simulator(config, http) for provider in REGISTRY.providers}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with viber_bot.router.lifespan_context(viber_bot), viber.router.lifespan_context(viber):
+        async with contextlib.AsyncExitStack() as stack:
+            for simulator in simulators.values():
+                await stack.enter_async_context(simulator.router.lifespan_context(simulator))
             yield
 
     return Starlette(
-        routes=[Mount("/viber-bot", app=viber_bot), Mount("/viber", app=viber)],
+        routes=[Mount(f"/{name}", app=simulator) for name, simulator in simulators.items()],
         lifespan=lifespan,
     )

@@ -1,6 +1,6 @@
 """Channel rate limits held in Redis, shared by every worker process on every host.
 
-The same GCRA as `dispatch.limits.LocalLimiter`, run atomically in Redis with Redis's own clock, so
+The same GCRA as `kit.limits.LocalLimiter`, run atomically in Redis with Redis's own clock, so
 processes on hosts with skewed clocks still share one schedule per channel. When Redis cannot be reached
 the limiter raises `LimiterUnavailable`: the dispatcher hands the jobs back and sending on that channel
 pauses until Redis answers again. It never sends without a reservation.
@@ -14,7 +14,7 @@ import structlog
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from openmmp.dispatch.limits import Limit, LimiterUnavailable
+from openmmp.kit.limits import Limit, LimiterUnavailable
 
 log = structlog.get_logger(__name__)
 

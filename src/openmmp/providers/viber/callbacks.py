@@ -36,6 +36,9 @@ from openmmp.providers.viber_bot.callbacks import SIGNATURE_HEADER as SIGNATURE_
 from openmmp.providers.viber_bot.callbacks import sign as sign
 from openmmp.providers.viber_bot.callbacks import verify_signature as verify_signature
 
+SANDBOX_CALLBACK_SECRET = "sandbox-viber-callback-secret"  # noqa: S105 - published on purpose
+"""The sandbox's secret (simulator and platform agree on it); deployments set their own."""
+
 _STATUS_EVENTS: Mapping[str, StatusName] = {"delivered": "DELIVERED", "seen": "READ", "expired": "FAIL"}
 
 

@@ -4,7 +4,8 @@ Always HTTP 200 with `status` (0 = accepted, with `seq` echoed and a `message_to
 (`service_id`, `seq`): a repeat returns the first token and is counted in `duplicates`. Callbacks go to the
 URL registered for the service (`POST /_sandbox/services/{service_id}` `{"callbackUrl"}`, the analogue of a
 partner registering its URL with Viber) in the body documented in `providers.viber.callbacks`, signed with
-`config.viber_callback_secret`; with `config.duplicate_delivered`, `delivered` arrives twice (two devices).
+the `callback_secret` knob; with `duplicate_delivered`, `delivered` arrives twice (two devices). Knobs
+(`SimulatorConfig.options["viber"]`): see `ViberKnobs`.
 
 Sandbox control: `POST /_sandbox/services/{service_id}`, `POST /_sandbox/inbound` (a user replies:
 `{"serviceId", "phone", "text", "trackingData"?}`), `GET /_sandbox/stats`, `POST /_sandbox/faults`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ from openmmp.providers.simulation import (
     faults_response,
     hang,
     json_response,
+    knobs,
     last_digit,
     now_ms,
     read_json,
@@ -43,7 +46,7 @@ from openmmp.providers.simulation import (
     scheduler_lifespan,
     stats_response,
 )
-from openmmp.providers.viber.callbacks import SIGNATURE_HEADER, sign
+from openmmp.providers.viber.callbacks import SANDBOX_CALLBACK_SECRET, SIGNATURE_HEADER, sign
 from openmmp.providers.viber.errors import STATUS_NAMES
 
 OK = 0
@@ -91,6 +94,19 @@ TTL_RANGE = (30, 1_209_600)
 IDEMPOTENCY_KEYS = 200_000
 
 
+@dataclass
+class ViberKnobs:
+    """The Viber BM simulator's own knobs."""
+
+    requests_per_second: int = 1000
+    """Sends accepted per second per service_id; beyond, status 12 (what upstream enforces per partner)."""
+    callback_secret: str = SANDBOX_CALLBACK_SECRET
+    """Signs callbacks; must be the platform's `OPENMMP_PROVIDERS__VIBER_CALLBACK_SECRET` (the sandbox's
+    default when that is unset)."""
+    duplicate_delivered: bool = True
+    """Report `delivered` once per device (twice), as upstream does."""
+
+
 class _Refused(Exception):
     def __init__(self, status: int, detail: str | None = None) -> None:
         super().__init__(detail or STATUS_NAMES[status])
@@ -106,11 +122,12 @@ def create_viber_simulator(config: SimulatorConfig, http: HttpClient) -> Starlet
 class _ViberSimulator:
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
         self._config = config
+        self._knobs = knobs(config, "viber", ViberKnobs)
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
         self._faults = FaultInjector()
         self._planner = OutcomePlanner(config)
-        self._limiter = TokenBucketLimiter(capacity=config.viber_requests_per_second, window_s=1.0)
+        self._limiter = TokenBucketLimiter(capacity=self._knobs.requests_per_second, window_s=1.0)
         self._callback_urls: dict[int, str] = {}
         # Idempotency is behaviour, not a statistic, so it is always on; bounded like upstream's window.
         self._tokens_by_seq: LruMap[tuple[int, int], int] = LruMap(
@@ -211,7 +228,7 @@ class _ViberSimulator:
             await self._callback(service_id, {"event": "expired", **fields})
             return
         await self._callback(service_id, {"event": "delivered", **fields, "device": "smartphone"})
-        if self._config.duplicate_delivered:
+        if self._knobs.duplicate_delivered:
             # Viber reports delivery per device; the core must collapse these.
             await self._callback(service_id, {"event": "delivered", **fields, "device": "desktop"})
         if outcome is Outcome.DELIVERED_AND_SEEN:
@@ -223,9 +240,7 @@ class _ViberSimulator:
         if url is None:
             return
         body = orjson.dumps({**fields, "timestamp": now_ms()})
-        await self._scheduler.post(
-            url, body, {SIGNATURE_HEADER: sign(body, self._config.viber_callback_secret)}
-        )
+        await self._scheduler.post(url, body, {SIGNATURE_HEADER: sign(body, self._knobs.callback_secret)})
 
     # ---- sandbox control ------------------------------------------------------------------------------
 

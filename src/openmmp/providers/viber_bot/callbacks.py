@@ -133,6 +133,8 @@ def _status_event(event: str, body: dict[str, Any]) -> StatusEvent:
         user_id=user_id,
         error_code="VIBER_BOT_FAILED" if failed else None,
         error_message=(desc if isinstance(desc, str) and desc else "failed") if failed else None,
+        # Viber sends `seen` once for everything the user has read up to this message.
+        cumulative=event == "seen",
     )
 
 

@@ -37,6 +37,7 @@ from openmmp.providers.simulation import (
     faults_response,
     hang,
     json_response,
+    knobs,
     last_digit,
     now_ms,
     read_json,
@@ -66,6 +67,17 @@ MISSING_DATA = 4
 RECEIVER_NOT_REGISTERED = 5
 RECEIVER_NOT_SUBSCRIBED = 6
 TOO_MANY_REQUESTS = 12
+
+
+@dataclass
+class ViberBotKnobs:
+    """The Viber Bot simulator's own knobs (`SimulatorConfig.options["viber-bot"]`)."""
+
+    requests_per_window: int = 500
+    window_s: float = 10.0
+    """Requests per bot per window; beyond, status 12 (upstream: 500 per 10 s)."""
+    require_known_receivers: bool = False
+    """Refuse sends to users the simulator never saw (receiverNotRegistered / receiverNotSubscribed)."""
 
 
 class _Refused(Exception):
@@ -102,13 +114,14 @@ def create_viber_bot_simulator(config: SimulatorConfig, http: HttpClient) -> Sta
 class _ViberBotSimulator:
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
         self._config = config
+        self._knobs = knobs(config, "viber-bot", ViberBotKnobs)
         self._http = http
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
         self._faults = FaultInjector()
         self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(
-            capacity=config.viber_bot_requests_per_window, window_s=config.viber_bot_window_s
+            capacity=self._knobs.requests_per_window, window_s=self._knobs.window_s
         )
         self._bots: dict[str, _Bot] = {}
         self._sequence = itertools.count(1)
@@ -268,7 +281,7 @@ class _ViberBotSimulator:
         if not isinstance(user_id, str) or not user_id:
             return self._refused(_Refused(MISSING_DATA, "id"))
         user = bot.users.get(user_id)
-        if user is None and self._config.require_known_receivers:
+        if user is None and self._knobs.require_known_receivers:
             return self._refused(_Refused(RECEIVER_NOT_REGISTERED))
         details = {
             "id": user_id,
@@ -354,7 +367,7 @@ class _ViberBotSimulator:
     # ---- outcomes and callbacks -----------------------------------------------------------------------
 
     def _check_receiver(self, bot: _Bot, receiver: str) -> None:
-        if not self._config.require_known_receivers:
+        if not self._knobs.require_known_receivers:
             return
         user = bot.users.get(receiver)
         if user is None:

@@ -1,7 +1,10 @@
 """The worker process role: dispatch, webhook delivery, channel set-up and the periodic sweeps.
 
-Runs inside `openmmp serve` (the default) or alone as `openmmp worker`, any number of times over one
-database: every piece claims its work with a lease, so workers never step on each other.
+The composition root of the workers (as `app.py` is the API's): it builds each provider's context from
+the settings and wires the domains' loops together. Runs inside `openmmp serve` (the default) or alone as
+`openmmp worker`, any number of times over one database: every piece claims its work with a lease, so
+workers never step on each other. At every start it queues each channel's set-up again (an upstream, or
+the sandbox's in-process simulator, may have forgotten it).
 """
 
 from __future__ import annotations
@@ -12,16 +15,13 @@ import contextlib
 import structlog
 
 from openmmp.callbacks.service import reconcile
-from openmmp.channels.tasks import ChannelSetup
+from openmmp.channels.tasks import ChannelSetup, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
-from openmmp.dispatch.limits import Limiter, LocalLimiter
-from openmmp.dispatch.senders import Clients
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
+from openmmp.kit.limits import Limiter, LocalLimiter
 from openmmp.messages.tasks import expire_sent
-from openmmp.providers.viber.client import ViberClient
-from openmmp.providers.viber_bot.client import ViberBotClient
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
@@ -41,10 +41,7 @@ class Workers:
     ) -> None:
         self.db = db
         self.settings = settings
-        clients = Clients(
-            viber=ViberClient(http, settings.provider_base_url("viber")),
-            viber_bot=ViberBotClient(http, settings.provider_base_url("viber-bot")),
-        )
+        contexts = settings.provider_contexts(http)
         self.deliverer = WebhookDeliverer(
             db, http, keyring, settings.webhooks, allow_private=webhooks_allow_private(settings)
         )
@@ -53,8 +50,8 @@ class Workers:
             RedisLimiter(settings.redis_url) if limiter is None and settings.redis_url else None
         )
         chosen = limiter or self._redis_limiter or LocalLimiter()
-        self.dispatcher = Dispatcher(db, keyring, settings, clients, chosen, on_commit=self.deliverer.wake)
-        self.setup = ChannelSetup(db, http, keyring, settings)
+        self.dispatcher = Dispatcher(db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake)
+        self.setup = ChannelSetup(db, keyring, contexts)
 
     def wake(self) -> None:
         """New sends or events were committed by this process."""
@@ -76,6 +73,16 @@ class Workers:
 
     async def _periodic(self, stop: asyncio.Event) -> None:
         dispatch = self.settings.dispatch
+        while not stop.is_set():
+            try:
+                async with self.db.write_sessions() as session, session.begin():
+                    queued = await queue_setup_at_start(session, sandbox=self.settings.sandbox)
+                log.info("channel_setup_queued", channels=queued)
+                break
+            except Exception:
+                log.exception("channel_setup_queue_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=dispatch.sweep_interval_seconds)
         while not stop.is_set():
             try:
                 while await self.setup.run_once():

@@ -1,0 +1,120 @@
+"""Applications whose providers have not landed yet: their credentials as api.md §4.2 gives them.
+
+Channels of these applications can be created (credentials checked and stored), so a company can prepare
+them; they report `status` REQUEST with the reason and refuse sends until the provider's package replaces
+the entry in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, field_validator
+
+from openmmp.providers.applications import Application
+from openmmp.providers.base import Credentials, NotAvailable
+
+Secret = Field(min_length=1, max_length=4096)
+Ident = Field(min_length=1, max_length=200)
+
+
+class RcsCredentials(Credentials):
+    agent_id: str = Ident
+    service_account_json: str = Field(min_length=2, max_length=20_000)
+
+    @field_validator("service_account_json")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise ValueError("must be the service account key file's JSON text") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+
+class WhatsappCredentials(Credentials):
+    phone_number_id: str = Ident
+    waba_id: str = Ident
+    access_token: str = Secret
+    app_secret: str = Secret
+
+
+class ZaloCredentials(Credentials):
+    oa_id: str = Ident
+    app_id: str = Ident
+    access_token: str = Secret
+    refresh_token: str = Secret
+    secret_key: str = Secret
+
+
+class AppleCredentials(Credentials):
+    business_id: str = Ident
+    msp_id: str = Ident
+    secret: str = Secret
+
+
+class FacebookCredentials(Credentials):
+    page_id: str = Ident
+    page_access_token: str = Secret
+    app_secret: str = Secret
+
+
+class TelegramCredentials(Credentials):
+    bot_token: str = Secret
+
+
+class SmppCredentials(Credentials):
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=16)
+    password: str = Field(min_length=1, max_length=9)
+    source_addr: str = Field(min_length=1, max_length=21)
+
+
+class EmailCredentials(Credentials):
+    from_: str = Field(alias="from", min_length=3, max_length=320)
+    smtp_url: str | None = Field(default=None, max_length=2000)
+
+
+_SMPP = {"host": "127.0.0.1", "port": 2775, "systemId": "demo", "password": "demo", "sourceAddr": "DEMO"}
+
+
+def _zalo(oa_id: str) -> dict[str, str]:
+    return {"oaId": oa_id, "appId": oa_id, "accessToken": "demo", "refreshToken": "demo", "secretKey": "demo"}
+
+
+NOT_AVAILABLE = (
+    NotAvailable(
+        Application.RCS,
+        RcsCredentials,
+        {"agentId": "demo-agent", "serviceAccountJson": '{"type": "service_account"}'},
+    ),
+    NotAvailable(Application.SMS, SmppCredentials, _SMPP),
+    NotAvailable(
+        Application.APPLE,
+        AppleCredentials,
+        {"businessId": "demo-business", "mspId": "demo-msp", "secret": "demo-secret"},
+    ),
+    NotAvailable(Application.TELEGRAM, TelegramCredentials, {"botToken": "demo-telegram-token"}),
+    NotAvailable(
+        Application.FACEBOOK,
+        FacebookCredentials,
+        {"pageId": "1001", "pageAccessToken": "demo-page-token", "appSecret": "demo-app-secret"},
+    ),
+    NotAvailable(Application.ZALO, ZaloCredentials, _zalo("1001")),
+    NotAvailable(Application.ZALO_ZNS, ZaloCredentials, _zalo("1002")),
+    NotAvailable(
+        Application.WHATSAPP,
+        WhatsappCredentials,
+        {
+            "phoneNumberId": "1001",
+            "wabaId": "1001",
+            "accessToken": "demo-token",
+            "appSecret": "demo-app-secret",
+        },
+    ),
+    NotAvailable(Application.MMS, SmppCredentials, _SMPP),
+    NotAvailable(Application.EMAIL, EmailCredentials, {"from": "demo@openmmp.local"}),
+)

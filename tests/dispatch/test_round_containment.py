@@ -1,0 +1,126 @@
+"""A dispatch round is not all-or-nothing: an unexpected error stays with the messages it concerns.
+
+One round carries messages of three channels: a healthy Viber channel (sent to the real simulator), a
+channel whose credentials cannot be decrypted, and a Viber Bot channel whose request fails inside
+OpenMMP with an exception no adapter expects (an HTTP client that raises RuntimeError, standing for a
+bug). What the upstream accepted is recorded SENT; the unreadable channel's message FAILs with the
+cause; the crashed request's message is retried (an attempt counted), never lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from tests.callbacks.test_callback_endpoints import user_writes
+from tests.conftest import Tenant
+from tests.providers.viber_harness import serve
+
+from openmmp.dispatch.flows import Dispatcher
+from openmmp.kit.http import HttpClient, HttpResponse
+from openmmp.kit.limits import LocalLimiter
+from openmmp.kit.time import now_ms
+from openmmp.models import Channel, Conversation, Job, Message
+from openmmp.providers.base import ProviderContext
+from openmmp.providers.registry import REGISTRY
+from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
+
+
+class CrashingHttp(HttpClient):
+    """An HTTP client with a bug: every request raises what no adapter expects."""
+
+    async def post(self, url: str, **kwargs: Any) -> HttpResponse:
+        raise RuntimeError("a bug in the HTTP layer")
+
+
+@pytest.fixture
+async def simulators() -> AsyncIterator[str]:
+    http = HttpClient(timeout=5.0)
+    app = create_simulators_app(SimulatorConfig(callback_latency_s=0.01), http)
+    try:
+        async with app.router.lifespan_context(app), serve(app) as base_url:
+            yield base_url
+    finally:
+        await http.aclose()
+
+
+async def _send(client: httpx.AsyncClient, tenant: Tenant, account: str, body: dict[str, Any]) -> str:
+    response = await client.post(f"/api/v1/channel/{account}/broadcast", json=body, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["messageId"])
+
+
+async def _launch(app: Any, *accounts: str) -> None:
+    async with app.state.db.write_sessions() as session, session.begin():
+        await session.execute(update(Channel).where(Channel.public_id.in_(accounts)).values(status=3))
+
+
+async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_round_is_recorded(
+    app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
+):
+    text = {"type": "text", "message": "hello"}
+    healthy = await make_channel(tenant, applicationId=1, credentials={"serviceId": 7001})
+    unreadable = await make_channel(tenant, applicationId=1, credentials={"serviceId": 7002})
+    bot = await make_channel(tenant)
+    await _launch(app, healthy["publicId"], unreadable["publicId"], bot["publicId"])
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await user_writes(client, bot["publicId"], user, int(now_ms()))
+    async with app.state.db.read_sessions() as session:
+        conversation = (
+            await session.execute(select(Conversation).where(Conversation.external_id == user))
+        ).scalar_one()
+
+    sent = [
+        await _send(client, tenant, healthy["publicId"], {"phone": f"8551234567{d}", "message": text})
+        for d in (0, 1)
+    ]
+    lost = await _send(client, tenant, unreadable["publicId"], {"phone": "85512345672", "message": text})
+    crashed = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
+    async with app.state.db.write_sessions() as session, session.begin():
+        await session.execute(
+            update(Channel)
+            .where(Channel.public_id == unreadable["publicId"])
+            .values(credentials="not-a-token")
+        )
+
+    http, crashing = HttpClient(timeout=5.0), CrashingHttp(timeout=5.0)
+    contexts = {
+        "viber": ProviderContext(http, f"{simulators}/viber", "http://127.0.0.1:9", sandbox=False),
+        "viber-bot": ProviderContext(
+            crashing, f"{simulators}/viber-bot", "http://127.0.0.1:9", sandbox=False
+        ),
+    }
+    assert set(contexts) == {p.name for p in REGISTRY.providers}
+    dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())
+    try:
+        before = now_ms()
+        while await dispatcher.run_once():  # other tests' jobs may be claimed too
+            pass
+    finally:
+        await http.aclose()
+        await crashing.aclose()
+
+    async with app.state.db.read_sessions() as session:
+        messages = {
+            m.public_id: m
+            for m in (
+                await session.execute(select(Message).where(Message.public_id.in_([*sent, lost, crashed])))
+            ).scalars()
+        }
+        crashed_job = (
+            await session.execute(select(Job).where(Job.message_id == messages[crashed].id))
+        ).scalar_one()
+    for message_id in sent:
+        assert messages[message_id].status == 2
+        assert messages[message_id].provider_message_id
+    assert messages[lost].status == 3
+    assert messages[lost].error_code == "CHANNEL_CREDENTIALS"
+    assert "DecryptionFailed" in (messages[lost].error_message or "")
+    assert messages[crashed].status == 1  # still to be sent: retried, not failed, not lost
+    assert crashed_job.attempts == 1
+    assert crashed_job.lease_until == 0
+    assert crashed_job.run_at > before

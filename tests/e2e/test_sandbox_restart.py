@@ -1,0 +1,188 @@
+"""The sandbox as `make run` starts it, stopped and started again: every channel still works.
+
+One `openmmp serve --sandbox` process (in-process simulators, demo data) over a SQLite file, as a new user
+runs it. For every registered provider, through the demo channel of its application: a send reaches READ
+and an end user's message becomes a `type: 2` webhook — before a restart, after a Ctrl-C (SIGINT) and a
+second start, and after a SIGKILL and a third. The simulators forget everything with the process, so this
+only works because each channel's set-up is re-established at every start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.e2e.harness import OPENMMP, Process, WebhookReceiver, free_port, wait_http, wait_until
+
+from openmmp.providers.base import Addressing, Provider
+from openmmp.providers.registry import REGISTRY
+
+pytestmark = pytest.mark.e2e
+API = "/api/v1"
+
+
+class Sandbox:
+    """`openmmp migrate` + `openmmp serve --sandbox` in a data folder of their own, like `make run`."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OPENMMP_")},
+            "OPENMMP_DATA_DIR": str(work_dir / "data"),
+            "OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.1",
+            "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "0.5",
+            "OPENMMP_WEBHOOKS__RETRY_SCHEDULE_S": "[0.1, 0.2, 0.4]",
+        }
+        self.log_dir = work_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.starts = 0
+        self.process: Process | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Start (migrating first, as `make run` does); returns the demo data the banner printed."""
+        self.starts += 1
+        migrate = await asyncio.create_subprocess_exec(*OPENMMP, "migrate", env=self.env)
+        assert await migrate.wait() == 0
+        self.process = Process(
+            f"serve-{self.starts}", ["serve", "--sandbox", "--port", str(self.port)], self.env, self.log_dir
+        ).start()
+        await wait_http(f"{self.url}/readyz", timeout=60)
+        demo: dict[str, Any] = json.loads((Path(self.env["OPENMMP_DATA_DIR"]) / "demo.json").read_text())
+        return demo
+
+    def stop(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.kill(sig)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-8000:] for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    running = Sandbox(tmp_path)
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            running.process.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    hooks = WebhookReceiver()
+    await hooks.start()
+    try:
+        yield hooks
+    finally:
+        await hooks.stop()
+
+
+async def _launched(api: httpx.AsyncClient, headers: dict[str, str], account: str) -> None:
+    async def launched() -> bool:
+        answer = await api.get(f"{API}/channel/{account}/status", headers=headers)
+        return answer.status_code == 200 and answer.json()["status"] == 3
+
+    await wait_until(launched, timeout=60, what=f"channel {account} LAUNCH")
+
+
+async def _read(api: httpx.AsyncClient, headers: dict[str, str], message_id: str) -> None:
+    async def read() -> bool:
+        answer = await api.get(f"{API}/message/{message_id}/status", headers=headers)
+        return answer.status_code == 200 and answer.json()["status"] == 5
+
+    await wait_until(read, timeout=60, what=f"message {message_id} READ")
+
+
+async def _round_trip(
+    api: httpx.AsyncClient,
+    receiver: WebhookReceiver,
+    headers: dict[str, str],
+    provider: Provider,
+    account: str,
+    tag: str,
+) -> None:
+    """An end user writes in (→ a type 2 webhook), and a message to them reaches READ."""
+    text = f"hello from {tag}"
+    phone = "85512345670"  # last digit 0: delivered and read (README "Sandbox outcomes")
+    wrote = await api.post(
+        f"/sandbox/{account}/inbound", json={"name": "Sokha", "text": text, "phone": phone}, headers=headers
+    )
+    assert wrote.status_code == 200, wrote.text
+
+    def inbound() -> dict[str, Any] | None:
+        for delivery in receiver.deliveries:
+            body = delivery.body
+            if (
+                body.get("type") == 2
+                and body.get("publicId") == account
+                and body["message"]["message"] == text
+            ):
+                assert delivery.signature_ok
+                return body
+        return None
+
+    webhook = await wait_until(inbound, timeout=60, what=f"type 2 webhook on {provider.name} ({tag})")
+    message = {"type": "text", "message": f"reply {tag}"}
+    if provider.addressing == Addressing.PHONE:
+        sent = await api.post(
+            f"{API}/channel/{account}/broadcast", json={"phone": phone, "message": message}, headers=headers
+        )
+    else:
+        sent = await api.post(
+            f"{API}/channel/{account}/conversation",
+            json={"to": webhook["from"], "message": message},
+            headers=headers,
+        )
+    assert sent.status_code == 200, sent.text
+    await _read(api, headers, sent.json()["messageId"])
+
+
+async def _every_provider_works(
+    sandbox: Sandbox, receiver: WebhookReceiver, demo: dict[str, Any], tag: str
+) -> None:
+    headers = {"apiKey": demo["apiKey"]}
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=15) as api:
+        for provider in REGISTRY.providers:
+            account = demo["channels"][provider.application.name]
+            await _launched(api, headers, account)
+            if tag == "first":
+                hooked = await api.post(
+                    f"{API}/channel/{account}/webhook",
+                    json={"url": receiver.url},
+                    headers=headers,
+                )
+                assert hooked.status_code == 200, hooked.text
+                receiver.secrets[account] = hooked.json()["secret"]
+            await _round_trip(api, receiver, headers, provider, account, f"{tag}-{provider.name}")
+        for application, entry in REGISTRY.not_available.items():
+            status = await api.get(
+                f"{API}/channel/{demo['channels'][application.name]}/status", headers=headers
+            )
+            assert status.json()["status"] == 1, (application, status.text)
+            assert entry.reason in status.json()["cause"]
+
+
+async def test_every_channel_works_after_a_ctrl_c_and_after_a_sigkill(
+    sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    try:
+        demo = await sandbox.start()
+        await _every_provider_works(sandbox, receiver, demo, "first")
+        sandbox.stop(signal.SIGINT)
+        assert await sandbox.start() == demo  # the same demo data, printed again
+        await _every_provider_works(sandbox, receiver, demo, "after-ctrl-c")
+        sandbox.stop(signal.SIGKILL)
+        assert await sandbox.start() == demo
+        await _every_provider_works(sandbox, receiver, demo, "after-sigkill")
+    except BaseException:
+        print(sandbox.logs())
+        raise
