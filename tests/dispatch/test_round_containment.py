@@ -1,14 +1,20 @@
-"""A dispatch round is not all-or-nothing: an unexpected error stays with the messages it concerns.
+"""A dispatch round is not all-or-nothing, and what an upstream without idempotency accepted is recorded
+at once.
 
 One round carries messages of three channels: a healthy Viber channel (sent to the real simulator), a
 channel whose credentials cannot be decrypted, and a Viber Bot channel whose request fails inside
 OpenMMP with an exception no adapter expects (an HTTP client that raises RuntimeError, standing for a
 bug). What the upstream accepted is recorded SENT; the unreadable channel's message FAILs with the
 cause; the crashed request's message is retried (an attempt counted), never lost.
+
+And while a round waits for a hanging Viber request, the Viber Bot message the upstream accepted in the
+same round is already committed SENT: a crash then would not send it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +24,7 @@ import pytest
 from sqlalchemy import select, update
 from tests.callbacks.test_callback_endpoints import user_writes
 from tests.conftest import Tenant
+from tests.e2e.harness import wait_until
 from tests.providers.viber_harness import serve
 
 from openmmp.dispatch.flows import Dispatcher
@@ -124,3 +131,54 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
     assert crashed_job.attempts == 1
     assert crashed_job.lease_until == 0
     assert crashed_job.run_at > before
+
+
+async def test_an_answer_of_an_upstream_without_idempotency_is_committed_before_the_round_ends(
+    app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
+):
+    text = {"type": "text", "message": "hello"}
+    viber = await make_channel(tenant, applicationId=1, credentials={"serviceId": 7003})
+    bot = await make_channel(tenant)
+    await _launch(app, viber["publicId"], bot["publicId"])
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await user_writes(client, bot["publicId"], user, int(now_ms()))
+    async with app.state.db.read_sessions() as session:
+        conversation = (
+            await session.execute(select(Conversation).where(Conversation.external_id == user))
+        ).scalar_one()
+    slow = await _send(client, tenant, viber["publicId"], {"phone": "85512345670", "message": text})
+    quick = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
+    http = HttpClient(timeout=3.0)
+    contexts = {
+        p.name: ProviderContext(http, f"{simulators}/{p.name}", "http://127.0.0.1:9", False)
+        for p in REGISTRY.providers
+    }
+    dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())
+    await http.post(f"{simulators}/viber/_sandbox/faults", json={"kind": "timeout", "count": 1})
+
+    async def status(message_id: str) -> int:
+        async with app.state.db.read_sessions() as session:
+            found = await session.execute(select(Message.status).where(Message.public_id == message_id))
+            return int(found.scalar_one())
+
+    rounds = asyncio.create_task(_all_rounds(dispatcher))
+    try:
+
+        async def quick_sent() -> bool:
+            return await status(quick) == 2
+
+        # Well before the hanging request's 3 s timeout ends the round.
+        await wait_until(quick_sent, timeout=2.5, interval=0.02, what="the Viber Bot message SENT")
+        assert await status(slow) == 1  # its request still hangs: its round has not ended
+        await rounds
+    finally:
+        rounds.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rounds
+        await http.aclose()
+    assert await status(quick) == 2
+
+
+async def _all_rounds(dispatcher: Dispatcher) -> None:
+    while await dispatcher.run_once():  # other tests' jobs may be claimed too
+        pass

@@ -11,7 +11,8 @@ A round is not all-or-nothing: an unexpected error is contained to the channel (
 messages FAIL with the cause, since credentials that cannot be read will not become readable) or to the
 one request (while sending: a retryable error, counted against `max_attempts`), and the outcomes of every
 other request are committed. The commit itself is retried while the database is briefly away, within the
-lease, so what upstreams accepted is recorded rather than sent again.
+lease, so what upstreams accepted is recorded rather than sent again; the answers of upstreams without
+an idempotency key are committed as soon as they arrive, without waiting for the round's slowest request.
 """
 
 from __future__ import annotations
@@ -89,6 +90,58 @@ class _Round:
     """When each message's upstream request went out, by message id."""
     lease_until: int
     """When the round's claims lapse (epoch ms): past it another worker may send the same jobs."""
+
+    def part(self) -> _Round:
+        """An empty round over the same jobs and lease, to be recorded on its own."""
+        return _Round(self.jobs, [], [], [], self.asked_at, self.lease_until)
+
+    def absorb(self, other: _Round) -> None:
+        """Take over what `other` has to record."""
+        self.finished += other.finished
+        self.changes += other.changes
+        self.retries += other.retries
+
+
+class _EarlyCommits:
+    """Records the answers of upstreams without an idempotency key as soon as they arrive.
+
+    Sending such a message again reaches the user twice, so what the upstream accepted must not wait for
+    the round's slowest request (up to the upstream timeout) before it is committed: a crash meanwhile
+    would send it again. Answers are committed in groups: one transaction for whatever arrived while the
+    previous one ran. What cannot be committed here is left to the round's own commit.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, round_: _Round, channels: dict[int, Channel]) -> None:
+        self._dispatcher = dispatcher
+        self._round = round_
+        self._channels = channels
+        self._waiting: list[_Round] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, part: _Round) -> None:
+        self._waiting.append(part)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._round.part()
+                for part in self._waiting:
+                    batch.absorb(part)
+                self._waiting = []
+                try:
+                    await self._dispatcher._commit(batch, self._channels)
+                except Exception:
+                    log.exception("dispatch_early_commit_failed")
+                    self._round.absorb(batch)
+        finally:
+            self._flushing = None
+
+    async def drain(self) -> None:
+        """Wait until every answer handed over is committed (or handed back to the round)."""
+        if self._flushing is not None:
+            await self._flushing
 
 
 class Dispatcher:
@@ -181,12 +234,20 @@ class Dispatcher:
         units: list[_Unit] = []
         for channel_id, pending in to_send.items():
             units += self._plan(round_, channels[channel_id], pending, now)
-        outcomes = await asyncio.gather(*(self._send(unit, round_) for unit in units))
-        for unit, results in zip(units, outcomes, strict=True):
+        early = _EarlyCommits(self, round_, channels)
+
+        async def send(unit: _Unit) -> None:
+            results = await self._send(unit, round_)
             if results is None:
-                continue  # handed back to the queue for later
+                return  # handed back to the queue for later
+            target = round_ if unit.provider.idempotent else round_.part()
             for message in unit.messages:
-                self._record(round_, message, results[message.id])
+                self._record(target, message, results[message.id])
+            if target is not round_:
+                early.add(target)
+
+        await asyncio.gather(*(send(unit) for unit in units))
+        await early.drain()
         await self._commit(round_, channels)
         return len(jobs)
 
