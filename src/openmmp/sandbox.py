@@ -8,9 +8,7 @@ provider named.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import Field
 
 from openmmp.api_keys.auth import CompanyKey
@@ -19,7 +17,7 @@ from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import AppError, ErrorCode, ErrorItem, Invalid, responses
 from openmmp.kit.db import SessionDep
 from openmmp.kit.phone import normalise_phone
-from openmmp.kit.schemas import RequestModel, ResponseModel
+from openmmp.kit.schemas import AccountId, RequestModel, ResponseModel
 from openmmp.providers.base import ProviderError, SandboxUser
 from openmmp.providers.registry import REGISTRY
 
@@ -48,7 +46,6 @@ class SandboxInboundResult(ResponseModel):
 
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox"])
-AccountId = Annotated[str, Path(alias="accountId", description="The channel's `publicId`")]
 
 
 async def _inbound(

@@ -194,7 +194,7 @@ class TestOpenApi:
                 else:
                     public.append((method, path))
                     assert "429" not in responses, (method, path)
-        assert ("post", "/api/v1/channel/{account_id}/broadcast") in authenticated
+        assert ("post", "/api/v1/channel/{accountId}/broadcast") in authenticated
         assert ("get", "/api/v1/onboard/api-key") in authenticated
         assert ("post", "/callbacks/{provider}/{accountId}") in public
         assert ("get", "/healthz") in public

@@ -57,7 +57,7 @@ class TestMetrics:
         await client.get(f"/api/v1/channel/{channel['publicId']}", headers=tenant.headers)
         text = (await client.get("/metrics")).text
         assert (
-            'openmmp_http_requests_total{method="GET",route="/api/v1/channel/{account_id}",status="200"}'
+            'openmmp_http_requests_total{method="GET",route="/api/v1/channel/{accountId}",status="200"}'
             in text
         )
         assert "openmmp_http_request_duration_seconds_bucket" in text
@@ -77,13 +77,13 @@ class TestOpenApi:
             ("post", "/api/v1/onboard/company-profile"): {"200", "400", "401"},
             ("post", "/api/v1/onboard/api-key"): {"201", "400", "401"},
             ("get", "/api/v1/onboard/api-key"): {"200", "401"},
-            ("delete", "/api/v1/onboard/api-key/{public_id}"): {"200", "401", "404"},
+            ("delete", "/api/v1/onboard/api-key/{publicId}"): {"200", "401", "404"},
             ("post", "/api/v1/channel"): {"201", "400", "401"},
             ("get", "/api/v1/channel"): {"200", "401"},
-            ("get", "/api/v1/channel/{account_id}"): {"200", "401", "404"},
-            ("post", "/api/v1/channel/{account_id}"): {"200", "400", "401", "404"},
-            ("get", "/api/v1/channel/{account_id}/status"): {"200", "401", "404"},
-            ("post", "/api/v1/channel/{account_id}/webhook"): {"200", "400", "401", "404"},
+            ("get", "/api/v1/channel/{accountId}"): {"200", "401", "404"},
+            ("post", "/api/v1/channel/{accountId}"): {"200", "400", "401", "404"},
+            ("get", "/api/v1/channel/{accountId}/status"): {"200", "401", "404"},
+            ("post", "/api/v1/channel/{accountId}/webhook"): {"200", "400", "401", "404"},
         }
         for (method, path), statuses in expected.items():
             operation = spec["paths"][path][method]

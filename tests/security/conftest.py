@@ -31,7 +31,7 @@ _AUTHENTICATE: Callable[..., Any] = typing.get_args(CompanyKey)[1].dependency
 @dataclass(frozen=True)
 class Operation:
     method: str
-    path: str  # the full template, e.g. /api/v1/channel/{account_id}
+    path: str  # the full template, e.g. /api/v1/channel/{accountId}
     dependant: Dependant  # as included (with any router-level dependencies)
     sandbox_only: bool
 

@@ -100,7 +100,7 @@ def delivered(ids: Ids) -> dict[str, Any]:
 
 
 Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
-CHANNEL = f"{API}/channel/{{account_id}}"
+CHANNEL = f"{API}/channel/{{accountId}}"
 
 # Operations of a company's API key: B with A's ids must get what B gets for ids that exist nowhere: 404.
 TENANT: dict[tuple[str, str], Probe] = {
@@ -122,10 +122,10 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{CHANNEL}/webhook/deliveries"): lambda w, i: w.as_b(
         "GET", f"{API}/channel/{i.account}/webhook/deliveries"
     ),
-    ("GET", f"{CHANNEL}/webhook/deliveries/{{webhook_id}}"): lambda w, i: w.as_b(
+    ("GET", f"{CHANNEL}/webhook/deliveries/{{webhookId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/channel/{i.account}/webhook/deliveries/{i.webhook}"
     ),
-    ("POST", f"{CHANNEL}/webhook/deliveries/{{webhook_id}}/replay"): lambda w, i: w.as_b(
+    ("POST", f"{CHANNEL}/webhook/deliveries/{{webhookId}}/replay"): lambda w, i: w.as_b(
         "POST", f"{API}/channel/{i.account}/webhook/deliveries/{i.webhook}/replay"
     ),
     ("POST", f"{CHANNEL}/webhook/replay"): lambda w, i: w.as_b(
@@ -142,10 +142,10 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("POST", f"{CHANNEL}/conversation"): lambda w, i: w.as_b(
         "POST", f"{API}/channel/{i.account}/conversation", {"to": i.conversation, "message": TEXT}
     ),
-    ("GET", f"{API}/message/{{message_id}}/status"): lambda w, i: w.as_b(
+    ("GET", f"{API}/message/{{messageId}}/status"): lambda w, i: w.as_b(
         "GET", f"{API}/message/{i.message}/status"
     ),
-    ("DELETE", f"{API}/onboard/api-key/{{public_id}}"): lambda w, i: w.as_b(
+    ("DELETE", f"{API}/onboard/api-key/{{publicId}}"): lambda w, i: w.as_b(
         "DELETE", f"{API}/onboard/api-key/{i.key}"
     ),
     ("POST", "/sandbox/{accountId}/inbound"): lambda w, i: w.as_b(

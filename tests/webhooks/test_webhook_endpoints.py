@@ -266,11 +266,11 @@ class TestReplay:
 class TestOpenApi:
     async def test_the_routes_are_documented_under_webhooks(self, hook_client: httpx.AsyncClient):
         schema = orjson.loads((await hook_client.get("/openapi.json")).content)
-        base = "/api/v1/channel/{account_id}/webhook"
+        base = "/api/v1/channel/{accountId}/webhook"
         for path, method in (
             (f"{base}/deliveries", "get"),
-            (f"{base}/deliveries/{{webhook_id}}", "get"),
-            (f"{base}/deliveries/{{webhook_id}}/replay", "post"),
+            (f"{base}/deliveries/{{webhookId}}", "get"),
+            (f"{base}/deliveries/{{webhookId}}/replay", "post"),
             (f"{base}/replay", "post"),
         ):
             operation = schema["paths"][path][method]

@@ -6,7 +6,7 @@ from openmmp.api_keys.service import api_keys
 from openmmp.deps import KeyringDep
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
-from openmmp.kit.schemas import Page, PageNumber, PageSize
+from openmmp.kit.schemas import Page, PageNumber, PageSize, PublicId
 from openmmp.models import ApiKey
 
 router = APIRouter(prefix="/onboard/api-key", tags=["Onboard"])
@@ -54,10 +54,10 @@ async def list_api_keys(
 
 
 @router.delete(
-    "/{public_id}",
+    "/{publicId}",
     summary="Revoke an API key",
     response_model=APIKeyInfo,
     responses=responses(401, 403, 404),
 )
-async def revoke_api_key(public_id: str, subject: CompanyKey, session: SessionDep) -> APIKeyInfo:
+async def revoke_api_key(public_id: PublicId, subject: CompanyKey, session: SessionDep) -> APIKeyInfo:
     return _info(await api_keys.revoke(session, subject, public_id=public_id))

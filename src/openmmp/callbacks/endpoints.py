@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.errors import BadRequest, responses
-from openmmp.kit.schemas import ResponseModel
+from openmmp.kit.schemas import AccountId, ResponseModel
 from openmmp.providers.base import CallbackRejected, CallbackRequest
 from openmmp.providers.registry import REGISTRY
 
@@ -25,7 +25,6 @@ ProviderName = Annotated[
         examples=[REGISTRY.providers[0].name],
     ),
 ]
-AccountId = Annotated[str, Path(alias="accountId", description="The channel's `publicId`")]
 
 
 class CallbackAck(ResponseModel):

@@ -16,7 +16,7 @@ from openmmp.channels.service import Saved, channels
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
-from openmmp.kit.schemas import Page, PageNumber, PageSize
+from openmmp.kit.schemas import AccountId, Page, PageNumber, PageSize
 from openmmp.models import Channel
 from openmmp.providers.applications import Application, channel_type
 from openmmp.webhooks.guard import webhooks_allow_private
@@ -87,23 +87,23 @@ async def list_channels(
 
 
 @router.get(
-    "/{account_id}",
+    "/{accountId}",
     summary="Get channel information",
     response_model=ChannelResponse,
     responses=responses(401, 403, 404),
 )
-async def get_channel(account_id: str, subject: CompanyKey, session: SessionDep) -> ChannelResponse:
+async def get_channel(account_id: AccountId, subject: CompanyKey, session: SessionDep) -> ChannelResponse:
     return _read(await channels.get(session, subject, public_id=account_id))
 
 
 @router.post(
-    "/{account_id}",
+    "/{accountId}",
     summary="Edit a channel (name, credentials, settings, webhook URL)",
     response_model=ChannelSaved,
     responses=responses(400, 401, 403, 404, 413),
 )
 async def edit_channel(
-    account_id: str,
+    account_id: AccountId,
     body: EditChannelRequest,
     subject: CompanyKey,
     session: SessionDep,
@@ -123,13 +123,13 @@ async def edit_channel(
 
 
 @router.get(
-    "/{account_id}/status",
+    "/{accountId}/status",
     summary="Get Channel Status",
     response_model=CommonGetChannelStatusResponse,
     responses=responses(401, 403, 404),
 )
 async def get_channel_status(
-    account_id: str, subject: CompanyKey, session: SessionDep
+    account_id: AccountId, subject: CompanyKey, session: SessionDep
 ) -> CommonGetChannelStatusResponse:
     channel = await channels.get(session, subject, public_id=account_id)
     return CommonGetChannelStatusResponse(
@@ -141,14 +141,14 @@ async def get_channel_status(
 
 
 @router.post(
-    "/{account_id}/webhook",
+    "/{accountId}/webhook",
     summary="Set the channel's webhook endpoint",
     description="Also re-activates a FAILED endpoint: the events kept (HELD) meanwhile go out again.",
     response_model=SetWebhookResponse,
     responses=responses(400, 401, 403, 404, 413),
 )
 async def set_channel_webhook(
-    account_id: str,
+    account_id: AccountId,
     body: SetWebhookRequest,
     subject: CompanyKey,
     session: SessionDep,

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -90,3 +90,10 @@ class Page(ResponseModel, Generic[T]):
 
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100)")]
+
+
+# Path parameters under the MMP documentation's names (generated clients carry them).
+AccountId = Annotated[str, Path(alias="accountId", description="The channel's `publicId`")]
+MessageId = Annotated[str, Path(alias="messageId", description="The message's `messageId`")]
+WebhookId = Annotated[str, Path(alias="webhookId", description="The delivery's `webhook-id`")]
+PublicId = Annotated[str, Path(alias="publicId", description="The object's `publicId`")]

@@ -6,6 +6,7 @@ from openmmp.api_keys.auth import CompanyKey
 from openmmp.deps import KeyringDep
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep, after_commit
+from openmmp.kit.schemas import AccountId, MessageId
 from openmmp.messages.schemas import (
     BroadcastBatchRequest,
     BroadcastBatchResponse,
@@ -23,7 +24,7 @@ SEND_ERRORS = responses(400, 401, 403, 404, 409, 413, 429)
 
 
 @channel_router.post(
-    "/{account_id}/broadcast",
+    "/{accountId}/broadcast",
     summary="Broadcast Message",
     description=(
         "Queue one message to one phone number (OA channels) or conversation (BOT channels). The message is "
@@ -35,7 +36,7 @@ SEND_ERRORS = responses(400, 401, 403, 404, 409, 413, 429)
     responses=SEND_ERRORS,
 )
 async def broadcast(
-    account_id: str,
+    account_id: AccountId,
     body: SendMessageBroadcast,
     request: Request,
     subject: CompanyKey,
@@ -48,7 +49,7 @@ async def broadcast(
 
 
 @channel_router.post(
-    "/{account_id}/broadcast/batch",
+    "/{accountId}/broadcast/batch",
     summary="Broadcast up to 1,000 messages in one call",
     description=(
         "Each item is a SendMessageBroadcast, checked on its own: the answer lists, in input order, the "
@@ -58,7 +59,7 @@ async def broadcast(
     responses=SEND_ERRORS,
 )
 async def broadcast_batch(
-    account_id: str,
+    account_id: AccountId,
     body: BroadcastBatchRequest,
     request: Request,
     subject: CompanyKey,
@@ -73,14 +74,14 @@ async def broadcast_batch(
 
 
 @channel_router.post(
-    "/{account_id}/conversation",
+    "/{accountId}/conversation",
     summary="Send Conversation Message",
     description="Reply to an end user of a BOT channel: `to` is the `from` of their inbound webhook.",
     response_model=BroadcastResponseMessage,
     responses=SEND_ERRORS,
 )
 async def send_conversation_message(
-    account_id: str,
+    account_id: AccountId,
     body: SendConversationMessage,
     request: Request,
     subject: CompanyKey,
@@ -107,10 +108,12 @@ async def get_status_by_client_id(
 
 
 @message_router.get(
-    "/{message_id}/status",
+    "/{messageId}/status",
     summary="Get Message Status",
     response_model=ResponseStatusMessage,
     responses=responses(401, 403, 404),
 )
-async def get_status(message_id: str, subject: CompanyKey, session: SessionDep) -> ResponseStatusMessage:
+async def get_status(
+    message_id: MessageId, subject: CompanyKey, session: SessionDep
+) -> ResponseStatusMessage:
     return await messages.status(session, subject, message_id=message_id, client_message_id=None)

@@ -7,7 +7,7 @@ from openmmp.api_keys.auth import CompanyKey
 from openmmp.channels.service import channels
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
-from openmmp.kit.schemas import Page, PageNumber, PageSize
+from openmmp.kit.schemas import AccountId, Page, PageNumber, PageSize, WebhookId
 from openmmp.models import WebhookAttempt, WebhookDelivery
 from openmmp.models.webhook import DeliveryState
 from openmmp.webhooks.schemas import (
@@ -20,7 +20,7 @@ from openmmp.webhooks.schemas import (
 )
 from openmmp.webhooks.service import webhooks
 
-router = APIRouter(prefix="/channel/{account_id}/webhook", tags=["Webhooks"])
+router = APIRouter(prefix="/channel/{accountId}/webhook", tags=["Webhooks"])
 
 
 def _state(name: DeliveryStateName | None) -> DeliveryState | None:
@@ -61,7 +61,7 @@ def _attempt(attempt: WebhookAttempt) -> WebhookAttemptResponse:
     responses=responses(400, 401, 403, 404),
 )
 async def list_deliveries(
-    account_id: str,
+    account_id: AccountId,
     subject: CompanyKey,
     session: SessionDep,
     state: Annotated[DeliveryStateName | None, Query()] = None,
@@ -76,13 +76,13 @@ async def list_deliveries(
 
 
 @router.get(
-    "/deliveries/{webhook_id}",
+    "/deliveries/{webhookId}",
     summary="Get a webhook delivery with its body and attempt log",
     response_model=WebhookDeliveryDetail,
     responses=responses(401, 403, 404),
 )
 async def get_delivery(
-    account_id: str, webhook_id: str, subject: CompanyKey, session: SessionDep
+    account_id: AccountId, webhook_id: WebhookId, subject: CompanyKey, session: SessionDep
 ) -> WebhookDeliveryDetail:
     channel = await channels.get(session, subject, public_id=account_id)
     detail = await webhooks.get(session, subject, channel=channel, webhook_id=webhook_id)
@@ -94,7 +94,7 @@ async def get_delivery(
 
 
 @router.post(
-    "/deliveries/{webhook_id}/replay",
+    "/deliveries/{webhookId}/replay",
     summary="Send a webhook again",
     description=(
         "Queues the delivery to be sent again now, with the same `webhook-id`, even if it was delivered. "
@@ -104,7 +104,7 @@ async def get_delivery(
     responses=responses(401, 403, 404),
 )
 async def replay_delivery(
-    account_id: str, webhook_id: str, subject: CompanyKey, session: SessionDep
+    account_id: AccountId, webhook_id: WebhookId, subject: CompanyKey, session: SessionDep
 ) -> WebhookDeliveryResponse:
     channel = await channels.get(session, subject, public_id=account_id)
     return _read(await webhooks.replay(session, subject, channel=channel, webhook_id=webhook_id))
@@ -121,7 +121,7 @@ async def replay_delivery(
     responses=responses(400, 401, 403, 404, 413),
 )
 async def replay_deliveries(
-    account_id: str, body: ReplayWebhooksRequest, subject: CompanyKey, session: SessionDep
+    account_id: AccountId, body: ReplayWebhooksRequest, subject: CompanyKey, session: SessionDep
 ) -> ReplayWebhooksResponse:
     channel = await channels.get(session, subject, public_id=account_id)
     count = await webhooks.replay_many(
