@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# Empty: `openmmp serve` takes OPENMMP_HOST / OPENMMP_PORT (default 127.0.0.1:8000); `make run PORT=9000` wins.
+HOST ?=
+PORT ?=
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint format bench clean
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: install
 	$(BIN)/openmmp migrate
-	$(BIN)/openmmp serve --sandbox --host $(HOST) --port $(PORT)
+	$(BIN)/openmmp serve --sandbox $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -207,21 +207,25 @@ class TestChannelStatus:
 
 
 class TestSetWebhook:
-    async def test_a_secret_is_generated_when_none_is_given(
+    async def test_a_secret_is_generated_when_none_is_given_and_kept_until_rotation_is_asked_for(
         self, client: httpx.AsyncClient, tenant: Tenant, make_channel
     ):
         channel = await make_channel(tenant)
         url = f"{CHANNELS}/{channel['publicId']}/webhook"
         first = await client.post(url, json={"url": "https://hooks.example.com/a"}, headers=tenant.headers)
         second = await client.post(url, json={"url": "https://hooks.example.com/b"}, headers=tenant.headers)
-        assert first.status_code == second.status_code == 200
-        a, b = first.json(), second.json()
+        rotated = await client.post(
+            url, json={"url": "https://hooks.example.com/b", "rotateSecret": True}, headers=tenant.headers
+        )
+        assert first.status_code == second.status_code == rotated.status_code == 200
+        a, b, c = first.json(), second.json(), rotated.json()
         assert a["status"] == 1
         assert a["secret"].startswith("whsec_") and len(base64.b64decode(a["secret"][6:])) == 24
-        assert a["secret"] != b["secret"]
+        assert a["secret"] == b["secret"]  # moving the endpoint does not change how it is signed
+        assert c["secret"] != b["secret"] and c["secret"].startswith("whsec_")
         info = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)
         assert info.json()["webhookUrl"] == "https://hooks.example.com/b"
-        assert b["secret"] not in info.text
+        assert c["secret"] not in info.text
 
     async def test_a_given_secret_is_kept(self, client: httpx.AsyncClient, tenant: Tenant, make_channel):
         channel = await make_channel(tenant)

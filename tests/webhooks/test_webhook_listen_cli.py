@@ -115,6 +115,26 @@ class TestListen:
             assert (refused.status_code, unsigned.status_code) == (401, 401)
             assert "forged-1 REFUSED bad signature" in await listener.line(listener.process.stderr)
 
+    async def test_several_secrets_accept_what_any_of_them_signed(self):
+        """The tour's receiver serves two channels, each with its own secret."""
+        port = free_port()
+        first, second, other = ("whsec_" + letter * 32 for letter in "ABC")
+        async with listening(port, "--secret", first, "--secret", second) as listener:
+            assert "checking signatures (2 secrets)" in await listener.line(listener.process.stderr)
+            body = '{"type":1,"messageId":"m","status":2,"cause":"SEND"}'
+            answers = []
+            async with httpx.AsyncClient() as http:
+                for number, secret in enumerate((first, second, other)):
+                    headers = sign_headers(
+                        secret, webhook_id=f"w-{number}", body=body, timestamp_s=int(time.time())
+                    )
+                    answers.append(
+                        (await http.post(listener.url, content=body.encode(), headers=headers)).status_code
+                    )
+            assert answers == [204, 204, 401]
+            printed = [await listener.line(listener.process.stdout) for _ in range(2)]
+            assert sorted(line.split()[1] for line in printed) == ["w-0", "w-1"]
+
     async def test_without_a_secret_it_prints_everything(self):
         port = free_port()
         async with listening(port) as listener:

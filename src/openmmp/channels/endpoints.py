@@ -143,7 +143,8 @@ async def get_channel_status(
 @router.post(
     "/{accountId}/webhook",
     summary="Set the channel's webhook endpoint",
-    description="Also re-activates a FAILED endpoint: the events kept (HELD) meanwhile go out again.",
+    description="Also re-activates a FAILED endpoint: the events kept (HELD) meanwhile go out again. The "
+    "channel keeps its signing secret unless you give one or ask for `rotateSecret`.",
     response_model=SetWebhookResponse,
     responses=responses(400, 401, 403, 404, 413),
 )
@@ -162,6 +163,7 @@ async def set_channel_webhook(
         public_id=account_id,
         url=body.url,
         secret=body.secret,
+        rotate_secret=body.rotate_secret,
         allow_private_webhooks=webhooks_allow_private(settings),
     )
     assert channel.webhook_url is not None

@@ -80,7 +80,12 @@ class CommonGetChannelStatusResponse(ResponseModel):
 class SetWebhookRequest(RequestModel):
     url: HttpUrl
     secret: str | None = Field(
-        default=None, description="A Standard Webhooks secret `whsec_<base64>`; generated when absent."
+        default=None,
+        description="A Standard Webhooks secret `whsec_<base64>` of your choosing (e.g. one for all your "
+        "channels). Without it the channel keeps its current secret, or gets a new one if it has none.",
+    )
+    rotate_secret: bool = Field(
+        default=False, description="Replace the channel's secret with a new one (ignored with `secret`)."
     )
 
     @field_validator("secret")
@@ -100,5 +105,5 @@ class SetWebhookRequest(RequestModel):
 
 class SetWebhookResponse(ResponseModel):
     url: str
-    secret: str = Field(description="Signs every webhook (Standard Webhooks). Keep it; shown on set only.")
+    secret: str = Field(description="Signs every webhook of the channel (Standard Webhooks).")
     status: int = Field(description="1 ACTIVATED, 2 FAILED, 3 BLOCKED")

@@ -161,14 +161,18 @@ class ChannelService:
         public_id: str,
         url: str,
         secret: str | None,
+        rotate_secret: bool = False,
         allow_private_webhooks: bool = False,
     ) -> tuple[Channel, str]:
-        """Point the channel's events at `url`, signed with `secret` (a new one when none is given).
+        """Point the channel's events at `url`, signed with `secret`; without one the channel keeps its
+        secret (a new one when it has none or `rotate_secret`). Returns the secret in force.
 
         Also (re-)activates the endpoint: a FAILED endpoint's HELD deliveries go out again.
         """
         channel = await self.get(session, subject, public_id=public_id)
         await check_target(url, allow_private=allow_private_webhooks, name="url")
+        if secret is None and channel.webhook_secret is not None and not rotate_secret:
+            secret = keyring.decrypt(channel.webhook_secret)
         secret = secret or new_webhook_secret()
         channel.webhook_url = url
         channel.webhook_secret = keyring.encrypt(secret)

@@ -1,7 +1,7 @@
 """`openmmp webhooks listen`: a tiny receiver to watch a channel's webhooks arrive (the README's tour).
 
-Prints one line per event on stdout and answers 204; with `--secret` it checks the Standard Webhooks
-signature first and answers 401 to anything not signed with that secret.
+Prints one line per event on stdout and answers 204; with `--secret` (repeatable: one per channel) it
+checks the Standard Webhooks signature first and answers 401 to anything signed with none of them.
 """
 
 from __future__ import annotations
@@ -49,16 +49,28 @@ def describe(event: Any) -> str:
     return f"type={kind}"
 
 
-def receiver(secret: str | None) -> Starlette:
-    """The receiver app: POST to any path."""
+def _checked(secrets: list[str], body: bytes, headers: Any) -> Any:
+    """The event, verified with whichever of `secrets` signed it; SignatureInvalid when none did."""
+    problem: SignatureInvalid | None = None
+    for secret in secrets:
+        try:
+            return check(secret, body, headers)
+        except SignatureInvalid as exc:
+            problem = exc
+    assert problem is not None
+    raise problem
+
+
+def receiver(secrets: list[str]) -> Starlette:
+    """The receiver app: POST to any path. With `secrets`, only what one of them signed is accepted."""
 
     async def receive(request: Request) -> Response:
         body = await request.body()
         moment = datetime.now().strftime("%H:%M:%S.%f")[:-3]
         webhook_id = request.headers.get("webhook-id", "-")
-        if secret:
+        if secrets:
             try:
-                event = check(secret, body, request.headers)
+                event = _checked(secrets, body, request.headers)
             except SignatureInvalid as exc:
                 print(f"{moment} {webhook_id} REFUSED bad signature: {exc}", file=sys.stderr, flush=True)
                 return PlainTextResponse("bad signature", status_code=401)
@@ -78,18 +90,26 @@ def listen(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     secret: Annotated[
-        str | None,
-        typer.Option(help="The channel's whsec_ secret: check signatures, answer 401 to bad ones"),
+        list[str] | None,
+        typer.Option(
+            help="A channel's whsec_ secret: check signatures, answer 401 to bad ones. Repeat it for "
+            "several channels: a webhook signed with any of them is accepted",
+        ),
     ] = None,
 ) -> None:
     """Receive webhooks on http://HOST:PORT/ (any path) and print one line per event."""
-    if secret is not None:
+    secrets = secret or []
+    for value in secrets:
         try:
-            Signer(secret)
+            Signer(value)
         except Exception as exc:
             raise typer.BadParameter("must be whsec_ followed by base64", param_hint="--secret") from exc
-        if not secret.startswith("whsec_"):
+        if not value.startswith("whsec_"):
             raise typer.BadParameter("must start with whsec_", param_hint="--secret")
-    checking = "checking signatures" if secret else "NOT checking signatures (give --secret)"
+    checking = (
+        f"checking signatures ({len(secrets)} secret{'s' if len(secrets) > 1 else ''})"
+        if secrets
+        else "NOT checking signatures (give --secret)"
+    )
     typer.echo(f"listening on http://{host}:{port}/ ({checking}); Ctrl-C stops", err=True)
-    uvicorn.run(receiver(secret), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(receiver(secrets), host=host, port=port, log_level="warning", access_log=False)
