@@ -108,7 +108,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.state.http = http
         app.state.wake_workers = lambda: None
         app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
-        app.state.callbacks = CallbackReceiver(db, keyring, settings.provider_contexts(http))
+        app.state.callbacks = CallbackReceiver(
+            db, keyring, settings.provider_contexts(http), settings.callbacks
+        )
         log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)

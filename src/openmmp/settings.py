@@ -105,6 +105,36 @@ else:
     LimitSettings = create_model("LimitSettings", __base__=LimitSettingsBase, **_limit_fields())
 
 
+class CallbackSettings(BaseModel):
+    """Provider callbacks (`OPENMMP_CALLBACKS__*`)."""
+
+    event_retention_days: float = Field(
+        default=30,
+        gt=0,
+        description="Raw callback events are kept this long, then pruned. It is also the replay window: an "
+        "inbound message, a channel or template event or a ping whose upstream time is older is answered "
+        "and not applied (its record of having been seen may be gone).",
+    )
+    batch_max: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="SQLite: at most this many callbacks applied together in one write transaction.",
+    )
+    prune_batch: int = Field(default=5000, ge=1, description="Old raw events deleted per sweep at most.")
+
+
+class ChannelSetupSettings(BaseModel):
+    """Channel set-up with the upstream (`OPENMMP_CHANNEL_SETUP__*`)."""
+
+    max_attempts: int = Field(
+        default=6, ge=1, description="Tries before a new channel is REJECT (a working one stays LAUNCH)"
+    )
+    batch_size: int = Field(default=20, ge=1, le=1000, description="Channels set up per round")
+    lease_seconds: float = Field(default=60.0, gt=0, description="How long a claimed set-up is reserved")
+    retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest wait between two tries")
+
+
 class DispatchSettings(BaseModel):
     """How workers claim and send (`OPENMMP_DISPATCH__*`)."""
 
@@ -213,6 +243,8 @@ class Settings(BaseSettings):
         description="Same as OPENMMP_WEBHOOKS__ALLOW_PRIVATE (the name operators know from the docs).",
     )
     dispatch: DispatchSettings = DispatchSettings()
+    callbacks: CallbackSettings = CallbackSettings()
+    channel_setup: ChannelSetupSettings = ChannelSetupSettings()
     limits: LimitSettings = LimitSettings()
     api_rate: ApiRateSettings = ApiRateSettings()
 

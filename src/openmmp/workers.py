@@ -14,7 +14,7 @@ import contextlib
 
 import structlog
 
-from openmmp.callbacks.service import reconcile
+from openmmp.callbacks.service import prune_events, reconcile
 from openmmp.channels.tasks import ChannelSetup, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
 from openmmp.kit.crypto import Keyring
@@ -51,7 +51,7 @@ class Workers:
         )
         chosen = limiter or self._redis_limiter or LocalLimiter()
         self.dispatcher = Dispatcher(db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake)
-        self.setup = ChannelSetup(db, keyring, contexts)
+        self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
 
     def wake(self) -> None:
         """New sends or events were committed by this process."""
@@ -92,6 +92,7 @@ class Workers:
                     changed += await reconcile(
                         session, max_age_ms=int(dispatch.unmatched_callback_max_age_seconds * 1000)
                     )
+                    await prune_events(session, self.settings.callbacks)
                 if changed:
                     self.deliverer.wake()
             except Exception:

@@ -36,6 +36,7 @@ from tests.conftest import (
 
 from openmmp.companies.service import companies
 from openmmp.kit.http import HttpClient
+from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job, Message
 from openmmp.models.channel import ChannelStatus
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
@@ -329,7 +330,7 @@ async def fuzz_ids(bad_app: Any, bad_client: httpx.AsyncClient, fuzz_tenant: Ten
     raw, signature = signed_bot_callback(
         {
             "event": "message",
-            "timestamp": 1,
+            "timestamp": now_ms(),
             "message_token": 1,
             "sender": user,
             "message": {"type": "text", "text": "hi"},

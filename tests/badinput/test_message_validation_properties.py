@@ -24,6 +24,7 @@ from tests.badinput.conftest import assert_error_body, signed_bot_callback, stat
 from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
 
 from openmmp.errors import error_response, validation_items
+from openmmp.kit.time import now_ms
 from openmmp.messages.rendering import render
 from openmmp.messages.schemas import BroadcastResponseMessage, MessageType, SendMessageBroadcast
 from openmmp.models import Conversation, Message
@@ -219,7 +220,7 @@ async def bot_conversation(bad_app: Any, bad_client: httpx.AsyncClient, bot_chan
     ):
         body = {
             "event": "message",
-            "timestamp": 1_700_000_000_000 + number,
+            "timestamp": now_ms() + number,
             "message_token": 9_000_000 + number,
             "sender": sender,
             "message": message,

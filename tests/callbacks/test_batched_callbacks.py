@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, func, select
-from tests.callbacks.test_callback_endpoints import bot, post, sent_message, status_of, user_writes  # noqa: F401
+from tests.callbacks.test_callback_endpoints import post, sent_message, status_of, user_writes
 from tests.conftest import Tenant
 
 from openmmp.models import ProviderEvent
@@ -24,7 +24,7 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
     app,
     client: httpx.AsyncClient,
     tenant: Tenant,
-    bot: dict[str, Any],  # noqa: F811
+    bot: dict[str, Any],
 ):
     account = bot["publicId"]
     messages = {}

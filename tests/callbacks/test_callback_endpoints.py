@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
 
 from openmmp.kit.time import now_ms
@@ -33,22 +33,12 @@ async def post(
     return await client.post(f"/callbacks/viber-bot/{account}", content=raw, headers=headers)
 
 
-@pytest.fixture
-async def bot(app, client: httpx.AsyncClient, tenant: Tenant, make_channel) -> dict[str, Any]:
-    channel = await make_channel(tenant)
-    async with app.state.db.write_sessions() as session, session.begin():
-        await session.execute(
-            update(Channel).where(Channel.public_id == channel["publicId"]).values(status=3)
-        )
-    return channel
-
-
 async def user_writes(
     client: httpx.AsyncClient, account: str, user_id: str, token: int, text: str = "hi"
 ) -> None:
     body = {
         "event": "message",
-        "timestamp": 1_700_000_000_000 + token,
+        "timestamp": now_ms() + token,
         "message_token": token,
         "sender": {
             "id": user_id,
@@ -194,7 +184,9 @@ class TestInbound:
         await user_writes(client, account, "u3", 30, "first")
         await user_writes(client, account, "u3", 31, "second")
         await post(
-            client, account, {"event": "unsubscribed", "timestamp": 2, "user_id": "u3", "message_token": 32}
+            client,
+            account,
+            {"event": "unsubscribed", "timestamp": now_ms(), "user_id": "u3", "message_token": 32},
         )
         async with app.state.db.read_sessions() as session:
             rows = list(

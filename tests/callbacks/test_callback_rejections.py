@@ -70,7 +70,7 @@ class Provider:
         if self.is_bot:
             return {
                 "event": "message",
-                "timestamp": 1_700_000_000_000 + token,
+                "timestamp": now_ms() + token,
                 "message_token": token,
                 "sender": {"id": user, "name": "Dara", "avatar": "", "country": "KH", "language": "km"},
                 "message": {"type": "text", "text": text},
@@ -81,7 +81,7 @@ class Provider:
             "seq": 0,
             "service_id": 4711,
             "dest": user,
-            "timestamp": 1_700_000_000_000 + token,
+            "timestamp": now_ms() + token,
             "text": text,
         }
 

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import select
-from tests.callbacks.test_callback_endpoints import bot, sent_message, status_of, user_writes  # noqa: F401
+from tests.callbacks.test_callback_endpoints import sent_message, status_of, user_writes
 
 from openmmp.callbacks import service
 from openmmp.models import Channel
@@ -31,7 +31,7 @@ def report(status: str, *, user_id: str | None = None) -> StatusEvent:
 
 
 @pytest.mark.parametrize("order", ["delivered-then-seen", "seen-then-delivered"])
-async def test_a_report_waits_for_the_one_in_flight_and_sees_its_status(app, client, tenant, bot, order):  # noqa: F811
+async def test_a_report_waits_for_the_one_in_flight_and_sees_its_status(app, client, tenant, bot, order):
     if app.state.db.is_sqlite:
         pytest.skip("SQLite runs one writer at a time: nothing to interleave")
     account = bot["publicId"]

@@ -185,7 +185,7 @@ class TestInboundEvents:
 
     def test_the_webhook_check_is_a_ping(self) -> None:
         body = {"event": "webhook", "timestamp": 1, "chat_hostname": "SN-1", "message_token": 1}
-        assert parse_callback(raw(body)) == PingEvent(raw=body)
+        assert parse_callback(raw(body)) == PingEvent(raw=body, timestamp_ms=1, dedupe_key="webhook:1")
 
 
 class TestMalformedCallbacksAreRejected:

@@ -24,8 +24,7 @@ from openmmp.callbacks.service import challenge, receive
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.providers.base import CallbackReply, CallbackRequest, ProviderContext
-
-MAX_BATCH = 200
+from openmmp.settings import CallbackSettings
 
 
 @dataclass
@@ -39,10 +38,18 @@ class _Callback:
 
 
 class CallbackReceiver:
-    def __init__(self, db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        contexts: Mapping[str, ProviderContext],
+        settings: CallbackSettings,
+    ) -> None:
         self._db = db
         self._keyring = keyring
         self._contexts = contexts
+        self._settings = settings
+        self._window_ms = int(settings.event_retention_days * 86_400_000)
         self._waiting: list[_Callback] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -69,6 +76,7 @@ class CallbackReceiver:
                     provider=provider,
                     account_id=account_id,
                     request=request,
+                    replay_window_ms=self._window_ms,
                 )
         callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars())
         self._waiting.append(callback)
@@ -79,7 +87,8 @@ class CallbackReceiver:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                size = self._settings.batch_max
+                batch, self._waiting = self._waiting[:size], self._waiting[size:]
                 await self._apply(batch)
         finally:
             self._draining = None
@@ -100,6 +109,7 @@ class CallbackReceiver:
                                         provider=callback.provider,
                                         account_id=callback.account_id,
                                         request=callback.request,
+                                        replay_window_ms=self._window_ms,
                                     )
                                 )
                         except Exception as exc:  # this callback's answer, as if it were alone

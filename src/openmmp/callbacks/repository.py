@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -151,4 +151,16 @@ async def give_up_unmatched(session: AsyncSession, *, older_than: int) -> int:
         .where(ProviderEvent.outcome == EventOutcome.UNMATCHED, ProviderEvent.received_at < older_than)
         .values(outcome=EventOutcome.UNKNOWN)
     )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def prune(session: AsyncSession, *, older_than: int, limit: int) -> int:
+    """Delete up to `limit` raw events received before `older_than` (epoch ms), oldest first."""
+    oldest = (
+        select(ProviderEvent.id)
+        .where(ProviderEvent.received_at < older_than)
+        .order_by(ProviderEvent.received_at)
+        .limit(limit)
+    )
+    result = await session.execute(delete(ProviderEvent).where(ProviderEvent.id.in_(oldest)))
     return int(getattr(result, "rowcount", 0) or 0)

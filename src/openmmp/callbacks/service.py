@@ -42,6 +42,7 @@ from openmmp.providers.base import (
 )
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
+from openmmp.settings import CallbackSettings
 from openmmp.webhooks import service as webhooks
 
 log = structlog.get_logger(__name__)
@@ -200,9 +201,15 @@ async def receive(
     provider: str,
     account_id: str,
     request: CallbackRequest,
+    replay_window_ms: int,
 ) -> str:
     """Handle one callback; returns its outcome (outcomes joined by "," when a body carries several
-    events). Raises 404 (unknown channel), 401 (not verified) or `CallbackRejected` (unreadable body)."""
+    events). Raises 404 (unknown channel), 401 (not verified) or `CallbackRejected` (unreadable body).
+
+    An event with effects beyond status (inbound, channel, template, ping) whose upstream time is older
+    than `replay_window_ms` is a replay (its record may have been pruned): it is answered `stale` and
+    neither stored nor applied. Status reports need no window: status only moves forward.
+    """
     found, channel, ctx, credentials = await _lookup(
         session, keyring, contexts, provider_name=provider, account_id=account_id
     )
@@ -212,8 +219,12 @@ async def receive(
     events = found.parse(request.body)
     text = request.body.decode("utf-8", errors="replace")
     outcomes = []
+    stale_before = now_ms() - replay_window_ms
     for event in events:
-        outcome = await _apply(session, channel, event, text)
+        if not isinstance(event, StatusEvent) and event.timestamp_ms < stale_before:
+            outcome = "stale"
+        else:
+            outcome = await _apply(session, channel, event, text)
         CALLBACKS.labels(found.name, outcome).inc()
         outcomes.append(outcome)
     return ",".join(outcomes)
@@ -221,22 +232,13 @@ async def receive(
 
 async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
     """Store one event's raw callback once and apply it; returns its outcome."""
-    if isinstance(event, PingEvent):
-        await repository.record_event(
-            session,
-            channel_id=channel.id,
-            dedupe_key=f"ping:{now_ms()}",
-            provider_message_id=None,
-            outcome=EventOutcome.PING,
-            raw=text,
-        )
-        return EventOutcome.PING
     token = event.provider_message_id if isinstance(event, StatusEvent) else None
     outcome = {
         StatusEvent: EventOutcome.APPLIED,
         InboundEvent: EventOutcome.INBOUND,
         ChannelEvent: EventOutcome.CHANNEL,
         TemplateEvent: EventOutcome.TEMPLATE,
+        PingEvent: EventOutcome.PING,
     }[type(event)]
     event_id = await repository.record_event(
         session,
@@ -258,10 +260,18 @@ async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, 
         await apply_inbound(session, channel, event)
     elif isinstance(event, ChannelEvent):
         await apply_channel(session, channel, event)
+    elif isinstance(event, PingEvent):
+        pass  # the upstream checked that we answer; keeping it once is all there is to do
     else:
         # Kept for the templates domain, which maps upstream template ids to its templates.
         log.info("callback_template_event", channel=channel.public_id, template=event.template_id)
     return outcome
+
+
+async def prune_events(session: AsyncSession, settings: CallbackSettings) -> int:
+    """Delete raw events older than the retention (a batch per call); returns how many."""
+    older_than = now_ms() - int(settings.event_retention_days * 86_400_000)
+    return await repository.prune(session, older_than=older_than, limit=settings.prune_batch)
 
 
 async def apply_channel(session: AsyncSession, channel: Channel, event: ChannelEvent) -> None:

@@ -28,9 +28,9 @@ from openmmp.models.channel import SENDING_STATUSES, ChannelStatus
 from openmmp.providers.base import ProviderContext, ProviderError
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.sql import Claimer, acknowledge, reschedule
+from openmmp.settings import ChannelSetupSettings
 
 log = structlog.get_logger(__name__)
-MAX_ATTEMPTS = 6
 KIND = "channel_setup"
 _SET_UP_STATUSES = (ChannelStatus.PROCESSING, *SENDING_STATUSES)
 
@@ -80,11 +80,20 @@ async def queue_setup_at_start(session: AsyncSession, *, sandbox: bool) -> int:
 
 
 class ChannelSetup:
-    def __init__(self, db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        contexts: Mapping[str, ProviderContext],
+        settings: ChannelSetupSettings,
+    ) -> None:
         self.db = db
         self.keyring = keyring
         self.contexts = contexts
-        self.claimer = Claimer(kind=KIND, lease_ms=60_000, skip_locked=not db.is_sqlite)
+        self.settings = settings
+        self.claimer = Claimer(
+            kind=KIND, lease_ms=int(settings.lease_seconds * 1000), skip_locked=not db.is_sqlite
+        )
 
     async def _setup(self, channel: Channel) -> None:
         provider = REGISTRY.for_application(channel.application_id)
@@ -100,7 +109,7 @@ class ChannelSetup:
     async def run_once(self) -> int:
         now = now_ms()
         async with self.db.write_sessions() as session, session.begin():
-            jobs = await self.claimer.claim(session, limit=20, now=now)
+            jobs = await self.claimer.claim(session, limit=self.settings.batch_size, now=now)
             if not jobs:
                 return 0
             ids = [j.channel_id for j in jobs]
@@ -120,7 +129,7 @@ class ChannelSetup:
             except (ProviderError, AppError) as exc:
                 final = isinstance(exc, ProviderError) and not exc.retryable
                 log.warning("channel_setup_failed", channel=channel.public_id, error=str(exc), final=final)
-                exhausted = job.attempts + 1 >= MAX_ATTEMPTS
+                exhausted = job.attempts + 1 >= self.settings.max_attempts
                 if final or (exhausted and channel.status == ChannelStatus.PROCESSING):
                     results[job.id] = str(exc)[:500] or "set-up failed"
                 elif exhausted:
@@ -133,7 +142,12 @@ class ChannelSetup:
                 result = results[job.id]
                 if result is None:
                     retries.append(
-                        (job.id, now_ms() + backoff_ms(job.attempts + 1, base_s=1, max_s=60), True)
+                        (
+                            job.id,
+                            now_ms()
+                            + backoff_ms(job.attempts + 1, base_s=1, max_s=self.settings.retry_max_seconds),
+                            True,
+                        )
                     )
                     continue
                 done.append(job.id)

@@ -31,7 +31,8 @@ def _phone(value: str) -> str:
     return normalise_phone(value)
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
+    """`value` (stripped) when it is an absolute http(s) URL; ValueError otherwise."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -42,4 +43,4 @@ def _http_url(value: str) -> str:
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
 Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
 Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
-HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
+HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(http_url)]

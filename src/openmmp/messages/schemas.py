@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from openmmp.kit.schemas import RequestModel, ResponseModel
+from openmmp.kit.validators import HttpUrl, http_url
 
 
 class MessageType(StrEnum):
@@ -35,21 +36,28 @@ class Suggestion(RequestModel):
     action: SuggestionAction
     text: str = Field(min_length=1, max_length=200)
     postback_data: str | None = Field(
-        default=None, max_length=2000, description="URL for open-url, number for dial"
+        default=None, max_length=2000, description="URL for open-url (http or https), number for dial"
     )
+
+    @model_validator(mode="after")
+    def _web_link(self) -> Suggestion:
+        # A button's link is opened on the end user's phone: javascript:, file: and the like never.
+        if self.action == "open-url" and self.postback_data is not None:
+            self.postback_data = http_url(self.postback_data)
+        return self
 
 
 class Attachment(RequestModel):
     type: str = Field(max_length=100, description="MIME type")
     name: str = Field(max_length=200)
-    url: str = Field(max_length=2000)
+    url: HttpUrl
     size: int | None = Field(default=None, ge=0)
 
 
 class RichCard(RequestModel):
     title: str | None = Field(default=None, max_length=1000)
     description: str | None = Field(default=None, max_length=2000)
-    image: str | None = Field(default=None, max_length=2000)
+    image: HttpUrl | None = None
     suggestions: list[Suggestion] | None = Field(default=None, max_length=10)
 
 
@@ -63,7 +71,7 @@ class ListPickerItem(RequestModel):
     title: str = Field(max_length=200)
     value: str = Field(max_length=200)
     subtitle: str | None = Field(default=None, max_length=200)
-    image: str | None = Field(default=None, max_length=2000)
+    image: HttpUrl | None = None
 
 
 class Location(RequestModel):
@@ -94,14 +102,14 @@ class MessageObject(RequestModel):
         default=None, max_length=10_000, description="Text or caption; may hold {{name}}"
     )
     suggestions: list[Suggestion] | None = Field(default=None, max_length=20)
-    file_url: str | None = Field(default=None, max_length=2000)
+    file_url: HttpUrl | None = None
     file_name: str | None = Field(default=None, max_length=200)
     file_size: int | None = Field(default=None, ge=0)
-    thumbnail_url: str | None = Field(default=None, max_length=2000)
+    thumbnail_url: HttpUrl | None = None
     attachments: list[Attachment] | None = Field(default=None, max_length=10)
     rich_cards: list[RichCard] | None = Field(default=None, min_length=1, max_length=10)
     rcs_rich_cards_opts: RcsRichCardsOpts | None = None
-    rich_link_url: str | None = Field(default=None, max_length=2000)
+    rich_link_url: HttpUrl | None = None
     list_picker: list[ListPickerItem] | None = Field(default=None, max_length=50)
     allow_multiple: bool | None = None
     location: Location | None = None

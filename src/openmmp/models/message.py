@@ -128,6 +128,7 @@ class ProviderEvent(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "dedupe_key"),
         Index("ix_provider_events_outcome", "outcome", "received_at"),
+        Index("ix_provider_events_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -169,9 +169,14 @@ class ChannelEvent:
 
 @dataclass(frozen=True, slots=True)
 class PingEvent:
-    """The upstream checking that the callback URL answers (Viber's `webhook` event)."""
+    """The upstream checking that the callback URL answers (Viber's `webhook` event).
+
+    `dedupe_key` is equal for repeats of the same check, so a replayed ping is stored once.
+    """
 
     raw: Mapping[str, Any]
+    timestamp_ms: int
+    dedupe_key: str
 
 
 CallbackEvent = StatusEvent | InboundEvent | TemplateEvent | ChannelEvent | PingEvent

@@ -80,7 +80,12 @@ def parse_callback(raw: bytes) -> CallbackEvent:
     if not isinstance(event, str):
         raise CallbackRejected("callback has no event")
     if event == "webhook":
-        return PingEvent(raw=body)
+        timestamp = _timestamp(body)
+        return PingEvent(
+            raw=body,
+            timestamp_ms=timestamp,
+            dedupe_key=f"webhook:{_token(body, required=False) or timestamp}",
+        )
     if event in _STATUS_EVENTS:
         return _status_event(event, body)
     if event == "message":
