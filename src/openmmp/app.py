@@ -150,5 +150,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.mount("/sim", simulators)
     document_webhooks(app)
     app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
+    )
     return app

@@ -138,8 +138,10 @@ class RejectedBody(StarletteHTTPException):
     else raised there into a generic 400.
     """
 
-    def __init__(self, status_code: int, code: ErrorCode, message: str) -> None:
-        super().__init__(status_code=status_code, detail=message)
+    def __init__(
+        self, status_code: int, code: ErrorCode, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=dict(headers or {}))
         self.code = code
 
 
@@ -224,6 +226,7 @@ _HTTP_CODES = {
     404: ErrorCode.RESOURCE_NOT_FOUND,
     405: ErrorCode.BAD_REQUEST,
     406: ErrorCode.NOT_ACCEPTABLE,
+    408: ErrorCode.BAD_REQUEST,
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     415: ErrorCode.BAD_REQUEST,
     417: ErrorCode.EXPECTATION_FAILED,
@@ -235,7 +238,8 @@ _HTTP_CODES = {
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, RejectedBody):
-        return single_error(exc.status_code, exc.code, "body", exc.detail)
+        item = ErrorItem(name="body", code=exc.code, message=exc.detail)
+        return error_response(exc.status_code, [item], exc.headers)
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if exc.status_code == 404:
         message = f"No route {request.url.path}" if exc.detail == "Not Found" else str(exc.detail)

@@ -6,12 +6,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.base import Provider, ProviderContext
 from openmmp.providers.registry import REGISTRY
+
+
+def _not_above(model: BaseModel, group: str, low: str, high: str) -> None:
+    """Raise a ValueError naming both settings when `low` is greater than `high`."""
+    first, second = getattr(model, low), getattr(model, high)
+    if first > second:
+        name = f"OPENMMP_{group}__".upper() if group else "OPENMMP_"
+        raise ValueError(f"{name}{low.upper()} ({first}) must not exceed {name}{high.upper()} ({second})")
 
 
 def _prefix(provider: Provider) -> str:
@@ -163,6 +171,14 @@ class DispatchSettings(BaseModel):
     )
     unmatched_callback_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> DispatchSettings:
+        _not_above(self, "dispatch", "poll_min_seconds", "poll_max_seconds")
+        _not_above(self, "dispatch", "retry_base_seconds", "retry_max_seconds")
+        # A round that waits for its rate limit past its lease lets another worker send the same jobs.
+        _not_above(self, "dispatch", "max_limit_wait_seconds", "lease_seconds")
+        return self
+
 
 class ApiRateSettings(BaseModel):
     """Requests per API key (`OPENMMP_API_RATE__*`), over 429 with `Retry-After` (api.md §1).
@@ -205,6 +221,15 @@ class WebhookSettings(BaseModel):
         default=120.0, gt=0, description="How long a claim lasts; a worker that dies loses it after this."
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhookSettings:
+        _not_above(self, "webhooks", "poll_interval_min_s", "poll_interval_max_s")
+        # A delivery still in flight when its claim lapses would be sent twice at once.
+        _not_above(self, "webhooks", "timeout_seconds", "lease_s")
+        if any(seconds <= 0 for seconds in self.retry_schedule_s):
+            raise ValueError("OPENMMP_WEBHOOKS__RETRY_SCHEDULE_S: every interval must be positive")
+        return self
+
 
 class Settings(BaseSettings):
     """OpenMMP settings. Nested groups use `__`, e.g. `OPENMMP_PROVIDERS__VIBER_BASE_URL`."""
@@ -230,6 +255,9 @@ class Settings(BaseSettings):
         description="Base URL providers call back on; default http://{host}:{port}.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest accepted request body.")
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Time a request's whole body may take to arrive (else 408)."
+    )
     log_level: str = "INFO"
     db_pool_size: int = 10
     redis_url: str = Field(
@@ -247,6 +275,16 @@ class Settings(BaseSettings):
     channel_setup: ChannelSetupSettings = ChannelSetupSettings()
     limits: LimitSettings = LimitSettings()
     api_rate: ApiRateSettings = ApiRateSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        # An upstream request that outlives its round's lease can be sent again by another worker.
+        if self.providers.timeout_seconds >= self.dispatch.lease_seconds:
+            raise ValueError(
+                f"OPENMMP_PROVIDERS__TIMEOUT_SECONDS ({self.providers.timeout_seconds}) must be below "
+                f"OPENMMP_DISPATCH__LEASE_SECONDS ({self.dispatch.lease_seconds})"
+            )
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from openmmp import demo as demo_data
 from openmmp import migrate as migrations
@@ -25,10 +26,23 @@ app = typer.Typer(
 app.add_typer(webhooks_cli.app, name="webhooks")
 
 
+def _settings(**overrides: object) -> Settings:
+    """The settings, or a clear message naming each bad one and exit status 2 (never a traceback)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        typer.echo("OpenMMP cannot start: the configuration is not valid.", err=True)
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"  {where}: {message}" if where else f"  {message}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema to the latest version."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     migrations.upgrade(settings.resolved_database_url)
     typer.echo(f"database is up to date: {redact_url(settings.resolved_database_url)}", err=True)
@@ -40,7 +54,7 @@ def bootstrap(
     as_json: Annotated[bool, typer.Option("--json", help="Print {companyPublicId, apiKey} as JSON")] = False,
 ) -> None:
     """Create the operator's partner company and print its API key (shown once)."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     if not name.strip() or len(name) > 200:
         raise typer.BadParameter("name must have 1 to 200 characters", param_hint="--name")
@@ -113,7 +127,7 @@ def serve(
         overrides["port"] = port
     if sandbox is not None:
         overrides["sandbox"] = sandbox
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = _settings(**overrides)
     configure_logging(settings.log_level)
     from openmmp.app import create_app
 
@@ -127,7 +141,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run dispatch, webhook delivery and the sweeps only (any number of these, on any host)."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     keyring = server_keyring(settings.secret_key, settings.data_dir)
 
@@ -193,7 +207,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Serve every provider's simulator on its own port, each at /{provider} (e.g. /viber, /viber-bot)."""
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     from openmmp.kit.http import HttpClient
     from openmmp.providers.simulation import SimulatorConfig, create_simulators_app

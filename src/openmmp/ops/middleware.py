@@ -5,6 +5,7 @@ Written as plain ASGI (not BaseHTTPMiddleware) because it sits on the hot path o
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import re
 import time
@@ -31,9 +32,10 @@ def _json_declared(content_type: bytes | None) -> bool:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_seconds: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,9 +66,22 @@ class RequestMiddleware:
         # surrogate encoded in UTF-8, which no client should send and nothing downstream could store.
         utf8 = _UTF8() if _json_declared(headers.get(b"content-type")) else None
 
+        # The whole body must arrive in time: a client trickling a byte at a time would hold the
+        # connection (and the request's resources) for as long as it likes.
+        body_deadline = asyncio.get_running_loop().time() + self.body_timeout_seconds
+
         async def limited_receive() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(body_deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RejectedBody(
+                    408,
+                    ErrorCode.BAD_REQUEST,
+                    f"The request body did not arrive within {self.body_timeout_seconds:g} seconds",
+                    {"Connection": "close"},  # the rest of the body is not worth waiting for
+                ) from None
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
