@@ -13,6 +13,7 @@ bench/results.md. Scenarios so far:
   reads: Get Message Status at 500 requests/s (bench/status_load.py) while the backlog drains.
 - webhooks: deliveries/s of one worker process to a local receiver (bench/outbox.py).
 - memory: RSS of the API and a worker with 1,000,000 messages queued (bench/outbox.py).
+- claims: what one claim costs with 10 and with 1,000,000 jobs queued (bench/claims.py).
 - soak: a steady rate for 10 minutes, latency by minute and RSS over time (bench/soak.py; not in the
   default set, ask for it with --scenario soak).
 
@@ -35,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from claims import claims
 from common import PY, ROOT, database_url, free_port, record, wait_up
 from e2e import end_to_end
 from outbox import memory, webhooks
@@ -284,7 +286,9 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], action="append")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
-        "--scenario", choices=["ingest", "limits", "e2e", "webhooks", "memory", "soak"], action="append"
+        "--scenario",
+        choices=["ingest", "limits", "e2e", "webhooks", "memory", "claims", "soak"],
+        action="append",
     )
     parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
     parser.add_argument("--messages", type=int, default=100_000, help="end to end: messages sent")
@@ -292,11 +296,11 @@ def main() -> None:
         "--workers", type=int, action="append", help="end to end on PostgreSQL: worker processes"
     )
     parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
-    parser.add_argument("--queued", type=int, default=1_000_000, help="memory: messages queued")
+    parser.add_argument("--queued", type=int, default=1_000_000, help="memory, claims: jobs queued")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: how long")
     args = parser.parse_args()
-    scenarios = args.scenario or ["ingest", "limits", "e2e", "webhooks", "memory"]
+    scenarios = args.scenario or ["ingest", "limits", "e2e", "webhooks", "memory", "claims"]
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
@@ -311,6 +315,8 @@ def main() -> None:
                 webhooks(kind, work, args.deliveries)
             if "memory" in scenarios:
                 memory(kind, work, args.queued)
+            if "claims" in scenarios:
+                claims(kind, work, args.queued)
             if "soak" in scenarios:
                 soak(kind, work, args.soak_rate, args.soak_seconds)
         finally:

@@ -84,14 +84,15 @@ class MessageEvent(Base):
 class Job(Base):
     """The outbox: work written in the same transaction as the rows it is about.
 
-    A worker claims ready jobs by setting `lease_until`; a job whose lease ran out is claimable again,
-    so a dead worker's work is picked up. Done jobs are deleted.
+    A worker claims due jobs (`run_at` passed) by moving `run_at` and `lease_until` to the end of its
+    lease; a job whose lease ran out is due again, so a dead worker's work is picked up. Done jobs are
+    deleted. `ix_jobs_claim` serves every claim (queue/sql.py); `ix_jobs_due` the backlog per kind.
     """
 
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_claim", "company_id", "priority", "run_at"),
-        Index("ix_jobs_run_at", "run_at"),
+        Index("ix_jobs_claim", "kind", "company_id", "priority", "run_at"),
+        Index("ix_jobs_due", "kind", "run_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -1,10 +1,15 @@
 """The SQL outbox queue: claim with a lease, acknowledge, retry later. SQLite and PostgreSQL.
 
-Claims are fair across companies: each claim first lists the companies that have jobs (a skip scan over
-the `(company_id, priority, run_at)` index, cheap however long one company's backlog is), then takes an
-equal share of ready jobs from each, transactional before campaign traffic. PostgreSQL skips rows other
-workers hold (`FOR UPDATE SKIP LOCKED`); SQLite serialises claims with its `BEGIN IMMEDIATE` transaction.
-A claimed job carries `lease_until`; a worker that dies loses its lease and the job is claimed again.
+A job is due when `run_at` has passed. Claiming one leases it by moving its `run_at` (and `lease_until`)
+to the end of the lease: a worker that dies loses its lease and the job is simply due again, so "due"
+needs no second condition and one index serves every query here: `(kind, company_id, priority, run_at)`.
+
+Claims are fair across companies: each claim lists the companies with due work of its kind (a skip scan
+over that index: two seeks per company, however long any company's backlog is), starting after the
+company the previous claim stopped at, and takes an equal share of due jobs from each, transactional
+before campaign traffic. With more such companies than `max_lanes`, the next claim goes on where this one
+stopped, so every company with due work is served in turn. PostgreSQL skips rows other workers hold
+(`FOR UPDATE SKIP LOCKED`); SQLite serialises claims with its `BEGIN IMMEDIATE` transaction.
 """
 
 from __future__ import annotations
@@ -18,39 +23,71 @@ from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.models import Job
+from openmmp.models.message import Priority
 
+NO_COMPANY = 2**62
+"""Above every company id: "no upper bound" for the lanes' skip scan."""
+
+# Companies with jobs of :kind in (:after, :before), in id order, keeping those with a due job (one index
+# range per priority: `Priority` has the two values bound as :transactional and :campaign).
 _LANES = text(
     """
     WITH RECURSIVE lanes(company_id) AS (
-        SELECT MIN(company_id) FROM jobs WHERE kind = :kind
+        SELECT MIN(company_id) FROM jobs WHERE kind = :kind AND company_id > :after
         UNION ALL
         SELECT (SELECT MIN(j.company_id) FROM jobs j WHERE j.kind = :kind AND j.company_id > lanes.company_id)
-        FROM lanes WHERE lanes.company_id IS NOT NULL
+        FROM lanes WHERE lanes.company_id IS NOT NULL AND lanes.company_id < :before
     )
-    SELECT company_id FROM lanes WHERE company_id IS NOT NULL LIMIT :max_lanes
+    SELECT company_id FROM lanes
+    WHERE company_id IS NOT NULL AND company_id < :before
+      AND (EXISTS (SELECT 1 FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
+                   AND d.priority = :transactional AND d.run_at <= :now)
+           OR EXISTS (SELECT 1 FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
+                      AND d.priority = :campaign AND d.run_at <= :now))
+    LIMIT :max_lanes
     """
 )
+_PRIORITIES = {"transactional": int(Priority.TRANSACTIONAL), "campaign": int(Priority.CAMPAIGN)}
+assert set(_PRIORITIES.values()) == {int(p) for p in Priority}, "a new Priority needs its range in _LANES"
 
 
 @dataclass
 class Claimer:
-    """Claims jobs of one kind. Keeps a rotating start so no company is always served first."""
+    """Claims jobs of one kind; remembers where it stopped so that every company is served in turn."""
 
     kind: str
     lease_ms: int
     skip_locked: bool
     max_lanes: int = 1000
-    _turn: int = 0
+    _after: int = -1
+    """The company the next claim starts after."""
+
+    async def _lanes(self, session: AsyncSession, now: int) -> list[int]:
+        """Companies with due work, starting after `_after` and wrapping around, at most `max_lanes`."""
+
+        async def scan(after: int, before: int, limit: int) -> list[int]:
+            parameters = {
+                "kind": self.kind,
+                "now": now,
+                "after": after,
+                "before": before,
+                "max_lanes": limit,
+                **_PRIORITIES,
+            }
+            return [row[0] for row in await session.execute(_LANES, parameters)]
+
+        lanes = await scan(self._after, NO_COMPANY, self.max_lanes)
+        if len(lanes) < self.max_lanes and self._after >= 0:
+            lanes += await scan(-1, self._after + 1, self.max_lanes - len(lanes))
+        return lanes
 
     async def claim(self, session: AsyncSession, *, limit: int, now: int) -> list[Job]:
-        """Lease up to `limit` ready jobs, shared fairly across companies. Caller commits."""
-        lanes = [
-            row[0] for row in await session.execute(_LANES, {"kind": self.kind, "max_lanes": self.max_lanes})
-        ]
+        """Lease up to `limit` due jobs, shared fairly across companies. Caller commits."""
+        lanes = await self._lanes(session, now)
         if not lanes:
             return []
-        self._turn = (self._turn + 1) % len(lanes)
-        active = lanes[self._turn :] + lanes[: self._turn]
+        active = lanes
+        served: set[int] = set()
         claimed: list[Job] = []
         # Equal shares first; what a short lane leaves unused goes to the lanes that had more.
         while active and len(claimed) < limit:
@@ -62,30 +99,43 @@ class Claimer:
                     break
                 got = await self._take(session, company_id, wanted, now)
                 claimed += got
+                served.add(company_id)
                 if len(got) == wanted:
                     still_full.append(company_id)
             active = still_full
+        if claimed:
+            lease_until = now + self.lease_ms
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_([j.id for j in claimed]))
+                .values(lease_until=lease_until, run_at=lease_until)
+            )
+            for job in claimed:
+                job.lease_until = job.run_at = lease_until
+        # Next time start after the last company served (all served: one further, so the first rotates).
+        unserved = [company for company in lanes if company not in served]
+        self._after = lanes[0] if not unserved else max(c for c in lanes if c in served and c < unserved[0])
         return claimed
 
     async def _take(self, session: AsyncSession, company_id: int, count: int, now: int) -> list[Job]:
-        statement = (
-            select(Job)
-            .where(
-                Job.kind == self.kind, Job.company_id == company_id, Job.run_at <= now, Job.lease_until < now
+        jobs: list[Job] = []
+        for priority in Priority:  # transactional first; each a range of the index
+            if len(jobs) >= count:
+                break
+            statement = (
+                select(Job)
+                .where(
+                    Job.kind == self.kind,
+                    Job.company_id == company_id,
+                    Job.priority == int(priority),
+                    Job.run_at <= now,
+                )
+                .order_by(Job.run_at, Job.id)
+                .limit(count - len(jobs))
             )
-            .order_by(Job.priority, Job.run_at, Job.id)
-            .limit(count)
-        )
-        if self.skip_locked:
-            statement = statement.with_for_update(skip_locked=True)
-        jobs = list((await session.execute(statement)).scalars())
-        if jobs:
-            lease_until = now + self.lease_ms
-            await session.execute(
-                update(Job).where(Job.id.in_([j.id for j in jobs])).values(lease_until=lease_until)
-            )
-            for job in jobs:
-                job.lease_until = lease_until
+            if self.skip_locked:
+                statement = statement.with_for_update(skip_locked=True)
+            jobs += list((await session.execute(statement)).scalars())
         return jobs
 
 
