@@ -5,9 +5,12 @@ make the server POST to its loopback services, the private network or the cloud 
 guard runs when a URL is set (early, clear 400) and again before every delivery batch, because the
 name's addresses can change after it was set (DNS rebinding).
 
-Limits: the address is checked before the connection is made, and the HTTP client resolves the name
-again; a resolver that answers differently within that window is not caught. Redirects are never
-followed (kit.http), so a public endpoint cannot bounce a delivery inward.
+The check before a batch resolves the name, and the connection resolves it again, so a resolver can
+answer differently in between. The deliverer's HTTP client therefore applies `address_problem` when the
+connection is made as well (kit.http `address_check`): to the addresses the name resolves to then, and
+to the address each socket connects to, literal IPs included; that connection is refused and recorded
+as a failed attempt. Redirects are never followed (kit.http), so a public endpoint cannot bounce a
+delivery inward.
 """
 
 from __future__ import annotations

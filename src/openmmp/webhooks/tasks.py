@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmmp import __version__
 from openmmp.kit.crypto import DecryptionFailed, Keyring
 from openmmp.kit.db import Database
-from openmmp.kit.http import HttpClient, HttpUnreachable
+from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpUnreachable
 from openmmp.kit.time import now_ms
 from openmmp.models.channel import WebhookStatus
 from openmmp.models.webhook import DeliveryState
 from openmmp.settings import WebhookSettings
 from openmmp.webhooks import repository
-from openmmp.webhooks.guard import TargetRefused, check_target, webhooks_allow_private
+from openmmp.webhooks.guard import TargetRefused, address_problem, check_target, webhooks_allow_private
 from openmmp.webhooks.signing import Signer
 
 __all__ = ["WebhookDeliverer", "retry_delay_ms", "webhooks_allow_private"]
@@ -91,6 +91,9 @@ class WebhookDeliverer:
 
     `deliver_due()` runs one batch (tests, CLI); `run(stop)` loops until `stop` is set. Call `wake()`
     (from the deliverer's event loop) after committing new deliveries to cut the idle sleep short.
+
+    Unless `allow_private`, deliveries go through `http.checked(address_problem)`: a connection to an
+    address the guard refuses is never made, whatever the name resolved to when it was checked.
     """
 
     def __init__(
@@ -103,7 +106,9 @@ class WebhookDeliverer:
         allow_private: bool,
     ) -> None:
         self._db = db
-        self._http = http
+        # The guard's check before a batch and the connection resolve the name separately; this client
+        # refuses at connection time, so an answer that changes in between (DNS rebinding) gets nowhere.
+        self._http = http if allow_private else http.checked(address_problem)
         self._keyring = keyring
         self._settings = settings
         self._allow_private = allow_private
@@ -317,6 +322,8 @@ class WebhookDeliverer:
                 url, content=delivery.body.encode(), headers=headers, timeout=self._settings.timeout_seconds
             )
         except HttpUnreachable as exc:
+            if exc.kind == ADDRESS_REFUSED:
+                return failed(f"target refused when connecting: {exc.detail}")
             reason = (
                 f"timed out after {self._settings.timeout_seconds:g} s"
                 if exc.timed_out
