@@ -208,6 +208,13 @@ class WebhookSettings(BaseModel):
         min_length=1,
         description="Seconds before retry n (±10 % jitter); the last interval repeats.",
     )
+    max_attempts: int = Field(
+        default=11,
+        ge=1,
+        description="Attempts a delivery gets; when the last fails it is FAILED (kept, replayable) and "
+        "its message's later events go out. The default, with the default schedule: the first attempt "
+        "and 10 retries over about 35 hours.",
+    )
     endpoint_failed_after_s: float = Field(
         default=3 * 86400, gt=0, description="Continuous failure after which the endpoint goes FAILED."
     )

@@ -406,6 +406,7 @@ def system_env(
         "OPENMMP_DISPATCH__LEASE_SECONDS": "5",
         "OPENMMP_DISPATCH__SWEEP_INTERVAL_SECONDS": "0.2",
         "OPENMMP_WEBHOOKS__RETRY_SCHEDULE_S": "[0.1, 0.2, 0.4]",
+        "OPENMMP_WEBHOOKS__MAX_ATTEMPTS": "300",  # the compressed schedule's bounded life: about 2 minutes
         "OPENMMP_WEBHOOKS__POLL_INTERVAL_MAX_S": "0.1",
         # A receiver that hangs is given up on after 2 s (the receiver's `hang` outlasts it), and a killed
         # process's claimed deliveries come back after 10 s instead of the default 2 minutes.

@@ -40,6 +40,7 @@ class Sandbox:
             "OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.1",
             "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "0.5",
             "OPENMMP_WEBHOOKS__RETRY_SCHEDULE_S": "[0.1, 0.2, 0.4]",
+            "OPENMMP_WEBHOOKS__MAX_ATTEMPTS": "300",  # the compressed schedule's bounded life: about 2 minutes
         }
         self.log_dir = work_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -95,5 +95,5 @@ class TestTheAiosqliteInternalsItReplaces:
         finally:
             await connection.close()
         assert not connection._running
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="connection"):
             await connection.execute("SELECT 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select, text
 
 from openmmp.models import Company, Job

@@ -36,7 +36,13 @@ from openmmp.settings import Settings, WebhookSettings
 from openmmp.webhooks import service as webhooks
 from openmmp.webhooks.tasks import WebhookDeliverer
 
-FAST = {"retry_schedule_s": [0.05, 0.1], "poll_interval_min_s": 0.01, "poll_interval_max_s": 0.05}
+# A compressed schedule gets as many attempts as its seconds allow (the default 11 would last ~1 s).
+FAST = {
+    "retry_schedule_s": [0.05, 0.1],
+    "max_attempts": 100,
+    "poll_interval_min_s": 0.01,
+    "poll_interval_max_s": 0.05,
+}
 
 
 @dataclass

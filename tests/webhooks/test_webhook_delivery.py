@@ -437,3 +437,39 @@ class TestRunLoop:
 
 async def _all_delivered(read_delivery, ids: list[str]) -> bool:
     return all([(await read_delivery(i))[0].state == DeliveryState.DELIVERED for i in ids])
+
+
+class TestABoundedLife:
+    async def test_a_body_refused_every_time_is_given_up_and_the_messages_later_events_go_out(
+        self, make_hook, enqueue, receiver, make_deliverer, read_delivery, read_channel, hook_client
+    ):
+        hook = await make_hook()
+        key = str(uuid.uuid4())
+        refused = await enqueue(hook, status_body(key, 2, "SEND"), ordering_key=key)
+        later = await enqueue(hook, status_body(key, 5, "READ"), ordering_key=key)
+        receiver.script(hook.path, *[Answer(422)] * 4)  # this body, every time; then the receiver is fine
+        deliverer = make_deliverer(max_attempts=4, retry_schedule_s=[0.02])
+
+        await drive(deliverer, lambda: _state_is(read_delivery, later, DeliveryState.DELIVERED))
+        delivery, attempts = await read_delivery(refused)
+        assert delivery.state == DeliveryState.FAILED
+        assert [a.status_code for a in attempts] == [422, 422, 422, 422]
+        assert [r.webhook_id for r in receiver.of(hook.path)] == [refused] * 4 + [later]
+        assert (await read_channel(hook.account_id)).webhook_status == WebhookStatus.ACTIVATED
+
+        listed = await hook_client.get(
+            f"{hook.base}/deliveries", params={"state": "FAILED"}, headers=hook.tenant.headers
+        )
+        assert listed.status_code == 200, listed.text
+        assert [item["webhookId"] for item in listed.json()["items"]] == [refused]
+        replayed = await hook_client.post(
+            f"{hook.base}/deliveries/{refused}/replay", headers=hook.tenant.headers
+        )
+        assert replayed.status_code == 200, replayed.text
+        await drive(deliverer, lambda: _state_is(read_delivery, refused, DeliveryState.DELIVERED))
+        assert [r.webhook_id for r in receiver.of(hook.path)][-1] == refused
+
+    def test_the_default_life_lasts_more_than_a_day_and_ends(self):
+        settings = WebhookSettings()
+        waits = sum(retry_delay_ms(settings, n) for n in range(1, settings.max_attempts))
+        assert 86_400_000 < waits < 2 * 86_400_000

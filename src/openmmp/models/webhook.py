@@ -11,6 +11,7 @@ class DeliveryState(IntEnum):
     PENDING = 1
     DELIVERED = 2
     HELD = 3  # the endpoint is FAILED: kept, not sent, until it is re-activated
+    FAILED = 4  # every attempt its schedule allows failed: given up (replayable); later events go out
 
 
 class WebhookDelivery(IdMixin, Base):

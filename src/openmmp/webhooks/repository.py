@@ -233,6 +233,7 @@ async def record(
     *,
     delivered: Sequence[dict[str, Any]],
     failed: Sequence[dict[str, Any]],
+    given_up: Sequence[dict[str, Any]],
     attempts: Sequence[dict[str, Any]],
 ) -> None:
     """Write a batch's outcomes: one executemany per kind (ORM bulk UPDATE by primary key, bulk INSERT).
@@ -240,9 +241,11 @@ async def record(
     `delivered` rows: id, state, delivered_at, attempts, lease_until, last_status_code, last_error.
     `failed` rows: id, attempts, next_attempt_at, lease_until, last_status_code, last_error — the state
     is not touched, so a delivery HELD meanwhile (its endpoint went FAILED) stays HELD.
+    `given_up` rows: id, state (FAILED), attempts, lease_until, last_status_code, last_error.
     """
-    if delivered:
-        await session.execute(update(WebhookDelivery), list(delivered))
+    for rows in (delivered, given_up):
+        if rows:
+            await session.execute(update(WebhookDelivery), list(rows))
     if failed:
         await session.execute(update(WebhookDelivery), list(failed))
     if attempts:

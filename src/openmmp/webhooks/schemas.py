@@ -70,6 +70,7 @@ class DeliveryStateName(StrEnum):
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
     HELD = "HELD"
+    FAILED = "FAILED"
 
 
 class WebhookDeliveryResponse(ResponseModel):
@@ -79,7 +80,8 @@ class WebhookDeliveryResponse(ResponseModel):
     event_type: int = Field(description="1 EVENT (status), 2 MESSAGE (inbound), 3 TEMPLATE, 4 CHANNEL")
     state: DeliveryStateName = Field(
         description="PENDING (to be sent or retried), DELIVERED (answered 2xx), HELD (kept while the "
-        "endpoint is FAILED; sent when it is re-activated)"
+        "endpoint is FAILED; sent when it is re-activated), FAILED (every attempt failed: given up, "
+        "replayable; the message's later events went out)"
     )
     attempts: int = Field(description="Attempts since it was created, replayed or released")
     last_status_code: int | None = Field(description="HTTP status of the last attempt; null: no answer")

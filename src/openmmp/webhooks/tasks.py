@@ -351,6 +351,7 @@ class WebhookDeliverer:
     async def _record(self, outcomes: Sequence[_Outcome], *, unsent: Sequence[int] = ()) -> None:
         delivered: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        given_up: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
         by_channel: dict[int, list[_Outcome]] = {}
         for outcome in outcomes:
@@ -379,6 +380,18 @@ class WebhookDeliverer:
                         "last_error": None,
                     }
                 )
+            elif count >= self._settings.max_attempts:
+                # Its life is over: given up, so that the message's later events are not held forever.
+                given_up.append(
+                    {
+                        "id": delivery.id,
+                        "state": int(DeliveryState.FAILED),
+                        "attempts": count,
+                        "lease_until": 0,
+                        "last_status_code": outcome.status_code,
+                        "last_error": outcome.error,
+                    }
+                )
             else:
                 failed.append(
                     {
@@ -394,7 +407,11 @@ class WebhookDeliverer:
         healthy, restarted, started, failing = _health(by_channel)
         now = now_ms()
         async with self._write() as session:
-            await repository.record(session, delivered=delivered, failed=failed, attempts=attempts)
+            await repository.record(
+                session, delivered=delivered, failed=failed, given_up=given_up, attempts=attempts
+            )
+            if given_up:
+                log.warning("webhook_deliveries_given_up", delivery_ids=[row["id"] for row in given_up])
             if unsent:
                 await repository.release(session, unsent)
             if healthy:
