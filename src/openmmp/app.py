@@ -21,6 +21,7 @@ from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.http import HttpClient
+from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # ops/docs.py serves /docs with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.keyring = keyring
@@ -145,6 +148,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
     app.include_router(api_router)
     app.include_router(callbacks_router)
     app.include_router(ops_router)
+    install_docs(app)
     if simulators is not None:
         app.include_router(sandbox_router)
         app.mount("/sim", simulators)
