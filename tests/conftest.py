@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from sqlalchemy import make_url
 from openmmp import migrate
 from openmmp.app import create_app
 from openmmp.kit.db import normalise_url
+from openmmp.providers.applications import Application
+from openmmp.providers.registry import REGISTRY
 from openmmp.settings import Settings
 
 pytest_plugins = ["tests.secret_scan"]  # fails the run when a secret reaches the logs
@@ -197,14 +200,45 @@ async def tenant(new_company: Callable[..., Awaitable[Tenant]]) -> Tenant:
 
 
 VIBER_BOT_CREDENTIALS = {"authToken": "bot-token-123", "senderName": "Test Bot"}
+"""The shape of a bot's credentials; a channel needs a token of its own (`bot_credentials()`)."""
+BOT_TOKENS: dict[str, str] = {}
+"""The bot token of each Viber Bot channel the tests made, by its publicId (to sign its callbacks)."""
+
+
+def bot_credentials() -> dict[str, str]:
+    """Viber Bot credentials with a token no other channel has: a bot belongs to one channel."""
+    return {**VIBER_BOT_CREDENTIALS, "authToken": f"bot-token-{uuid.uuid4().hex}"}
+
+
+def viber_credentials() -> dict[str, int]:
+    """Viber BM credentials with a service id no other channel has: a service belongs to one channel."""
+    return {"serviceId": 1 + uuid.uuid4().int % 2**31}
+
+
+async def create_channel(
+    client: httpx.AsyncClient, tenant: Tenant, partner: Tenant | None, body: dict[str, Any]
+) -> httpx.Response:
+    """POST /api/v1/channel as the API expects it: with the partner's key for a company when the
+    application's upstream identity is the operator's to assign (Viber BM service ids)."""
+    model = REGISTRY.credentials_model(Application(body["applicationId"]))
+    if model.operator_assigned and partner is not None:
+        body = {**body, "companyId": tenant.company_id}
+        return await client.post("/api/v1/channel", json=body, headers=partner.headers)
+    return await client.post("/api/v1/channel", json=body, headers=tenant.headers)
 
 
 @pytest.fixture
-def make_channel(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, Any]]]:
+def make_channel(client: httpx.AsyncClient, partner: Tenant) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """A channel of the tenant (default: a Viber Bot with its own token, in BOT_TOKENS)."""
+
     async def make(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
-        body = {"name": "Bot", "applicationId": 10, "credentials": VIBER_BOT_CREDENTIALS, **overrides}
-        response = await client.post("/api/v1/channel", json=body, headers=tenant.headers)
+        body = {"name": "Bot", "applicationId": 10, "credentials": bot_credentials(), **overrides}
+        response = await create_channel(client, tenant, partner, body)
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        channel: dict[str, Any] = response.json()
+        token = body["credentials"].get("authToken")
+        if token:
+            BOT_TOKENS[channel["publicId"]] = token
+        return channel
 
     return make

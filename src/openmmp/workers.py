@@ -15,7 +15,7 @@ import contextlib
 import structlog
 
 from openmmp.callbacks.service import prune_events, reconcile
-from openmmp.channels.tasks import ChannelSetup, queue_setup_at_start
+from openmmp.channels.tasks import ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
@@ -40,6 +40,7 @@ class Workers:
         limiter: Limiter | None = None,
     ) -> None:
         self.db = db
+        self.keyring = keyring
         self.settings = settings
         contexts = settings.provider_contexts(http)
         self.deliverer = WebhookDeliverer(
@@ -76,8 +77,9 @@ class Workers:
         while not stop.is_set():
             try:
                 async with self.db.write_sessions() as session, session.begin():
+                    fingerprinted = await fingerprint_identities(session, self.keyring)
                     queued = await queue_setup_at_start(session, sandbox=self.settings.sandbox)
-                log.info("channel_setup_queued", channels=queued)
+                log.info("channels_started", setups_queued=queued, identities_fingerprinted=fingerprinted)
                 break
             except Exception:
                 log.exception("channel_setup_queue_failed")

@@ -10,26 +10,25 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import BOT_TOKENS, Tenant
 
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
 from openmmp.models import Channel, Conversation, Message, ProviderEvent
 from openmmp.models.message import MessageStatus
 
-TOKEN = VIBER_BOT_CREDENTIALS["authToken"]
 
-
-def signed(body: dict[str, Any], key: str = TOKEN) -> tuple[bytes, dict[str, str]]:
+def signed(body: dict[str, Any], key: str) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(body).encode()
     signature = hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
     return raw, {"X-Viber-Content-Signature": signature, "content-type": "application/json"}
 
 
 async def post(
-    client: httpx.AsyncClient, account: str, body: dict[str, Any], key: str = TOKEN
+    client: httpx.AsyncClient, account: str, body: dict[str, Any], key: str | None = None
 ) -> httpx.Response:
-    raw, headers = signed(body, key)
+    """POST `body` to the channel's callback route, signed with `key` (default: its bot's token)."""
+    raw, headers = signed(body, key if key is not None else BOT_TOKENS.get(account, "unknown-bot"))
     return await client.post(f"/callbacks/viber-bot/{account}", content=raw, headers=headers)
 
 
@@ -91,7 +90,7 @@ class TestSignatures:
         await user_writes(client, bot["publicId"], "u-sig", 1)
         message_id = await sent_message(app, client, tenant, bot["publicId"], "u-sig", "t-sig")
         body = {"event": "delivered", "timestamp": 1, "message_token": "t-sig", "user_id": "u-sig"}
-        raw, headers = signed(body, key or TOKEN)
+        raw, headers = signed(body, key or BOT_TOKENS[bot["publicId"]])
         if not key:
             headers.pop("X-Viber-Content-Signature")
         response = await client.post(f"/callbacks/viber-bot/{bot['publicId']}", content=raw, headers=headers)
@@ -100,7 +99,7 @@ class TestSignatures:
 
     async def test_a_reserialised_body_fails_the_check(self, client, bot):
         body = {"event": "webhook", "timestamp": 1, "message_token": 5}
-        raw, headers = signed(body)
+        raw, headers = signed(body, BOT_TOKENS[bot["publicId"]])
         reordered = json.dumps(body, indent=1).encode()
         response = await client.post(
             f"/callbacks/viber-bot/{bot['publicId']}", content=reordered, headers=headers
@@ -116,7 +115,7 @@ class TestSignatures:
 
     async def test_a_signed_malformed_body_is_400(self, client, bot):
         raw = b"{not json"
-        signature = hmac.new(TOKEN.encode(), raw, hashlib.sha256).hexdigest()
+        signature = hmac.new(BOT_TOKENS[bot["publicId"]].encode(), raw, hashlib.sha256).hexdigest()
         response = await client.post(
             f"/callbacks/viber-bot/{bot['publicId']}",
             content=raw,

@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.conftest import TEST_SECRET, VIBER_BOT_CREDENTIALS, Tenant, asgi_client, running_app
+from tests.conftest import (
+    TEST_SECRET,
+    VIBER_BOT_CREDENTIALS,
+    Tenant,
+    asgi_client,
+    bot_credentials,
+    create_channel,
+    running_app,
+)
 
 from openmmp.callbacks import service as callbacks
 from openmmp.kit.time import now_ms
@@ -36,7 +44,7 @@ from openmmp.models.message import MessageStatus
 from openmmp.settings import ProviderSettings, Settings
 
 BM_SECRET = "partner-callback-secret-for-tests"
-BOT_TOKEN = VIBER_BOT_CREDENTIALS["authToken"]
+ANOTHER_BOTS_TOKEN = VIBER_BOT_CREDENTIALS["authToken"]
 HOOK_URL = "https://hooks.example/mmp"
 
 
@@ -46,13 +54,19 @@ class Provider:
 
     name: str
     application_id: int
-    credentials: dict[str, Any]
-    key: str
     fail_event: str
 
     @property
     def is_bot(self) -> bool:
         return self.name == "viber-bot"
+
+    def credentials(self) -> dict[str, Any]:
+        """A channel's own: a bot token or a Viber BM service belongs to one channel."""
+        return bot_credentials() if self.is_bot else {"serviceId": 4711 + uuid.uuid4().int % 10**9}
+
+    def key(self, credentials: dict[str, Any]) -> str:
+        """What signs the channel's callbacks: its bot's token, or the partner's Viber BM secret."""
+        return str(credentials["authToken"]) if self.is_bot else BM_SECRET
 
     def status(self, event: str, token: str, user: str, timestamp: int = 1_800_000_000_000) -> dict[str, Any]:
         if self.is_bot:
@@ -86,8 +100,8 @@ class Provider:
         }
 
 
-VIBER = Provider("viber", 1, {"serviceId": 4711}, BM_SECRET, "expired")
-VIBER_BOT = Provider("viber-bot", 10, VIBER_BOT_CREDENTIALS, BOT_TOKEN, "failed")
+VIBER = Provider("viber", 1, "expired")
+VIBER_BOT = Provider("viber-bot", 10, "failed")
 PROVIDERS = [pytest.param(VIBER, id="viber"), pytest.param(VIBER_BOT, id="viber-bot")]
 
 
@@ -125,6 +139,8 @@ class Sent:
     message_id: str
     token: str
     user: str
+    key: str
+    """What signs the channel's callbacks."""
 
     @property
     def path(self) -> str:
@@ -143,9 +159,11 @@ class Callbacks:
             headers["X-Viber-Content-Signature"] = signature
         return await self.client.post(path, content=raw, headers=headers)
 
-    async def signed(self, sent: Sent, body: dict[str, Any], *, path: str | None = None) -> httpx.Response:
+    async def signed(
+        self, sent: Sent, body: dict[str, Any], *, path: str | None = None, key: str | None = None
+    ) -> httpx.Response:
         raw = json.dumps(body).encode()
-        return await self.post(path or sent.path, raw, sign(raw, sent.provider.key))
+        return await self.post(path or sent.path, raw, sign(raw, key or sent.key))
 
 
 @pytest.fixture
@@ -153,19 +171,21 @@ def callbacks_client(bm_api: httpx.AsyncClient) -> Callbacks:
     return Callbacks(bm_api)
 
 
-async def channel_of(bm_app: Any, bm_api: httpx.AsyncClient, tenant: Tenant, provider: Provider) -> str:
-    """A launched channel of `provider` whose webhooks are stored for HOOK_URL (nothing delivers them)."""
+async def channel_of(
+    bm_app: Any, bm_api: httpx.AsyncClient, tenant: Tenant, partner: Tenant, provider: Provider
+) -> tuple[str, str]:
+    """A launched channel of `provider` whose webhooks are stored for HOOK_URL (nothing delivers them);
+    returns its account id and the key that signs its callbacks."""
+    credentials = provider.credentials()
     body = {"name": f"{provider.name} channel", "applicationId": provider.application_id}
-    created = await bm_api.post(
-        "/api/v1/channel", json={**body, "credentials": provider.credentials}, headers=tenant.headers
-    )
+    created = await create_channel(bm_api, tenant, partner, {**body, "credentials": credentials})
     assert created.status_code == 201, created.text
     account = str(created.json()["publicId"])
     async with bm_app.state.db.write_sessions() as session, session.begin():
         await session.execute(
             update(Channel).where(Channel.public_id == account).values(status=3, webhook_url=HOOK_URL)
         )
-    return account
+    return account, provider.key(credentials)
 
 
 async def send(
@@ -212,22 +232,21 @@ def make_sent(
     bm_api: httpx.AsyncClient,
     callbacks_client: Callbacks,
     new_company: Callable[..., Awaitable[Tenant]],
+    partner: Tenant,
 ) -> Callable[[Provider], Awaitable[Sent]]:
     async def make(provider: Provider) -> Sent:
         tenant = await new_company()
-        account = await channel_of(bm_app, bm_api, tenant, provider)
+        account, key = await channel_of(bm_app, bm_api, tenant, partner, provider)
         suffix = uuid.uuid4().hex[:8]
         user = f"8551234{int(suffix, 16) % 10**4:04d}" if not provider.is_bot else f"user-{suffix}"
         if provider.is_bot:
             raw = json.dumps(provider.inbound(int(suffix, 16), user)).encode()
-            response = await callbacks_client.post(
-                f"/callbacks/viber-bot/{account}", raw, sign(raw, provider.key)
-            )
+            response = await callbacks_client.post(f"/callbacks/viber-bot/{account}", raw, sign(raw, key))
             assert response.status_code == 200, response.text
         message_id = await send(bm_app, bm_api, provider, tenant, account, user)
         token = f"tok-{suffix}"
         await mark_sent(bm_app, message_id, token)
-        return Sent(provider, tenant, account, message_id, token, user)
+        return Sent(provider, tenant, account, message_id, token, user, key)
 
     return make
 
@@ -327,7 +346,7 @@ class TestSignatures:
         before = await snapshot(bm_app, sent.account)
         raw = json.dumps(sent.provider.status("seen", sent.token, sent.user)).encode()
         # Viber BM: another partner's secret. Viber Bot: another bot's token (or the partner secret).
-        for key in ("another-key", BM_SECRET if sent.provider.is_bot else BOT_TOKEN):
+        for key in ("another-key", BM_SECRET if sent.provider.is_bot else ANOTHER_BOTS_TOKEN):
             assert_error(await callbacks_client.post(sent.path, raw, sign(raw, key)), 401, "NOT_AUTHENTICATE")
         assert await snapshot(bm_app, sent.account) == before
 
@@ -338,12 +357,12 @@ class TestSignatures:
         harmless = json.dumps(sent.provider.status("delivered", "some-other-token", sent.user)).encode()
         forged = json.dumps(sent.provider.status("seen", sent.token, sent.user)).encode()
         assert_error(
-            await callbacks_client.post(sent.path, forged, sign(harmless, sent.provider.key)),
+            await callbacks_client.post(sent.path, forged, sign(harmless, sent.key)),
             401,
             "NOT_AUTHENTICATE",
         )
         # The same body with one byte more (re-serialised, padded) is another body too.
-        valid = sign(forged, sent.provider.key)
+        valid = sign(forged, sent.key)
         assert_error(await callbacks_client.post(sent.path, forged + b" ", valid), 401, "NOT_AUTHENTICATE")
         assert await snapshot(bm_app, sent.account) == before
         # The untouched body with its own signature is what goes through.
@@ -398,7 +417,7 @@ class TestMalformedBodies:
     ):
         before = await snapshot(bm_app, sent.account)
         for raw in malformed_bodies(sent.provider, sent.token, sent.user):
-            response = await callbacks_client.post(sent.path, raw, sign(raw, sent.provider.key))
+            response = await callbacks_client.post(sent.path, raw, sign(raw, sent.key))
             assert response.status_code == 400, (raw, response.text)
             [error] = response.json()["errors"]
             assert (error["name"], error["code"]) == ("body", "BAD_REQUEST"), raw
@@ -513,18 +532,19 @@ class TestUnknownMessages:
         callbacks_client: Callbacks,
         sent: Sent,
         new_company: Callable[..., Awaitable[Tenant]],
+        partner: Tenant,
     ):
         """Another company's channel of the same provider reports the token of `sent`'s message."""
         other_tenant = await new_company()
-        other_account = await channel_of(bm_app, bm_api, other_tenant, sent.provider)
+        other_account, other_key = await channel_of(bm_app, bm_api, other_tenant, partner, sent.provider)
         if sent.provider.is_bot:
             raw = json.dumps(sent.provider.inbound(5, sent.user)).encode()
-            await callbacks_client.post(f"/callbacks/viber-bot/{other_account}", raw, sign(raw, BOT_TOKEN))
+            await callbacks_client.post(f"/callbacks/viber-bot/{other_account}", raw, sign(raw, other_key))
         mine_before = await snapshot(bm_app, sent.account)
         theirs_before = await snapshot(bm_app, other_account)
         body = sent.provider.status("seen", sent.token, sent.user)
         response = await callbacks_client.signed(
-            sent, body, path=f"/callbacks/{sent.provider.name}/{other_account}"
+            sent, body, path=f"/callbacks/{sent.provider.name}/{other_account}", key=other_key
         )
         assert response.json()["outcome"] == "unmatched"
         async with bm_app.state.db.write_sessions() as session, session.begin():
@@ -542,14 +562,15 @@ class TestUnknownChannels:
         callbacks_client: Callbacks,
         sent: Sent,
         new_company: Callable[..., Awaitable[Tenant]],
+        partner: Tenant,
     ):
         other = VIBER if sent.provider.is_bot else VIBER_BOT
-        wrong_kind = await channel_of(bm_app, bm_api, await new_company(), other)
+        wrong_kind, _ = await channel_of(bm_app, bm_api, await new_company(), partner, other)
         before = await snapshot(bm_app, sent.account)
         raw = json.dumps(sent.provider.status("delivered", sent.token, sent.user)).encode()
         for account in (str(uuid.uuid4()), "not-a-uuid", "0", wrong_kind):
             response = await callbacks_client.post(
-                f"/callbacks/{sent.provider.name}/{account}", raw, sign(raw, sent.provider.key)
+                f"/callbacks/{sent.provider.name}/{account}", raw, sign(raw, sent.key)
             )
             assert_error(response, 404, "RESOURCE_NOT_FOUND")
             assert response.json()["errors"][0]["name"] == "accountId"

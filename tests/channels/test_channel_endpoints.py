@@ -4,7 +4,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant, create_channel, viber_credentials
 
 from openmmp.models import Channel
 from openmmp.providers.applications import Application
@@ -17,14 +17,14 @@ BOT_APPLICATIONS = {4, 5, 6, 7, 10}
 class TestCreateChannel:
     @pytest.mark.parametrize("application", list(Application), ids=lambda a: a.name)
     async def test_every_application_can_be_created_and_read_back_without_credentials(
-        self, client: httpx.AsyncClient, tenant: Tenant, application: Application
+        self, client: httpx.AsyncClient, tenant: Tenant, partner: Tenant, application: Application
     ):
         body = {
             "name": f"My {application.name}",
             "applicationId": application.value,
             "credentials": dict(REGISTRY.sandbox_credentials(application)),
         }
-        created = await client.post(CHANNELS, json=body, headers=tenant.headers)
+        created = await create_channel(client, tenant, partner, body)
         assert created.status_code == 201, created.text
         channel = created.json()
         assert channel["applicationId"] == application.value
@@ -114,7 +114,7 @@ class TestListChannels:
     ):
         for _ in range(3):
             await make_channel(tenant)
-        await make_channel(tenant, applicationId=1, credentials={"serviceId": 7})
+        await make_channel(tenant, applicationId=1, credentials=viber_credentials())
         first = (await client.get(f"{CHANNELS}?size=2&page=1", headers=tenant.headers)).json()
         second = (await client.get(f"{CHANNELS}?size=2&page=2", headers=tenant.headers)).json()
         assert first["total"] == second["total"] == 4

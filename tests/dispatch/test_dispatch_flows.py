@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 from sqlalchemy import select, update
-from tests.conftest import Tenant
+from tests.conftest import Tenant, viber_credentials
 
 from openmmp.dispatch.flows import Dispatcher
 from openmmp.kit.http import HttpClient
@@ -20,7 +20,7 @@ CLOSED = "http://127.0.0.1:1"  # nothing listens: a send attempt would fail and 
 async def test_sending_pauses_without_an_attempt_when_redis_is_unreachable(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel
 ):
-    channel = await make_channel(tenant, applicationId=1, credentials={"serviceId": 99})
+    channel = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     async with app.state.db.write_sessions() as session, session.begin():
         await session.execute(
             update(Channel).where(Channel.public_id == channel["publicId"]).values(status=3)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
-from tests.conftest import POSTGRES_URL, TEST_SECRET, VIBER_BOT_CREDENTIALS, asgi_client, running_app
+from tests.conftest import POSTGRES_URL, TEST_SECRET, asgi_client, bot_credentials, running_app
 from tests.e2e.conftest import Launcher
 from tests.e2e.harness import (
     FINAL,
@@ -222,7 +222,7 @@ async def test_while_postgresql_is_away_requests_are_answered_503_with_retry_aft
         async with app.state.db.write_sessions() as session, session.begin():
             _, key = await companies.create_partner(session, app.state.keyring, name="Partner")
         headers = {"apiKey": key}
-        channel = {"name": "Bot", "applicationId": 10, "credentials": VIBER_BOT_CREDENTIALS}
+        channel = {"name": "Bot", "applicationId": 10, "credentials": bot_credentials()}
         made = await client.post("/api/v1/channel", json=channel, headers=headers)
         assert made.status_code == 201, made.text
         account = made.json()["publicId"]
@@ -248,5 +248,7 @@ async def test_while_postgresql_is_away_requests_are_answered_503_with_retry_aft
         await asyncio.to_thread(private_postgres.start)
         answer = await client.get("/api/v1/channel", headers=headers)
         assert answer.status_code == 200, answer.text
-        again = await client.post("/api/v1/channel", json=channel, headers=headers)
+        again = await client.post(
+            "/api/v1/channel", json={**channel, "credentials": bot_credentials()}, headers=headers
+        )
         assert again.status_code == 201, again.text

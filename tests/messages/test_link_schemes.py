@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.conftest import Tenant
+from tests.conftest import Tenant, viber_credentials
 from tests.messages.test_message_endpoints import launch, send
 
 from openmmp.models import Message
@@ -47,7 +47,7 @@ def _messages(bad: str) -> list[tuple[dict[str, Any], str]]:
 async def test_a_link_that_is_not_http_is_refused_naming_its_field(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel, bad: str
 ):
-    viber = await make_channel(tenant, applicationId=1, credentials={"serviceId": 4243})
+    viber = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     await launch(app, viber)
     async with app.state.db.read_sessions() as session:
         before = (await session.execute(select(func.count()).select_from(Message))).scalar_one()
@@ -63,7 +63,7 @@ async def test_a_link_that_is_not_http_is_refused_naming_its_field(
 async def test_an_http_link_with_a_placeholder_is_still_accepted(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel
 ):
-    viber = await make_channel(tenant, applicationId=1, credentials={"serviceId": 4244})
+    viber = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     await launch(app, viber)
     body = {
         "phone": "85512345670",

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, update
-from tests.conftest import Tenant
+from tests.conftest import Tenant, viber_credentials
 
 from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job, Message
@@ -17,7 +17,7 @@ from openmmp.models import Channel, Job, Message
 @pytest.fixture
 async def viber(make_channel, tenant: Tenant) -> dict[str, Any]:
     return await make_channel(
-        tenant, applicationId=1, credentials={"serviceId": 4242}, settings={"defaultCountry": "KH"}
+        tenant, applicationId=1, credentials=viber_credentials(), settings={"defaultCountry": "KH"}
     )
 
 
@@ -230,7 +230,7 @@ class TestIdempotency:
         results = []
         for _ in range(2):
             company = await new_company()
-            channel = await make_channel(company, applicationId=1, credentials={"serviceId": 1})
+            channel = await make_channel(company, applicationId=1, credentials=viber_credentials())
             await launch(app, channel)
             results.append(
                 await send(

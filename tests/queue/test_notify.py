@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 from sqlalchemy import update
-from tests.conftest import Tenant
+from tests.conftest import Tenant, viber_credentials
 
 from openmmp.models import Channel
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
@@ -16,7 +16,7 @@ async def test_a_committed_broadcast_wakes_the_listener(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel
 ):
     db = app.state.db
-    channel = await make_channel(tenant, applicationId=1, credentials={"serviceId": 5})
+    channel = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     async with db.write_sessions() as session, session.begin():
         await session.execute(
             update(Channel).where(Channel.public_id == channel["publicId"]).values(status=3)

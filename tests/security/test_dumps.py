@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import inspect, make_url, select, text
-from tests.conftest import Tenant
+from tests.conftest import Tenant, create_channel
 
 from openmmp.kit.time import now_ms
 from openmmp.models import Channel
@@ -146,7 +146,7 @@ async def issue_everything(
         body = {"name": channel_name, "applicationId": application_id, "credentials": credentials}
         if application_id in (1, 10):
             body["webhookUrl"] = "https://8.8.8.8/dump-hooks"
-        created = await client.post(f"{API}/channel", json=body, headers=company.headers)
+        created = await create_channel(client, company, partner, body)
         assert created.status_code == 201, (application_id, created.text)
         issued.expected.append(channel_name)
         issued.channels.append(created.json()["publicId"])

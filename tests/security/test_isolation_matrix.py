@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from tests.conftest import Tenant
 from tests.security.conftest import operations
 
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.models import Channel, Company, Message
+from openmmp.models import Channel, Company, Job, Message
 from openmmp.models.base import Base
 from openmmp.models.message import MessageStatus
 
@@ -66,6 +66,7 @@ class World:
     b_account: str  # B's own Viber Bot channel, launched
     b_token: str
     b_conversation: str  # one of B's end users
+    a_service_id: int  # A's Viber BM service
 
     def as_b(
         self, method: str, url: str, body: Any = None, *, sandbox: bool = False
@@ -300,11 +301,9 @@ async def world(
     a_bot = await make_channel(
         a, credentials={"authToken": a_token, "senderName": "A bot"}, webhookUrl="https://8.8.8.8/a-hooks"
     )
+    a_service_id = uuid.uuid4().int % 10**9 + 1
     a_viber = await make_channel(
-        a,
-        applicationId=1,
-        credentials={"serviceId": uuid.uuid4().int % 10**9 + 1},
-        settings={"defaultCountry": "KH"},
+        a, applicationId=1, credentials={"serviceId": a_service_id}, settings={"defaultCountry": "KH"}
     )
     b_bot = await make_channel(b, credentials={"authToken": b_token, "senderName": "B bot"})
     await launch(app, a_bot["publicId"], a_viber["publicId"], b_bot["publicId"])
@@ -345,7 +344,9 @@ async def world(
         user=a_user,
         provider_token=provider_token,
     )
-    return World(client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation)
+    return World(
+        client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation, a_service_id
+    )
 
 
 async def _write(client: httpx.AsyncClient, account: str, token: str, user: str) -> None:
@@ -463,3 +464,99 @@ class TestCompanyBWithCompanyAsIds:
         )
         assert status.json()["messageId"] == sent["messageId"]
         assert await snapshot(app, world.a.company_id) == before
+
+
+class TestAnUpstreamIdentityBelongsToOneChannel:
+    """B tries to act as A upstream: with A's Viber service or A's bot token. Nothing of A changes, B gets
+    no channel and nothing is asked of the upstream (no set-up job)."""
+
+    async def _bs_channels(self, w: World) -> list[dict[str, Any]]:
+        listed = await w.client.get(f"{API}/channel", params={"size": 100}, headers=w.b.headers)
+        return list(listed.json()["items"])
+
+    async def _setup_jobs(self, app: Any) -> int:
+        async with app.state.db.read_sessions() as session:
+            found = await session.execute(
+                select(func.count()).select_from(Job).where(Job.kind == "channel_setup")
+            )
+            return int(found.scalar_one())
+
+    async def test_a_company_cannot_bind_an_operator_assigned_viber_service_with_its_own_key(
+        self, app: Any, world: World
+    ):
+        before, channels = await snapshot(app, world.a.company_id), await self._bs_channels(world)
+        body = {"name": "pwned", "applicationId": 1, "credentials": {"serviceId": world.a_service_id}}
+        response = await world.as_b("POST", f"{API}/channel", body)
+        assert response.status_code == 403, response.text
+        assert response.json()["errors"][0]["name"] == "credentials.serviceId"
+        assert await snapshot(app, world.a.company_id) == before
+        assert await self._bs_channels(world) == channels
+
+    async def test_not_even_the_partner_binds_a_viber_service_that_another_channel_holds(
+        self, app: Any, world: World, partner: Tenant
+    ):
+        before, channels = await snapshot(app, world.a.company_id), await self._bs_channels(world)
+        body = {
+            "name": "pwned",
+            "applicationId": 1,
+            "credentials": {"serviceId": world.a_service_id},
+            "companyId": world.b.company_id,
+        }
+        response = await world.client.post(f"{API}/channel", json=body, headers=partner.headers)
+        assert response.status_code == 409, response.text
+        assert response.json()["errors"][0] == {
+            "name": "credentials.serviceId",
+            "code": "EXISTED",
+            "message": "already used by another channel",
+        }
+        assert await snapshot(app, world.a.company_id) == before
+        assert await self._bs_channels(world) == channels
+
+    async def test_a_bot_token_of_another_channel_is_409_and_nothing_is_asked_upstream(
+        self, app: Any, world: World
+    ):
+        before, channels, jobs = (
+            await snapshot(app, world.a.company_id),
+            await self._bs_channels(world),
+            await self._setup_jobs(app),
+        )
+        body = {
+            "name": "pwned",
+            "applicationId": 10,
+            "credentials": {"authToken": world.a_token, "senderName": "B"},
+        }
+        response = await world.as_b("POST", f"{API}/channel", body)
+        assert response.status_code == 409, response.text
+        assert response.json()["errors"][0]["name"] == "credentials.authToken"
+        assert await snapshot(app, world.a.company_id) == before
+        assert await self._bs_channels(world) == channels
+        assert await self._setup_jobs(app) == jobs
+
+    async def test_moving_ones_own_bot_onto_anothers_token_is_409_and_changes_nothing(
+        self, app: Any, world: World
+    ):
+        before = await snapshot(app, world.a.company_id)
+        body = {"credentials": {"authToken": world.a_token, "senderName": "B"}}
+        response = await world.as_b("POST", f"{API}/channel/{world.b_account}", body)
+        assert response.status_code == 409, response.text
+        assert await snapshot(app, world.a.company_id) == before
+        # B's channel still answers to B's own token (its credentials did not change).
+        raw, headers = signed({"event": "webhook", "timestamp": now_ms(), "message_token": 9}, world.b_token)
+        answer = await world.client.post(
+            f"/callbacks/viber-bot/{world.b_account}", content=raw, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+
+    async def test_a_partner_creates_channels_only_for_the_companies_it_onboarded(
+        self, world: World, new_company
+    ):
+        stranger_partner = await new_company("Not a partner")
+        body = {
+            "name": "x",
+            "applicationId": 1,
+            "credentials": {"serviceId": uuid.uuid4().int % 10**9 + 1},
+            "companyId": world.b.company_id,
+        }
+        response = await world.client.post(f"{API}/channel", json=body, headers=stranger_partner.headers)
+        assert response.status_code == 404, response.text
+        assert response.json()["errors"][0]["name"] == "companyId"

@@ -23,9 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tests.conftest import (
     TEST_SECRET,
-    VIBER_BOT_CREDENTIALS,
     Tenant,
     asgi_client,
+    bot_credentials,
     migrated_database,
     running_app,
 )
@@ -212,7 +212,7 @@ def make_hook(
         body = {
             "name": "Hooked bot",
             "applicationId": 10,
-            "credentials": VIBER_BOT_CREDENTIALS,
+            "credentials": bot_credentials(),
             "webhookUrl": receiver.url(path),
         }
         response = await hook_client.post("/api/v1/channel", json=body, headers=company.headers)

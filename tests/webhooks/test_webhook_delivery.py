@@ -11,7 +11,7 @@ import uuid
 import httpx
 import orjson
 from sqlalchemy import func, select
-from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import Tenant, bot_credentials
 from tests.webhooks.conftest import Answer, drive, eventually
 
 from openmmp.models import Channel, WebhookDelivery
@@ -46,7 +46,7 @@ class TestEnqueue:
     async def test_a_channel_without_webhook_url_stores_nothing(
         self, hook_app, hook_client: httpx.AsyncClient, owner: Tenant
     ):
-        body = {"name": "Quiet", "applicationId": 10, "credentials": VIBER_BOT_CREDENTIALS}
+        body = {"name": "Quiet", "applicationId": 10, "credentials": bot_credentials()}
         created = (await hook_client.post("/api/v1/channel", json=body, headers=owner.headers)).json()
         async with hook_app.state.db.write_sessions() as session, session.begin():
             channel = (

@@ -3,7 +3,7 @@ import socket
 
 import httpx
 import pytest
-from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import Tenant, bot_credentials
 
 from openmmp.settings import Settings, WebhookSettings
 from openmmp.webhooks.guard import TargetRefused, check_target, webhooks_allow_private
@@ -127,7 +127,7 @@ class TestSettingARefusedUrl:
         body = {
             "name": "Bot",
             "applicationId": 10,
-            "credentials": VIBER_BOT_CREDENTIALS,
+            "credentials": bot_credentials(),
             "webhookUrl": "http://127.0.0.1:9000/hook",
         }
         response = await client.post(CHANNELS, json=body, headers=tenant.headers)
@@ -180,7 +180,7 @@ class TestSettingARefusedUrl:
         body = {
             "name": "Bot",
             "applicationId": 10,
-            "credentials": VIBER_BOT_CREDENTIALS,
+            "credentials": bot_credentials(),
             "webhookUrl": "http://127.0.0.1:9000/hook",
         }
         response = await hook_client.post(CHANNELS, json=body, headers=owner.headers)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from tests.conftest import VIBER_BOT_CREDENTIALS, Tenant
+from tests.conftest import Tenant, bot_credentials
 from tests.webhooks.conftest import Hook, drive, eventually
 
 from openmmp.models.webhook import DeliveryState
@@ -77,7 +77,7 @@ class TestListen:
         self, hook_client: httpx.AsyncClient, owner: Tenant, enqueue, make_deliverer, read_delivery
     ):
         port = free_port()
-        body = {"name": "Watched", "applicationId": 10, "credentials": VIBER_BOT_CREDENTIALS}
+        body = {"name": "Watched", "applicationId": 10, "credentials": bot_credentials()}
         created = await hook_client.post(
             "/api/v1/channel",
             json={**body, "webhookUrl": f"http://127.0.0.1:{port}/"},

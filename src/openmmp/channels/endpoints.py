@@ -44,10 +44,14 @@ def _saved(saved: Saved) -> ChannelSaved:
 @router.post(
     "",
     summary="Create a channel",
-    description="`webhookSecret` is in the answer only when this call created the channel's webhook secret.",
+    description="`webhookSecret` is in the answer only when this call created the channel's webhook secret. "
+    "An upstream account (a Viber service, a bot token, a WhatsApp number, ...) belongs to one channel: "
+    "a second channel on it is a 409 naming the credential. A partner key may create a channel for a "
+    "company it onboarded (`companyId`); that is how channels whose identity the operator assigns "
+    "(Viber Business Messages `serviceId`) are made.",
     status_code=201,
     response_model=ChannelSaved,
-    responses=responses(400, 401, 403, 413),
+    responses=responses(400, 401, 403, 404, 409, 413),
 )
 async def create_channel(
     body: CreateChannelRequest,
@@ -99,8 +103,10 @@ async def get_channel(account_id: AccountId, subject: CompanyKey, session: Sessi
 @router.post(
     "/{accountId}",
     summary="Edit a channel (name, credentials, settings, webhook URL)",
+    description="New credentials that name another upstream account follow the rules of creation (403 for "
+    "an operator-assigned identity, 409 for one another channel holds).",
     response_model=ChannelSaved,
-    responses=responses(400, 401, 403, 404, 413),
+    responses=responses(400, 401, 403, 404, 409, 413),
 )
 async def edit_channel(
     account_id: AccountId,

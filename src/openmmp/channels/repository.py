@@ -42,3 +42,10 @@ async def page(
     total = (await session.execute(select(func.count()).select_from(statement.subquery()))).scalar_one()
     rows = await session.execute(statement.order_by(Channel.id).offset(offset).limit(limit))
     return total, list(rows.scalars())
+
+
+async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Channel | None:
+    """The channel holding an upstream identity, whichever company's: only ever used to refuse a second
+    claim (channels.service), never returned to a caller."""
+    statement = select(Channel).where(Channel.identity_fingerprint == fingerprint)
+    return (await session.execute(statement)).scalar_one_or_none()

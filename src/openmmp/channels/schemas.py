@@ -34,6 +34,13 @@ class CreateChannelRequest(RequestModel):
     credentials: CredentialsInput
     webhook_url: HttpUrl | None = None
     settings: ChannelSettings = ChannelSettings()
+    company_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="Partner keys only: the company (its `companyPublicId`) the channel is for. Channels "
+        "whose upstream identity the operator assigns (Viber Business Messages `serviceId`) are created "
+        "this way; a company's own key gets 403 for them.",
+    )
 
 
 class EditChannelRequest(RequestModel):

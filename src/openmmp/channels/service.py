@@ -6,13 +6,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
 from openmmp.channels import repository
 from openmmp.channels.credentials import validate_credentials
 from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, EditChannelRequest
-from openmmp.errors import NotFound
+from openmmp.companies import repository as companies
+from openmmp.errors import Conflict, Forbidden, NotFound
 from openmmp.kit.crypto import Keyring, new_webhook_secret
 from openmmp.models import Channel, Job
 from openmmp.models.channel import ChannelStatus, WebhookStatus
@@ -25,6 +27,70 @@ from openmmp.webhooks.service import webhooks
 
 class ChannelNotFound(NotFound):
     default_name = "accountId"
+
+
+class CompanyNotFound(NotFound):
+    default_name = "companyId"
+
+
+class IdentityTaken(Conflict):
+    """The upstream account is another channel's (whose, is not said)."""
+
+
+async def _owner(session: AsyncSession, subject: Subject, company_public_id: str | None) -> tuple[int, bool]:
+    """(company id the channel is for, whether the partner acts for it). A partner may create a channel
+    for a company it onboarded; any other `companyId` looks absent."""
+    if company_public_id is None:
+        return subject.company_id, False
+    company = await companies.get_by_public_id(session, company_public_id) if subject.is_partner else None
+    if company is None or company.partner_id != subject.company_id:
+        raise CompanyNotFound("No such company")
+    return company.id, True
+
+
+def identity_fingerprint(keyring: Keyring, application: Application, credentials: Credentials) -> str | None:
+    """The keyed fingerprint of the upstream account `credentials` act as, or None when there is none."""
+    identity = credentials.identity()
+    return None if identity is None else keyring.fingerprint(f"{int(application)}:{identity}")
+
+
+async def _identity(
+    session: AsyncSession,
+    keyring: Keyring,
+    application: Application,
+    credentials: Credentials,
+    *,
+    channel: Channel | None,
+    operator: bool,
+) -> str | None:
+    """The fingerprint of the upstream account `credentials` act as, after checking it may be bound.
+
+    `operator`: the operator side binds it (a partner key, or the sandbox's own playground). An identity
+    the operator assigns (Viber BM service ids) can only be bound that way; any identity held by another
+    channel is a 409, before anything is stored or asked of the upstream.
+    """
+    fingerprint = identity_fingerprint(keyring, application, credentials)
+    if fingerprint is None:
+        return None
+    if channel is not None and channel.identity_fingerprint == fingerprint:
+        return fingerprint  # the same account as before: nothing new is bound
+    name = credentials.identity_name()
+    if credentials.operator_assigned and not operator:
+        raise Forbidden("assigned by the operator: your partner creates such channels for you", name=name)
+    holder = await repository.by_fingerprint(session, fingerprint)
+    if holder is not None and (channel is None or holder.id != channel.id):
+        raise IdentityTaken("already used by another channel", name=name)
+    return fingerprint
+
+
+async def _flush_claiming(session: AsyncSession, name: str) -> None:
+    """Flush; a concurrent claim of the same upstream account (the unique index) is the same 409."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if "identity_fingerprint" not in str(exc.orig):
+            raise
+        raise IdentityTaken("already used by another channel", name=name) from exc
 
 
 @dataclass(frozen=True)
@@ -80,25 +146,35 @@ class ChannelService:
         The channel starts as `initial_status` says; a PROCESSING one gets its set-up job in the same
         transaction (channels/tasks.py).
         """
+        company_id, for_company = await _owner(session, subject, request.company_id)
         credentials = validate_credentials(request.application_id, request.credentials)
+        fingerprint = await _identity(
+            session,
+            keyring,
+            request.application_id,
+            credentials,
+            channel=None,
+            operator=for_company or sandbox,
+        )
         if request.webhook_url:
             await check_target(request.webhook_url, allow_private=allow_private_webhooks, name="webhookUrl")
         secret = new_webhook_secret() if request.webhook_url else None
         status, cause = initial_status(request.application_id, sandbox=sandbox)
         channel = Channel(
-            company_id=subject.company_id,
+            company_id=company_id,
             name=request.name,
             application_id=int(request.application_id),
             status=status,
             status_cause=cause,
             credentials=_seal(keyring, credentials),
+            identity_fingerprint=fingerprint,
             settings=_settings(request.settings),
             webhook_url=request.webhook_url,
             webhook_secret=keyring.encrypt(secret) if secret else None,
             webhook_status=WebhookStatus.ACTIVATED,
         )
         session.add(channel)
-        await session.flush()
+        await _flush_claiming(session, credentials.identity_name() if fingerprint else "credentials")
         if channel.status == ChannelStatus.PROCESSING:
             _queue_setup(session, channel)
         return Saved(channel, secret)
@@ -133,8 +209,15 @@ class ChannelService:
         secret = None
         if request.name is not None:
             channel.name = request.name
+        claimed = "credentials"
         if request.credentials is not None:
-            credentials = validate_credentials(Application(channel.application_id), request.credentials)
+            application = Application(channel.application_id)
+            credentials = validate_credentials(application, request.credentials)
+            channel.identity_fingerprint = await _identity(
+                session, keyring, application, credentials, channel=channel, operator=sandbox
+            )
+            if channel.identity_fingerprint is not None:
+                claimed = credentials.identity_name()
             channel.credentials = _seal(keyring, credentials)
             status, _ = initial_status(Application(channel.application_id), sandbox=sandbox)
             if status == ChannelStatus.PROCESSING:
@@ -149,7 +232,7 @@ class ChannelService:
             if channel.webhook_secret is None:
                 secret = new_webhook_secret()
                 channel.webhook_secret = keyring.encrypt(secret)
-        await session.flush()
+        await _flush_claiming(session, claimed)
         return Saved(channel, secret)
 
     async def set_webhook(

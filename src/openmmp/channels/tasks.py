@@ -17,7 +17,12 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmmp.channels.service import initial_status, not_available_cause, open_credentials
+from openmmp.channels.service import (
+    identity_fingerprint,
+    initial_status,
+    not_available_cause,
+    open_credentials,
+)
 from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
@@ -25,6 +30,7 @@ from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job
 from openmmp.models.channel import SENDING_STATUSES, ChannelStatus
+from openmmp.providers.applications import Application
 from openmmp.providers.base import ProviderContext, ProviderError
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.sql import Claimer, acknowledge, reschedule
@@ -77,6 +83,43 @@ async def queue_setup_at_start(session: AsyncSession, *, sandbox: bool) -> int:
     ]
     session.add_all(jobs)
     return len(jobs)
+
+
+async def fingerprint_identities(session: AsyncSession, keyring: Keyring) -> int:
+    """Give channels made before identities were fingerprinted their fingerprint; returns how many.
+
+    A second channel on an account some channel already holds keeps none (and is logged): it was made
+    before the rule, and its owner has to be found out by the operator, not by a start-up.
+    """
+    rows = await session.execute(select(Channel).where(Channel.identity_fingerprint.is_(None)))
+    taken = set(
+        (
+            await session.execute(
+                select(Channel.identity_fingerprint).where(Channel.identity_fingerprint.is_not(None))
+            )
+        ).scalars()
+    )
+    done = 0
+    for channel in rows.scalars():
+        try:
+            credentials = REGISTRY.credentials_model(Application(channel.application_id)).model_validate(
+                open_credentials(keyring, channel)
+            )
+        except Exception as exc:  # unreadable or outdated credentials: the channel shows it when used
+            log.warning(
+                "channel_identity_unreadable", channel=channel.public_id, error_type=type(exc).__name__
+            )
+            continue
+        fingerprint = identity_fingerprint(keyring, Application(channel.application_id), credentials)
+        if fingerprint is None:
+            continue
+        if fingerprint in taken:
+            log.warning("channel_identity_shared", channel=channel.public_id)
+            continue
+        channel.identity_fingerprint = fingerprint
+        taken.add(fingerprint)
+        done += 1
+    return done
 
 
 class ChannelSetup:

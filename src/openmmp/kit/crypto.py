@@ -94,15 +94,25 @@ class Keyring:
 
     api_key_hmac: bytes
     fernet: Fernet
+    fingerprint_hmac: bytes
     _opened: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_secret(cls, secret: str) -> Keyring:
         fernet_key = base64.urlsafe_b64encode(_derive(secret, b"openmmp/credentials/v1"))
-        return cls(api_key_hmac=_derive(secret, b"openmmp/api-keys/v1"), fernet=Fernet(fernet_key))
+        return cls(
+            api_key_hmac=_derive(secret, b"openmmp/api-keys/v1"),
+            fernet=Fernet(fernet_key),
+            fingerprint_hmac=_derive(secret, b"openmmp/fingerprints/v1"),
+        )
 
     def hash_api_key(self, key: str) -> str:
         return hmac.new(self.api_key_hmac, key.encode(), hashlib.sha256).hexdigest()
+
+    def fingerprint(self, value: str) -> str:
+        """A keyed fingerprint of `value` (hex HMAC-SHA256): equal values compare equal, and it reveals
+        nothing of a secret value without the server secret (a bot token's fingerprint is no token)."""
+        return hmac.new(self.fingerprint_hmac, value.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         return self.fernet.encrypt(plaintext.encode()).decode()

@@ -40,6 +40,9 @@ class Channel(IdMixin, Base):
     status: Mapped[int] = mapped_column(default=ChannelStatus.LAUNCH)
     status_cause: Mapped[str | None] = mapped_column(String(500))
     credentials: Mapped[str] = mapped_column(Text)
+    # Keyed fingerprint of the upstream account the credentials act as (Credentials.identity): unique,
+    # so one Viber service or bot token belongs to one channel. NULL when the application has none.
+    identity_fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_secret: Mapped[str | None] = mapped_column(Text)

@@ -206,7 +206,28 @@ class RateLimit:
 
 
 class Credentials(RequestModel):
-    """What a channel needs to act on its upstream (api.md §4.2); stored encrypted, never returned."""
+    """What a channel needs to act on its upstream (api.md §4.2); stored encrypted, never returned.
+
+    `identity_fields` name the fields that say which upstream account the channel acts as (a Viber BM
+    service, a bot's token, a WhatsApp phone number id, an SMPP account): that account belongs to one
+    channel only. `operator_assigned`: the operator hands the identity out (Viber BM service ids), so
+    only the operator or its partner may bind it to a company.
+    """
+
+    identity_fields: ClassVar[tuple[str, ...]] = ()
+    operator_assigned: ClassVar[bool] = False
+
+    def identity(self) -> str | None:
+        """The upstream account these credentials act as, as one string; None when there is none."""
+        if not self.identity_fields:
+            return None
+        return "\x1f".join(str(getattr(self, name)).strip().lower() for name in self.identity_fields)
+
+    @classmethod
+    def identity_name(cls) -> str:
+        """How a 400/403/409 names the identity: `credentials.<first identity field's wire name>`."""
+        field = cls.model_fields[cls.identity_fields[0]]
+        return f"credentials.{field.alias or cls.identity_fields[0]}"
 
 
 # ---- what a provider is handed and hands back -------------------------------------------------------------

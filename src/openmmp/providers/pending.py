@@ -19,6 +19,8 @@ Ident = Field(min_length=1, max_length=200)
 
 
 class RcsCredentials(Credentials):
+    identity_fields = ("agent_id",)
+
     agent_id: str = Ident
     service_account_json: str = Field(min_length=2, max_length=20_000)
 
@@ -35,6 +37,8 @@ class RcsCredentials(Credentials):
 
 
 class WhatsappCredentials(Credentials):
+    identity_fields = ("phone_number_id",)
+
     phone_number_id: str = Ident
     waba_id: str = Ident
     access_token: str = Secret
@@ -42,6 +46,8 @@ class WhatsappCredentials(Credentials):
 
 
 class ZaloCredentials(Credentials):
+    identity_fields = ("oa_id",)
+
     oa_id: str = Ident
     app_id: str = Ident
     access_token: str = Secret
@@ -50,22 +56,30 @@ class ZaloCredentials(Credentials):
 
 
 class AppleCredentials(Credentials):
+    identity_fields = ("business_id",)
+
     business_id: str = Ident
     msp_id: str = Ident
     secret: str = Secret
 
 
 class FacebookCredentials(Credentials):
+    identity_fields = ("page_id",)
+
     page_id: str = Ident
     page_access_token: str = Secret
     app_secret: str = Secret
 
 
 class TelegramCredentials(Credentials):
+    identity_fields = ("bot_token",)
+
     bot_token: str = Secret
 
 
 class SmppCredentials(Credentials):
+    identity_fields = ("host", "port", "system_id")
+
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
     system_id: str = Field(min_length=1, max_length=16)

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 
 class ViberCredentials(Credentials):
+    # The aggregator assigns service ids to the operator's customers: a company cannot pick one itself.
+    identity_fields = ("service_id",)
+    operator_assigned = True
+
     service_id: int = Field(ge=1, description="Viber Business Messages service id")
     label: Literal["transaction", "promotion"] | None = None
 

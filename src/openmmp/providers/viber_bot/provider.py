@@ -50,6 +50,8 @@ INVALID_URL = 1
 
 
 class ViberBotCredentials(Credentials):
+    identity_fields = ("auth_token",)  # the token is the bot: a second channel on it would take it over
+
     auth_token: str = Field(min_length=1, max_length=4096)
     sender_name: str = Field(min_length=1, max_length=28)
     sender_avatar: str | None = Field(default=None, max_length=2000)
