@@ -275,7 +275,8 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     webhook_allow_private: bool = Field(
         default=False,
-        description="Same as OPENMMP_WEBHOOKS__ALLOW_PRIVATE (the name operators know from the docs).",
+        exclude=True,
+        description="The old name of OPENMMP_WEBHOOKS__ALLOW_PRIVATE, read into it at start.",
     )
     dispatch: DispatchSettings = DispatchSettings()
     callbacks: CallbackSettings = CallbackSettings()
@@ -285,6 +286,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        # One flag: the old name only turns the new one on.
+        if self.webhook_allow_private:
+            self.webhooks = self.webhooks.model_copy(update={"allow_private": True})
         # An upstream request that outlives its round's lease can be sent again by another worker.
         if self.providers.timeout_seconds >= self.dispatch.lease_seconds:
             raise ValueError(

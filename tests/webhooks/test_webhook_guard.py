@@ -115,6 +115,12 @@ class TestAllowPrivateSetting:
         monkeypatch.setenv(env, "true")
         assert webhooks_allow_private(Settings(_env_file=None))  # type: ignore[call-arg]
 
+    def test_the_old_name_sets_the_one_flag(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("OPENMMP_WEBHOOK_ALLOW_PRIVATE", "true")
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        assert settings.webhooks.allow_private
+        assert "webhook_allow_private" not in settings.model_dump()
+
     def test_the_group_field(self):
         assert webhooks_allow_private(Settings(webhooks=WebhookSettings(allow_private=True)))
 

@@ -50,9 +50,9 @@ class TargetRefused(Invalid):
 def webhooks_allow_private(settings: Settings) -> bool:
     """Whether webhook URLs may point at private addresses: sandbox mode or the operator's opt-in.
 
-    `OPENMMP_WEBHOOKS__ALLOW_PRIVATE` and the shorter `OPENMMP_WEBHOOK_ALLOW_PRIVATE` both turn it on.
+    The opt-in is `OPENMMP_WEBHOOKS__ALLOW_PRIVATE` (its old name `OPENMMP_WEBHOOK_ALLOW_PRIVATE` sets it).
     """
-    return settings.sandbox or settings.webhooks.allow_private or settings.webhook_allow_private
+    return settings.sandbox or settings.webhooks.allow_private
 
 
 def address_problem(address: IpAddress) -> str | None:
