@@ -86,12 +86,12 @@ class Job(Base):
 
     A worker claims due jobs (`run_at` passed) by moving `run_at` and `lease_until` to the end of its
     lease; a job whose lease ran out is due again, so a dead worker's work is picked up. Done jobs are
-    deleted. `ix_jobs_claim` serves every claim (queue/sql.py); `ix_jobs_due` the backlog per kind.
+    deleted. `ix_jobs_claim` serves every claim, in order (queue/sql.py); `ix_jobs_due` the backlog per kind.
     """
 
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_claim", "kind", "company_id", "priority", "run_at"),
+        Index("ix_jobs_claim", "kind", "company_id", "priority", "run_at", "id"),
         Index("ix_jobs_due", "kind", "run_at"),
     )
 

@@ -28,8 +28,10 @@ from openmmp.models.message import Priority
 NO_COMPANY = 2**62
 """Above every company id: "no upper bound" for the lanes' skip scan."""
 
-# Companies with jobs of :kind in (:after, :before), in id order, keeping those with a due job (one index
-# range per priority: `Priority` has the two values bound as :transactional and :campaign).
+# Companies with jobs of :kind in (:after, :before), in id order, keeping those with a due job: the earliest
+# run_at of each (company, priority) is one index probe (`Priority` has the two values bound as
+# :transactional and :campaign). Scalar MIN subqueries rather than EXISTS: PostgreSQL may turn an EXISTS
+# into one hashed scan of every due job (1.7 s with 1,000,000 queued, when its statistics lag behind).
 _LANES = text(
     """
     WITH RECURSIVE lanes(company_id) AS (
@@ -40,10 +42,10 @@ _LANES = text(
     )
     SELECT company_id FROM lanes
     WHERE company_id IS NOT NULL AND company_id < :before
-      AND (EXISTS (SELECT 1 FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
-                   AND d.priority = :transactional AND d.run_at <= :now)
-           OR EXISTS (SELECT 1 FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
-                      AND d.priority = :campaign AND d.run_at <= :now))
+      AND ((SELECT MIN(d.run_at) FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
+            AND d.priority = :transactional) <= :now
+           OR (SELECT MIN(d.run_at) FROM jobs d WHERE d.kind = :kind AND d.company_id = lanes.company_id
+               AND d.priority = :campaign) <= :now)
     LIMIT :max_lanes
     """
 )
