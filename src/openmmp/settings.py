@@ -257,6 +257,12 @@ class Settings(BaseSettings):
     sandbox: bool = Field(default=False, description="Built-in provider simulators; demo data on start.")
     host: str = "127.0.0.1"
     port: int = 8000
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="`openmmp worker`: serve Prometheus /metrics on {host}:{metrics_port}; 0 = not at all.",
+    )
     public_url: str = Field(
         default="",
         description="Base URL providers call back on; default http://{host}:{port}.",

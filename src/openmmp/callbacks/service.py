@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.callbacks import repository
@@ -21,6 +20,7 @@ from openmmp.channels.service import open_credentials
 from openmmp.conversations import repository as conversations
 from openmmp.errors import AppError, ErrorCode, NotFound, Unauthenticated
 from openmmp.kit.crypto import Keyring
+from openmmp.kit.metrics import CALLBACKS
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
 from openmmp.models import Channel, Conversation, InboundMessage
@@ -46,7 +46,6 @@ from openmmp.settings import CallbackSettings
 from openmmp.webhooks import service as webhooks
 
 log = structlog.get_logger(__name__)
-CALLBACKS = Counter("openmmp_callbacks_total", "Provider callbacks received", ["provider", "outcome"])
 
 _STATUS = {"DELIVERED": MessageStatus.DELIVERED, "READ": MessageStatus.READ, "FAIL": MessageStatus.FAIL}
 _ERROR_MESSAGE_LENGTH = 500

@@ -6,7 +6,9 @@ import asyncio
 import json
 import signal
 from typing import Annotated, Any
+from wsgiref.simple_server import WSGIServer
 
+import structlog
 import typer
 import uvicorn
 from pydantic import ValidationError
@@ -140,7 +142,11 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run dispatch, webhook delivery and the sweeps only (any number of these, on any host)."""
+    """Run dispatch, webhook delivery and the sweeps only (any number of these, on any host).
+
+    With OPENMMP_METRICS_PORT it also serves its Prometheus metrics at http://{host}:{metrics_port}/metrics
+    (there is no API here to scrape).
+    """
     settings = _settings()
     configure_logging(settings.log_level)
     keyring = server_keyring(settings.secret_key, settings.data_dir)
@@ -149,19 +155,41 @@ def worker() -> None:
         from openmmp.kit.http import HttpClient
         from openmmp.workers import Workers
 
-        db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
-        http = HttpClient(timeout=settings.providers.timeout_seconds)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # After the signal handlers: once its metrics answer, a signal stops the process cleanly.
+        metrics_server = _serve_metrics(settings) if settings.metrics_port else None
+        db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+        http = HttpClient(timeout=settings.providers.timeout_seconds)
         try:
             await Workers(db, http, keyring, settings).run(stop)
         finally:
             await http.aclose()
             await db.dispose()
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.shutdown)
+                metrics_server.server_close()
 
     asyncio.run(run())
+
+
+def _serve_metrics(settings: Settings) -> WSGIServer:
+    """Prometheus metrics at http://{host}:{metrics_port}/metrics, from a thread of their own."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+    except OSError as exc:
+        typer.echo(
+            f"OpenMMP cannot serve metrics on {settings.host}:{settings.metrics_port}: {exc}", err=True
+        )
+        raise typer.Exit(2) from None
+    structlog.get_logger(__name__).info(
+        "metrics_serving", host=settings.host, port=settings.metrics_port, path="/metrics"
+    )
+    return server
 
 
 def _knobs(assignments: list[str]) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from openmmp.channels.service import open_credentials
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database, database_is_away
 from openmmp.kit.limits import Limit, Limiter, LimiterUnavailable, reserve_within
+from openmmp.kit.metrics import LIMITER_DEFERRED, LIMITER_WAIT, PROVIDER_SEND, children
 from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
@@ -51,6 +53,23 @@ from openmmp.queue.sql import Claimer, acknowledge, reschedule
 from openmmp.settings import Settings
 
 log = structlog.get_logger(__name__)
+_SEND_SECONDS = children(PROVIDER_SEND)
+_LIMITER_WAIT = children(LIMITER_WAIT)
+_LIMITER_DEFERRED = children(LIMITER_DEFERRED)
+
+
+def send_outcome(results: Outcomes, messages: list[Message]) -> str:
+    """The outcome of one upstream request, for metrics: accepted when every message was, else the
+    first refusal's kind (rate_limited, retryable or final); error when the call said nothing of one."""
+    for message in messages:
+        result = results.get(message.id)
+        if result is None:
+            return "error"
+        if isinstance(result, ProviderError):
+            if result.rate_limited:
+                return "rate_limited"
+            return "retryable" if result.retryable else "final"
+    return "accepted"
 
 
 def channel_limit(channel: Channel, provider: Provider, settings: Settings) -> Limit:
@@ -287,20 +306,24 @@ class Dispatcher:
             wait = await reserve_within(self.limiter, f"channel:{unit.channel.id}", limit, max_wait)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
+            _LIMITER_DEFERRED(unit.provider.name, "limiter_unavailable").inc()
             wait = self.settings.dispatch.limiter_unavailable_pause_seconds
             self._hand_back(round_, unit, now_ms() + int(wait * 1000))
             return None
         if wait > max_wait:
             # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later
             # (their slot was not kept, or the schedule would run ahead and nothing would be sent again).
+            _LIMITER_DEFERRED(unit.provider.name, "over_max_wait").inc()
             self._hand_back(round_, unit, now_ms() + int(wait * 1000))
             return None
+        _LIMITER_WAIT(unit.provider.name).observe(wait)
         if wait > 0:
             await asyncio.sleep(wait)
         async with self._semaphore:
             # SENT is when we asked: the upstream accepted it after this and reports delivery later.
             for message in unit.messages:
                 round_.asked_at[message.id] = now_ms()
+            started = time.perf_counter()
             try:
                 results = await unit.send.call()
             except Exception as exc:
@@ -308,6 +331,9 @@ class Dispatcher:
                     "dispatch_send_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
                 )
                 results = {}
+            _SEND_SECONDS(unit.provider.name, send_outcome(results, unit.messages)).observe(
+                time.perf_counter() - started
+            )
         # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
         missing = ProviderError("INTERNAL_ERROR", "Sending failed inside OpenMMP; retried", retryable=True)
         return {m.id: results.get(m.id, missing) for m in unit.messages}

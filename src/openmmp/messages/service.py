@@ -23,6 +23,7 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.time import now_ms
 from openmmp.messages import repository
+from openmmp.messages import status as status_machine
 from openmmp.messages.capabilities import check_content
 from openmmp.messages.rendering import render
 from openmmp.messages.schemas import (
@@ -218,6 +219,7 @@ class MessageService:
         rows = list({id(p): p.row for _, p in fresh}.values())
         if rows:
             await repository.insert_with_jobs(session, rows)
+            status_machine.count_steps(session, ctx.channel.application_id, MessageStatus.PENDING, len(rows))
         by_client = {row["client_message_id"]: row for row in rows}
         final: list[BroadcastResponseMessage | AppError] = []
         for index, result in enumerate(results):

@@ -2,22 +2,40 @@
 
 Status only moves forward: PENDING < SENT < DELIVERED < READ, FAIL terminal after PENDING or SENT. A READ
 that skips DELIVERED records the implied DELIVERED first. Every recorded step is a history row (with the
-provider's raw event) and a `type: 1` webhook, written in the caller's transaction.
+provider's raw event) and a `type: 1` webhook, written in the caller's transaction, and counted in
+`openmmp_messages_total` when that transaction commits.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openmmp.kit.metrics import MESSAGES, count_on_commit
 from openmmp.models import Channel, Message, MessageEvent
 from openmmp.models.message import CAUSES, MessageStatus
+from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.webhooks import service as webhooks
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+
+@functools.cache
+def _counter(application: int, status: MessageStatus) -> Counter:
+    return MESSAGES.labels(REGISTRY.label(application), status.name)
+
+
+def count_steps(session: AsyncSession, application: int, status: MessageStatus, amount: int = 1) -> None:
+    """Count `amount` messages of `application` reaching `status` once the session's transaction commits."""
+    count_on_commit(session, _counter(application, status), amount)
+
 
 _PROGRESS = {
     MessageStatus.PENDING: 0,
@@ -83,6 +101,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
     inserted in one statement and a webhook is queued per step when the channel has a webhook URL.
     """
     events: list[dict[str, Any]] = []
+    steps_by_label: dict[tuple[int, MessageStatus], int] = {}
     for change in changes:
         message = change.message
         recorded = steps(message.status, change.target)
@@ -112,6 +131,8 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
                 body=status_webhook(message, channel, status, timestamp),
                 ordering_key=message.public_id,
             )
+            key = (channel.application_id, status)
+            steps_by_label[key] = steps_by_label.get(key, 0) + 1
         message.status = int(change.target)
         message.updated_at = timestamp
         if change.target == MessageStatus.FAIL:
@@ -120,4 +141,6 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
     if events:
         await session.execute(insert(MessageEvent), events)
         await notify(session, WEBHOOKS)
+        for (application, status), amount in steps_by_label.items():
+            count_steps(session, application, status, amount)
     return len(events)

@@ -13,11 +13,12 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmmp.errors import ErrorCode, RejectedBody, single_error
+from openmmp.kit.metrics import REQUEST_LATENCY, REQUESTS
 from openmmp.kit.paths import API_PREFIX
-from openmmp.ops.metrics import REQUEST_LATENCY, REQUESTS
 
 log = structlog.get_logger("openmmp.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -29,6 +30,26 @@ NOT_UTF8 = "Body must be UTF-8 encoded JSON (RFC 8259 §8.1)"
 
 def _json_declared(content_type: bytes | None) -> bool:
     return content_type is not None and b"json" in content_type.lower()
+
+
+def route_template(scope: Scope) -> str:
+    """The metrics label of a request: its route's template, never the raw path (ids are unbounded)."""
+    route: Any = scope.get("route")
+    if isinstance(route, Mount):
+        return "unmatched"  # a mounted app was reached and none of its routes matched
+    template: str = getattr(route, "path", None) or "unmatched"
+    if template == "unmatched":
+        return template
+    # A mounted app's route (the sandbox's simulators at /sim) has its template within that app: prefix
+    # the mount's path, which the router added to `root_path` (the mounts here have no parameters).
+    root_path: str = scope.get("root_path", "")
+    app_root_path: str = scope.get("app_root_path", root_path)
+    if len(root_path) > len(app_root_path) and root_path.startswith(app_root_path):
+        return root_path[len(app_root_path) :] + template
+    # Routes of included routers carry their own path only; label them with the full template.
+    if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
+        template = API_PREFIX + template
+    return template
 
 
 class RequestMiddleware:
@@ -113,11 +134,7 @@ class RequestMiddleware:
 
     def _record(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        route: Any = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        # Routes of included routers carry their own path only; label them with the full template.
-        if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
-            template = API_PREFIX + template
+        template = route_template(scope)
         method = scope["method"]
         REQUESTS.labels(method, template, str(status)).inc()
         REQUEST_LATENCY.labels(method, template).observe(elapsed)

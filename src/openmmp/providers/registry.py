@@ -63,6 +63,17 @@ class Registry:
     def by_name(self, name: str) -> Provider | None:
         return self._by_name.get(name)
 
+    def label(self, application: int) -> str:
+        """A short, stable name for `application` (metrics): its provider's name (`viber-bot`), else the
+        application's own in lower case (`zalo-zns`), else "unknown" for a number that is none."""
+        provider = self.for_application(application)
+        if provider is not None:
+            return provider.name
+        try:
+            return Application(application).name.lower().replace("_", "-")
+        except ValueError:
+            return "unknown"
+
     def credentials_model(self, application: Application) -> type[Credentials]:
         provider = self._by_application.get(application)
         if provider is not None:

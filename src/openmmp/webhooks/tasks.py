@@ -25,6 +25,7 @@ from openmmp import __version__
 from openmmp.kit.crypto import DecryptionFailed, Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpUnreachable
+from openmmp.kit.metrics import WEBHOOK_DELIVERIES, children
 from openmmp.kit.time import now_ms
 from openmmp.models.channel import WebhookStatus
 from openmmp.models.webhook import DeliveryState
@@ -41,6 +42,7 @@ EXCERPT_BYTES = 2048
 ERROR_CHARS = 500
 JITTER = 0.10
 USER_AGENT = f"OpenMMP-Webhooks/{__version__}"
+_DELIVERIES = children(WEBHOOK_DELIVERIES)
 
 
 def _clean(text: str, limit: int) -> str:
@@ -65,6 +67,8 @@ class _Outcome:
     status_code: int | None = None
     excerpt: str = ""
     error: str | None = None
+    reason: str = "none"
+    """Why the attempt failed, for metrics: none, http, timeout, connection, refused, config or error."""
 
     @property
     def ok(self) -> bool:
@@ -229,6 +233,8 @@ class WebhookDeliverer:
             if inactive:
                 # Enqueued while the endpoint was going FAILED: kept with the others, not sent.
                 await repository.hold(session, inactive)
+        if inactive:
+            _DELIVERIES("held", "endpoint_inactive").inc(len(inactive))
         held = set(inactive)
         deliveries = [c for c in claimed if c.id not in held]
         if not deliveries:
@@ -296,21 +302,22 @@ class WebhookDeliverer:
         started = time.perf_counter()
         attempted_at = now_ms()
 
-        def failed(error: str) -> _Outcome:
+        def failed(error: str, reason: str) -> _Outcome:
             finished = now_ms()
             latency = (time.perf_counter() - started) * 1000.0
-            return _Outcome(delivery, url, attempted_at, finished, latency, error=_clean(error, ERROR_CHARS))
+            cleaned = _clean(error, ERROR_CHARS)
+            return _Outcome(delivery, url, attempted_at, finished, latency, error=cleaned, reason=reason)
 
         if not url:
-            return failed("the channel has no webhook URL")
+            return failed("the channel has no webhook URL", "config")
         signer = batch.signers.get(delivery.channel_id)
         if signer is None:
-            return failed("the channel has no webhook secret")
+            return failed("the channel has no webhook secret", "config")
         if isinstance(signer, DecryptionFailed):
-            return failed("the channel's webhook secret cannot be decrypted with the server secret")
+            return failed("the channel's webhook secret cannot be decrypted with the server secret", "config")
         refusal = await self._target_check(batch, url)
         if refusal is not None:
-            return failed(refusal)
+            return failed(refusal, "refused")
         started = time.perf_counter()
         attempted_at = now_ms()
         headers = signer.headers(
@@ -323,18 +330,15 @@ class WebhookDeliverer:
             )
         except HttpUnreachable as exc:
             if exc.kind == ADDRESS_REFUSED:
-                return failed(f"target refused when connecting: {exc.detail}")
-            reason = (
-                f"timed out after {self._settings.timeout_seconds:g} s"
-                if exc.timed_out
-                else f"connection failed: {exc.kind}"
-            )
-            return failed(reason)
+                return failed(f"target refused when connecting: {exc.detail}", "refused")
+            if exc.timed_out:
+                return failed(f"timed out after {self._settings.timeout_seconds:g} s", "timeout")
+            return failed(f"connection failed: {exc.kind}", "connection")
         except Exception as exc:
             # Whatever else the client raises (a URL it cannot encode, ...) fails this attempt only: an
             # error escaping here would lose the whole batch's outcomes and send them all again.
             log.warning("webhook_attempt_error", delivery_id=delivery.id, error_type=type(exc).__name__)
-            return failed(f"request failed: {type(exc).__name__}")
+            return failed(f"request failed: {type(exc).__name__}", "error")
         latency = (time.perf_counter() - started) * 1000.0
         excerpt = _clean(response.content[:EXCERPT_BYTES].decode("utf-8", errors="replace"), EXCERPT_BYTES)
         return _Outcome(
@@ -346,6 +350,7 @@ class WebhookDeliverer:
             status_code=response.status_code,
             excerpt=excerpt,
             error=None if response.ok else f"HTTP {response.status_code}",
+            reason="none" if response.ok else "http",
         )
 
     async def _record(self, outcomes: Sequence[_Outcome], *, unsent: Sequence[int] = ()) -> None:
@@ -354,6 +359,7 @@ class WebhookDeliverer:
         given_up: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
         by_channel: dict[int, list[_Outcome]] = {}
+        counted: dict[tuple[str, str], int] = {}
         for outcome in outcomes:
             delivery = outcome.delivery
             count = delivery.attempts + 1
@@ -369,6 +375,7 @@ class WebhookDeliverer:
                 }
             )
             if outcome.ok:
+                kind = "delivered"
                 delivered.append(
                     {
                         "id": delivery.id,
@@ -382,6 +389,7 @@ class WebhookDeliverer:
                 )
             elif count >= self._settings.max_attempts:
                 # Its life is over: given up, so that the message's later events are not held forever.
+                kind = "failed"
                 given_up.append(
                     {
                         "id": delivery.id,
@@ -393,6 +401,7 @@ class WebhookDeliverer:
                     }
                 )
             else:
+                kind = "retry"
                 failed.append(
                     {
                         "id": delivery.id,
@@ -404,6 +413,8 @@ class WebhookDeliverer:
                     }
                 )
             by_channel.setdefault(delivery.channel_id, []).append(outcome)
+            key = (kind, outcome.reason)
+            counted[key] = counted.get(key, 0) + 1
         healthy, restarted, started, failing = _health(by_channel)
         now = now_ms()
         async with self._write() as session:
@@ -426,6 +437,9 @@ class WebhookDeliverer:
                 if gone:
                     held = await repository.hold_pending(session, gone)
                     log.warning("webhook_endpoints_failed", channel_ids=gone, held=held)
+        # Committed: count what was recorded.
+        for (kind, reason), amount in counted.items():
+            _DELIVERIES(kind, reason).inc(amount)
 
 
 def _health(
