@@ -27,7 +27,10 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 def machine() -> str:
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     memory_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    return f"{os.cpu_count()} cores, {memory_kib / 1024 / 1024:.0f} GiB"
+    # The load average over the last 1 / 5 minutes as the row is written: the run's own load plus
+    # whatever else the machine was doing (a figure is comparable only to runs of similar load).
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} cores, {memory_kib / 1024 / 1024:.0f} GiB, load {one:.1f} / {five:.1f}"
 
 
 def commit() -> str:
