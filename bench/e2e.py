@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from common import (
     OPENMMP,
@@ -79,10 +80,14 @@ class Platform:
         serve = ["serve", "--port", str(self.api_port)]
         self.separate = kind == "postgresql" if separate is None else separate
         self.url = self.env["OPENMMP_DATABASE_URL"]
+        self.metrics = [f"http://127.0.0.1:{self.api_port}/metrics"]
         if self.separate:
             serve.append("--no-workers")
             for n in range(workers):
-                self.processes[f"worker{n + 1}"] = subprocess.Popen([*OPENMMP, "worker"], env=self.env)
+                port = free_port()
+                self.metrics.append(f"http://127.0.0.1:{port}/metrics")
+                env = {**self.env, "OPENMMP_METRICS_PORT": str(port)}
+                self.processes[f"worker{n + 1}"] = subprocess.Popen([*OPENMMP, "worker"], env=env)
         self.processes["api"] = subprocess.Popen([*OPENMMP, *serve], env=self.env)
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.hook = f"http://127.0.0.1:{self.hook_port}"
@@ -119,6 +124,20 @@ class Platform:
     def counts(self) -> dict[str, Any]:
         result: dict[str, Any] = httpx.get(f"{self.hook}/count", timeout=10).json()
         return result
+
+    def database_work(self) -> dict[str, float]:
+        """SQL statements (by verb, and in all) and transactions so far, summed over API and workers."""
+        totals: dict[str, float] = {}
+        for url in self.metrics:
+            for family in text_string_to_metric_families(httpx.get(url, timeout=30).text):
+                for sample in family.samples:
+                    if sample.name == "openmmp_db_statements_total":
+                        verb = sample.labels["verb"].lower()
+                        totals[verb] = totals.get(verb, 0.0) + sample.value
+                        totals["statements"] = totals.get("statements", 0.0) + sample.value
+                    elif sample.name == "openmmp_db_transactions_total":
+                        totals["transactions"] = totals.get("transactions", 0.0) + sample.value
+        return totals
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(p.pid) for name, p in self.processes.items() if p.poll() is None}
@@ -185,6 +204,7 @@ def end_to_end(
     platform = Platform(kind, work, workers)
     try:
         bot_phones = platform.bot_users(BOT_USERS) if bot_share else []
+        work_before = platform.database_work()
         started = time.time()
         accepted = accept(platform, messages, bot_phones, bot_share)
         accept_seconds = time.time() - started
@@ -192,6 +212,7 @@ def end_to_end(
         reader = status_reads(platform, list(accepted)[:10_000], status_rate, 20.0)
         done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
         cpu = platform.cpu()
+        work_after = platform.database_work()
         reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1])
         events = httpx.get(f"{platform.hook}/dump", timeout=120).json()
     finally:
@@ -222,6 +243,11 @@ def end_to_end(
         "status_p99_ms": reads.get("p99_ms"),
         "status_errors": reads.get("errors"),
         **{f"cpu_s_{name}": seconds for name, seconds in cpu.items()},
+        # Per message, the status reads' statements included (one SELECT or two per read).
+        **{
+            f"sql_{name}_per_message": round((work_after[name] - work_before.get(name, 0.0)) / messages, 1)
+            for name in sorted(work_after)
+        },
     }
     setting = f"{messages} messages ({int(bot_share * 100)} % Viber Bot), " + (
         "1 serve with workers" if kind == "sqlite" else f"API + {workers} worker(s)"

@@ -271,6 +271,19 @@ class TestMessagesAndSends:
         assert delta(before, after, "openmmp_provider_send_seconds_sum", **sends) > 0
         assert "85512345670" not in (await metrics_client.get("/metrics")).text
 
+    async def test_statements_and_transactions_are_counted_by_verb(
+        self, metrics_client: httpx.AsyncClient, viber_channel, send, dispatch
+    ):
+        account = await viber_channel()
+        before = await scrape(metrics_client)
+        await send(account, "85512345671")
+        after = await scrape(metrics_client)
+        # One send: the message and its job are inserted in one transaction (the scrape reads too).
+        assert delta(before, after, "openmmp_db_statements_total", verb="INSERT") == 2
+        assert delta(before, after, "openmmp_db_statements_total", verb="SELECT") >= 1
+        assert delta(before, after, "openmmp_db_transactions_total") >= 2
+        await dispatch()  # send it, so that later tests count only their own messages
+
     async def test_a_final_refusal_counts_fail_and_a_final_upstream_request(
         self, metrics_client: httpx.AsyncClient, viber_channel, send, dispatch
     ):

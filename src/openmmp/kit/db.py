@@ -25,7 +25,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
+from openmmp.kit.metrics import DB_STATEMENTS, DB_TRANSACTIONS, children
+
 _SQLITE_BEGIN = "openmmp_sqlite_begin"
+_VERBS = frozenset(
+    {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "SAVEPOINT", "RELEASE", "ROLLBACK", "PRAGMA", "NOTIFY"}
+)
 _LOCK_WAIT_SECONDS = 30.0
 
 
@@ -138,6 +143,27 @@ def _sqlite_engine(url: str, path: str, *, pool_size: int) -> AsyncEngine:
     )
 
 
+def _count_statements(engine: AsyncEngine) -> None:
+    """Count every statement by verb, and every transaction (`openmmp_db_*_total`: what a message costs)."""
+    statements = children(DB_STATEMENTS)
+    verbs: dict[str, str] = {}  # statement text → verb; compiled statements are the same few strings
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        verb = verbs.get(statement)
+        if verb is None:
+            first = statement.lstrip()[:10].split(None, 1)
+            verb = first[0].upper() if first and first[0].upper() in _VERBS else "OTHER"
+            if len(verbs) > 10_000:  # texts with expanding IN lists vary; keep the cache bounded
+                verbs.clear()
+            verbs[statement] = verb
+        statements(verb).inc()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _transaction(_conn: Connection) -> None:
+        DB_TRANSACTIONS.inc()
+
+
 class Database:
     """One engine per process, with a session factory for writes and one for reads.
 
@@ -167,6 +193,9 @@ class Database:
             _ping_when_idle(self.engine)
             self.read_engine = self.engine
             read_bind = self.engine
+        _count_statements(self.engine)
+        if self.read_engine is not self.engine:
+            _count_statements(self.read_engine)
         self.write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False)
 

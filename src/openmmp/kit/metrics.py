@@ -73,6 +73,15 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome", "reason"],
 )
 
+# --- Database (kit/db.py) -------------------------------------------------------------------------
+
+DB_STATEMENTS = Counter(
+    "openmmp_db_statements_total",
+    "SQL statements sent to the database, by verb (SELECT, INSERT, UPDATE, DELETE, SAVEPOINT, ...)",
+    ["verb"],
+)
+DB_TRANSACTIONS = Counter("openmmp_db_transactions_total", "Database transactions begun")
+
 # --- Backlog, read from the database when /metrics is scraped (ops/endpoints.py) ------------------
 
 
