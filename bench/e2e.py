@@ -199,9 +199,17 @@ def status_reads(
 
 
 def end_to_end(
-    kind: str, work: Path, messages: int, workers: int, bot_share: float = 0.5, status_rate: float = 500.0
+    kind: str,
+    work: Path,
+    messages: int,
+    workers: int,
+    bot_share: float = 0.5,
+    status_rate: float = 500.0,
+    separate: bool | None = None,
 ) -> dict[str, Any]:
-    platform = Platform(kind, work, workers)
+    """`separate`: the API without workers plus `workers` worker processes (the default on PostgreSQL);
+    on SQLite it splits the CPU between the API's work (accept, callbacks, reads) and the workers'."""
+    platform = Platform(kind, work, workers, separate=separate)
     try:
         bot_phones = platform.bot_users(BOT_USERS) if bot_share else []
         work_before = platform.database_work()
@@ -250,7 +258,7 @@ def end_to_end(
         },
     }
     setting = f"{messages} messages ({int(bot_share * 100)} % Viber Bot), " + (
-        "1 serve with workers" if kind == "sqlite" else f"API + {workers} worker(s)"
+        f"API + {workers} worker(s)" if platform.separate else "1 serve with workers"
     )
     record("end-to-end", kind, setting, figures)
     return figures

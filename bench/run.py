@@ -295,6 +295,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, action="append", help="end to end on PostgreSQL: worker processes"
     )
+    parser.add_argument(
+        "--separate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="end to end: API and worker processes apart (default: on PostgreSQL only)",
+    )
     parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
     parser.add_argument("--queued", type=int, default=1_000_000, help="memory, claims: jobs queued")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
@@ -309,8 +315,8 @@ def main() -> None:
             if "limits" in scenarios:
                 limits(kind, args.seconds, work, args.limit)
             if "e2e" in scenarios:
-                for workers in (args.workers or [1, 2, 4]) if kind == "postgresql" else [1]:
-                    end_to_end(kind, work, args.messages, workers)
+                for workers in (args.workers or [1, 2, 4]) if kind == "postgresql" or args.separate else [1]:
+                    end_to_end(kind, work, args.messages, workers, separate=args.separate)
             if "webhooks" in scenarios:
                 webhooks(kind, work, args.deliveries)
             if "memory" in scenarios:
