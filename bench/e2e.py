@@ -217,11 +217,11 @@ def end_to_end(
         accepted = accept(platform, messages, bot_phones, bot_share)
         accept_seconds = time.time() - started
         # Reads while the backlog drains: the status p99 a client sees under load.
-        reader = status_reads(platform, list(accepted)[:10_000], status_rate, 20.0)
+        reader = status_reads(platform, list(accepted)[:10_000], status_rate, 20.0) if status_rate else None
         done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
         cpu = platform.cpu()
         work_after = platform.database_work()
-        reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1])
+        reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1]) if reader else {}
         events = httpx.get(f"{platform.hook}/dump", timeout=120).json()
     finally:
         platform.close()
@@ -257,7 +257,8 @@ def end_to_end(
             for name in sorted(work_after)
         },
     }
-    setting = f"{messages} messages ({int(bot_share * 100)} % Viber Bot), " + (
+    setting = f"{messages} messages ({int(bot_share * 100)} % Viber Bot), "
+    setting += f"status reads {status_rate:g}/s, " + (
         f"API + {workers} worker(s)" if platform.separate else "1 serve with workers"
     )
     record("end-to-end", kind, setting, figures)

@@ -301,6 +301,9 @@ def main() -> None:
         default=None,
         help="end to end: API and worker processes apart (default: on PostgreSQL only)",
     )
+    parser.add_argument(
+        "--status-rate", type=float, default=500.0, help="end to end: Get Message Status per second (0: none)"
+    )
     parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
     parser.add_argument("--queued", type=int, default=1_000_000, help="memory, claims: jobs queued")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
@@ -316,7 +319,14 @@ def main() -> None:
                 limits(kind, args.seconds, work, args.limit)
             if "e2e" in scenarios:
                 for workers in (args.workers or [1, 2, 4]) if kind == "postgresql" or args.separate else [1]:
-                    end_to_end(kind, work, args.messages, workers, separate=args.separate)
+                    end_to_end(
+                        kind,
+                        work,
+                        args.messages,
+                        workers,
+                        status_rate=args.status_rate,
+                        separate=args.separate,
+                    )
             if "webhooks" in scenarios:
                 webhooks(kind, work, args.deliveries)
             if "memory" in scenarios:
