@@ -11,6 +11,7 @@ from sqlalchemy import event, func, select
 from tests.callbacks.test_callback_endpoints import post, sent_message, status_of, user_writes
 from tests.conftest import Tenant
 
+from openmmp.callbacks import repository
 from openmmp.models import ProviderEvent
 
 USERS = 40
@@ -25,6 +26,7 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
     client: httpx.AsyncClient,
     tenant: Tenant,
     bot: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ):
     account = bot["publicId"]
     messages = {}
@@ -40,6 +42,15 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
         nonlocal commits
         commits += 1
 
+    lookups = 0
+    look_up = repository.channel_by_public_id
+
+    async def counted(*args: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await look_up(*args)
+
+    monkeypatch.setattr(repository, "channel_by_public_id", counted)
     event.listen(db.engine.sync_engine, "commit", count)
     try:
         answers = await asyncio.gather(
@@ -67,5 +78,7 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
     assert stored == USERS
     if db.is_sqlite:
         assert commits < USERS // 4, f"{USERS + 3} callbacks took {commits} transactions"
+        # A batch looks its channels up once, and again after a callback of it failed.
+        assert lookups < USERS // 4 + 2, f"{USERS + 3} callbacks looked their channel up {lookups} times"
     else:
         pytest.skip("PostgreSQL applies each callback in its own transaction")

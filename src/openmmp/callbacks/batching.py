@@ -23,6 +23,7 @@ import structlog
 from openmmp.callbacks.service import challenge, receive
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
+from openmmp.models import Channel
 from openmmp.providers.base import CallbackReply, CallbackRequest, ProviderContext
 from openmmp.settings import CallbackSettings
 
@@ -95,6 +96,9 @@ class CallbackReceiver:
 
     async def _apply(self, batch: list[_Callback]) -> None:
         outcomes: list[str | BaseException] = []
+        # The batch's channels, looked up once. A callback rolled back to its SAVEPOINT may have changed
+        # one (its state is then expired and must be read again): the cache is emptied after a failure.
+        channels: dict[str, Channel | None] = {}
         try:
             async with self._db.write_sessions() as session, session.begin():
                 for callback in batch:
@@ -110,10 +114,12 @@ class CallbackReceiver:
                                         account_id=callback.account_id,
                                         request=callback.request,
                                         replay_window_ms=self._window_ms,
+                                        channels=channels,
                                     )
                                 )
                         except Exception as exc:  # this callback's answer, as if it were alone
                             outcomes.append(exc)
+                            channels.clear()
         except BaseException as exc:
             # The commit failed (or we are cancelled): nothing of the batch is stored; every request says so.
             for callback in batch:

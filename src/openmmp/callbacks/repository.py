@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from typing import Any
 
@@ -35,19 +36,31 @@ async def record_event(
     raw: str,
 ) -> int | None:
     """Store a raw event once per (channel, dedupe key); None when it was seen before."""
-    statement = (
-        _insert(session)(ProviderEvent)
-        .values(
-            channel_id=channel_id,
-            dedupe_key=dedupe_key[:300],
-            provider_message_id=provider_message_id,
-            outcome=outcome,
-            raw=raw,
-        )
+    parameters = {
+        "channel_id": channel_id,
+        "dedupe_key": dedupe_key[:300],
+        "provider_message_id": provider_message_id,
+        "outcome": outcome,
+        "raw": raw,
+    }
+    return (await session.execute(_record_event(session), parameters)).scalar_one_or_none()
+
+
+@functools.cache
+def _record_event_for(dialect: str) -> Any:
+    """The raw-event insert of `dialect`, built once (two or three run per message sent)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    columns = ("channel_id", "dedupe_key", "provider_message_id", "outcome", "raw")
+    return (
+        insert(ProviderEvent)
+        .values({column: bindparam(column) for column in columns})
         .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
         .returning(ProviderEvent.id)
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def _record_event(session: AsyncSession) -> Any:
+    return _record_event_for(session.get_bind().dialect.name)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -89,14 +102,24 @@ async def message_for(
     dispatcher reconciling a report that overtook its commit): the lock makes the second one see the
     first one's status, so a step is never recorded twice.
     """
-    statement = select(Message).where(
-        Message.channel_id == channel_id, Message.provider_message_id == provider_message_id
-    )
+    parameters = {"channel_id": channel_id, "token": provider_message_id}
     if user_id is not None:
-        statement = statement.where(Message.recipient == user_id)
+        parameters["user"] = user_id
+    statement = _message_for(by_user=user_id is not None, lock=lock)
+    return (await session.execute(statement, parameters)).scalar_one_or_none()
+
+
+@functools.cache
+def _message_for(*, by_user: bool, lock: bool) -> Any:
+    """`message_for`'s four statements, each built once (one runs per delivery report)."""
+    statement = select(Message).where(
+        Message.channel_id == bindparam("channel_id"), Message.provider_message_id == bindparam("token")
+    )
+    if by_user:
+        statement = statement.where(Message.recipient == bindparam("user"))
     if lock:
         statement = statement.with_for_update().execution_options(populate_existing=True)
-    return (await session.execute(statement.limit(1))).scalar_one_or_none()
+    return statement.limit(1)
 
 
 async def lock_unread_up_to(session: AsyncSession, message: Message) -> list[Message]:

@@ -68,11 +68,21 @@ async def _lookup(
     *,
     provider_name: str,
     account_id: str,
+    channels: dict[str, Channel | None] | None = None,
 ) -> tuple[Provider, Channel, ProviderContext, dict[str, Any]]:
     """The provider, channel, context and credentials of a callback; 404 unless the channel is the
-    provider's (the same answer for an unknown provider or channel, so nothing is learnt by probing)."""
+    provider's (the same answer for an unknown provider or channel, so nothing is learnt by probing).
+
+    `channels`: the channels this transaction already looked up, by account id (callbacks applied
+    together mostly concern a few channels); filled as they are found.
+    """
     provider = REGISTRY.by_name(provider_name)
-    channel = await repository.channel_by_public_id(session, account_id)
+    if channels is not None and account_id in channels:
+        channel = channels[account_id]
+    else:
+        channel = await repository.channel_by_public_id(session, account_id)
+        if channels is not None:
+            channels[account_id] = channel
     if provider is None or channel is None or channel.application_id != provider.application:
         CALLBACKS.labels(provider.name if provider else "unknown", "unknown_channel").inc()
         raise CallbackChannelNotFound("No such channel")
@@ -201,16 +211,18 @@ async def receive(
     account_id: str,
     request: CallbackRequest,
     replay_window_ms: int,
+    channels: dict[str, Channel | None] | None = None,
 ) -> str:
     """Handle one callback; returns its outcome (outcomes joined by "," when a body carries several
     events). Raises 404 (unknown channel), 401 (not verified) or `CallbackRejected` (unreadable body).
+    `channels`: see `_lookup`; a caller whose transaction rolls back part of its work must empty it.
 
     An event with effects beyond status (inbound, channel, template, ping) whose upstream time is older
     than `replay_window_ms` is a replay (its record may have been pruned): it is answered `stale` and
     neither stored nor applied. Status reports need no window: status only moves forward.
     """
     found, channel, ctx, credentials = await _lookup(
-        session, keyring, contexts, provider_name=provider, account_id=account_id
+        session, keyring, contexts, provider_name=provider, account_id=account_id, channels=channels
     )
     if not found.verify(ctx, request, credentials):
         CALLBACKS.labels(found.name, "bad_signature").inc()
