@@ -302,6 +302,12 @@ def main() -> None:
         help="end to end: API and worker processes apart (default: on PostgreSQL only)",
     )
     parser.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="end to end: raise the upstreams' published limits in the simulators and in OpenMMP alike "
+        "(one Viber Bot is otherwise capped at 500 requests per 10 s)",
+    )
+    parser.add_argument(
         "--status-rate", type=float, default=500.0, help="end to end: Get Message Status per second (0: none)"
     )
     parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
@@ -326,6 +332,7 @@ def main() -> None:
                         workers,
                         status_rate=args.status_rate,
                         separate=args.separate,
+                        unlimited=args.unlimited,
                     )
             if "webhooks" in scenarios:
                 webhooks(kind, work, args.deliveries)
