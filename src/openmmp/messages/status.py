@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.metrics import MESSAGES, count_on_commit
@@ -36,6 +36,8 @@ def count_steps(session: AsyncSession, application: int, status: MessageStatus, 
     """Count `amount` messages of `application` reaching `status` once the session's transaction commits."""
     count_on_commit(session, _counter(application, status), amount)
 
+
+_INSERT_EVENTS = insert(cast(Table, MessageEvent.__table__))
 
 _PROGRESS = {
     MessageStatus.PENDING: 0,
@@ -98,9 +100,10 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
     """Apply `changes` in order (several may concern one message); returns how many steps were recorded.
 
     The messages must be loaded in `session`; their rows are updated through the ORM, history rows are
-    inserted in one statement and a webhook is queued per step when the channel has a webhook URL.
+    inserted in one statement and a webhook per step (when the channel has a webhook URL) in another.
     """
     events: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
     steps_by_label: dict[tuple[int, MessageStatus], int] = {}
     for change in changes:
         message = change.message
@@ -124,13 +127,14 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
                     "raw": dict(change.raw) if is_target and change.raw is not None else None,
                 }
             )
-            await webhooks.enqueue(
-                session,
+            delivery = webhooks.delivery_row(
                 channel=channel,
                 event_type=1,
                 body=status_webhook(message, channel, status, timestamp),
                 ordering_key=message.public_id,
             )
+            if delivery is not None:
+                deliveries.append(delivery)
             key = (channel.application_id, status)
             steps_by_label[key] = steps_by_label.get(key, 0) + 1
         message.status = int(change.target)
@@ -139,7 +143,9 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
             message.error_code = change.error_code
             message.error_message = (change.error_message or "")[:500] or None
     if events:
-        await session.execute(insert(MessageEvent), events)
+        # Core inserts: the ORM's bulk path would flush the session first and cost more than the rows.
+        await session.execute(_INSERT_EVENTS, events)
+        await webhooks.insert_deliveries(session, deliveries)
         await notify(session, WEBHOOKS)
         for (application, status), amount in steps_by_label.items():
             count_steps(session, application, status, amount)

@@ -319,6 +319,15 @@ async def hold_pending(session: AsyncSession, channel_ids: Sequence[int]) -> int
     return int(result.rowcount)
 
 
+_INSERT_DELIVERIES = insert(cast(Table, WebhookDelivery.__table__))
+
+
+async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert delivery rows in one Core statement, in list order (ids keep each ordering key's order)."""
+    if rows:
+        await session.execute(_INSERT_DELIVERIES, rows)
+
+
 # --- the backlog (GET /metrics) -------------------------------------------------------------------
 
 _BACKLOG = (
