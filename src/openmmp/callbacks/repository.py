@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmmp.kit.ids import canonical_public_id, new_public_id
 from openmmp.models import Channel, Conversation, Message, ProviderEvent
 from openmmp.models.message import EventOutcome, MessageStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 _CHANNEL = select(Channel).where(Channel.public_id == bindparam("public_id"))  # built once: every callback
 
@@ -51,11 +54,12 @@ def _record_event_for(dialect: str) -> Any:
     """The raw-event insert of `dialect`, built once (two or three run per message sent)."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     columns = ("channel_id", "dedupe_key", "provider_message_id", "outcome", "raw")
+    # On the table, not the entity: the ORM's insert path would flush the session first.
     return (
-        insert(ProviderEvent)
+        insert(cast("Table", ProviderEvent.__table__))
         .values({column: bindparam(column) for column in columns})
         .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
-        .returning(ProviderEvent.id)
+        .returning(ProviderEvent.__table__.c.id)
     )
 
 
