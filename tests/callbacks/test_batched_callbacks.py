@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select
 from tests.callbacks.test_callback_endpoints import post, sent_message, status_of, user_writes
 from tests.conftest import Tenant
 
-from openmmp.callbacks import repository
+from openmmp.callbacks import batching, repository
 from openmmp.models import ProviderEvent
 
 USERS = 40
@@ -82,3 +82,73 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
         assert lookups < USERS // 4 + 2, f"{USERS + 3} callbacks looked their channel up {lookups} times"
     else:
         pytest.skip("PostgreSQL applies each callback in its own transaction")
+
+
+async def _flood(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, account: str, name: str
+) -> dict[str, str]:
+    """A SENT message to each of 12 users of the bot, by user id."""
+    messages = {}
+    for n in range(12):
+        user = f"{name}-{n}"
+        await user_writes(client, account, user, 9_000 + n)
+        messages[user] = await sent_message(app, client, tenant, account, user, f"{name}-token-{n}")
+    return messages
+
+
+async def test_reports_applied_together_answer_each_and_a_repeat_in_the_same_batch_is_a_duplicate(
+    app,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    bot: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    if not app.state.db.is_sqlite:
+        pytest.skip("PostgreSQL applies each callback in its own transaction")
+    account = bot["publicId"]
+    messages = await _flood(app, client, tenant, account, "together")
+    together: list[int] = []
+    apply_reports = batching.apply_reports
+
+    async def counted(session: Any, callbacks: list[Any]) -> list[str]:
+        together.append(len(callbacks))
+        return await apply_reports(session, callbacks)
+
+    monkeypatch.setattr(batching, "apply_reports", counted)
+    reports = [delivered(f"together-token-{n}", f"together-{n}") for n in range(12)]
+    answers = await asyncio.gather(*(post(client, account, body) for body in reports + reports))
+    outcomes = [answer.json()["outcome"] for answer in answers]
+    assert sorted(outcomes) == ["applied"] * 12 + ["duplicate"] * 12
+    assert max(together) > 1  # the set-based path took several callbacks at once
+    for message_id in messages.values():
+        status = await status_of(client, tenant, message_id)
+        assert status["status"] == 4
+        assert [step["status"] for step in status["history"]].count(4) == 1  # one DELIVERED step each
+
+
+async def test_when_reports_fail_together_each_is_applied_alone(
+    app,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    bot: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    if not app.state.db.is_sqlite:
+        pytest.skip("PostgreSQL applies each callback in its own transaction")
+    account = bot["publicId"]
+    messages = await _flood(app, client, tenant, account, "alone")
+
+    tried = 0
+
+    async def broken(*_args: Any) -> list[str]:
+        nonlocal tried
+        tried += 1
+        raise RuntimeError("a bug in the set-based path")
+
+    monkeypatch.setattr(batching, "apply_reports", broken)
+    reports = [delivered(f"alone-token-{n}", f"alone-{n}") for n in range(12)]
+    answers = await asyncio.gather(*(post(client, account, body) for body in reports))
+    assert tried >= 1
+    assert [answer.json()["outcome"] for answer in answers] == ["applied"] * 12
+    for message_id in messages.values():
+        assert (await status_of(client, tenant, message_id))["status"] == 4

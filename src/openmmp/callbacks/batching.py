@@ -2,10 +2,13 @@
 
 On SQLite every write transaction takes the one write lock, and its BEGIN IMMEDIATE and COMMIT cost
 more than a callback's own statements. Callbacks come in floods (two or three per message sent), so the
-requests waiting meanwhile are applied in one transaction, each inside its own SAVEPOINT: a callback
-that fails (unknown channel, bad signature, a database error) rolls back only its own work and answers
-as it would alone. Every request still gets its answer only after the transaction holding its event has
-committed: a 200 means the raw event is stored.
+requests waiting meanwhile are applied in one transaction. Each is verified first (an unknown channel or
+a bad signature is answered before anything is written); plain delivery reports in a row are then
+stored and applied together, set-based, in one SAVEPOINT (a handful of statements for all of them), and
+any other callback in a SAVEPOINT of its own. Should the reports' SAVEPOINT fail, each of them is applied
+again alone, so a callback that fails rolls back only its own work and answers as it would alone.
+Every request still gets its answer only after the transaction holding its event has committed: a 200
+means the raw event is stored.
 
 PostgreSQL takes writers side by side and gains nothing from this (and a batch would hold row locks of
 unrelated messages together); there every callback keeps a transaction of its own.
@@ -19,13 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmmp.callbacks.service import challenge, receive
+from openmmp.callbacks.service import Prepared, apply_prepared, apply_reports, challenge, prepare, receive
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.models import Channel
 from openmmp.providers.base import CallbackReply, CallbackRequest, ProviderContext
 from openmmp.settings import CallbackSettings
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -95,31 +101,37 @@ class CallbackReceiver:
             self._draining = None
 
     async def _apply(self, batch: list[_Callback]) -> None:
-        outcomes: list[str | BaseException] = []
+        outcomes: dict[int, str | BaseException] = {}
         # The batch's channels, looked up once. A callback rolled back to its SAVEPOINT may have changed
         # one (its state is then expired and must be read again): the cache is emptied after a failure.
         channels: dict[str, Channel | None] = {}
         try:
             async with self._db.write_sessions() as session, session.begin():
+                # Plain delivery reports in a row are applied together (`apply_reports`); anything else
+                # alone, after the reports before it, so that each message's reports keep their order.
+                run: list[tuple[_Callback, Prepared]] = []
                 for callback in batch:
                     with structlog.contextvars.bound_contextvars(**callback.context):
                         try:
-                            async with session.begin_nested():
-                                outcomes.append(
-                                    await receive(
-                                        session,
-                                        self._keyring,
-                                        self._contexts,
-                                        provider=callback.provider,
-                                        account_id=callback.account_id,
-                                        request=callback.request,
-                                        replay_window_ms=self._window_ms,
-                                        channels=channels,
-                                    )
-                                )
-                        except Exception as exc:  # this callback's answer, as if it were alone
-                            outcomes.append(exc)
-                            channels.clear()
+                            prepared = await prepare(
+                                session,
+                                self._keyring,
+                                self._contexts,
+                                provider=callback.provider,
+                                account_id=callback.account_id,
+                                request=callback.request,
+                                channels=channels,
+                            )
+                        except Exception as exc:  # refused before anything was written
+                            outcomes[id(callback)] = exc
+                            continue
+                    if prepared.plain_reports:
+                        run.append((callback, prepared))
+                        continue
+                    await self._apply_reports(session, run, outcomes, channels)
+                    run = []
+                    await self._apply_alone(session, callback, prepared, outcomes, channels)
+                await self._apply_reports(session, run, outcomes, channels)
         except BaseException as exc:
             # The commit failed (or we are cancelled): nothing of the batch is stored; every request says so.
             for callback in batch:
@@ -127,8 +139,49 @@ class CallbackReceiver:
             if not isinstance(exc, Exception):
                 raise
             return
-        for callback, outcome in zip(batch, outcomes, strict=True):
-            _answer(callback, outcome)
+        for callback in batch:
+            _answer(callback, outcomes[id(callback)])
+
+    async def _apply_reports(
+        self,
+        session: AsyncSession,
+        run: list[tuple[_Callback, Prepared]],
+        outcomes: dict[int, str | BaseException],
+        channels: dict[str, Channel | None],
+    ) -> None:
+        """Delivery reports of several callbacks in one SAVEPOINT; should that fail, each alone."""
+        if not run:
+            return
+        try:
+            async with session.begin_nested():
+                answers = await apply_reports(session, [prepared for _, prepared in run])
+        except Exception:
+            log.exception("callback_reports_together_failed", callbacks=len(run))
+            channels.clear()
+            for callback, prepared in run:
+                await self._apply_alone(session, callback, prepared, outcomes, channels)
+            return
+        for (callback, _), answer in zip(run, answers, strict=True):
+            outcomes[id(callback)] = answer
+
+    async def _apply_alone(
+        self,
+        session: AsyncSession,
+        callback: _Callback,
+        prepared: Prepared,
+        outcomes: dict[int, str | BaseException],
+        channels: dict[str, Channel | None],
+    ) -> None:
+        """One callback in its own SAVEPOINT: its answer as if it were alone."""
+        with structlog.contextvars.bound_contextvars(**callback.context):
+            try:
+                async with session.begin_nested():
+                    outcomes[id(callback)] = await apply_prepared(
+                        session, prepared, replay_window_ms=self._window_ms
+                    )
+            except Exception as exc:
+                outcomes[id(callback)] = exc
+                channels.clear()
 
 
 def _answer(callback: _Callback, outcome: str | BaseException) -> None:

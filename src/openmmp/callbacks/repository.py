@@ -6,7 +6,7 @@ import functools
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,6 +95,47 @@ async def create_conversation(session: AsyncSession, channel: Channel, external_
 
 async def set_outcome(session: AsyncSession, event_id: int, outcome: str) -> None:
     await session.execute(update(ProviderEvent).where(ProviderEvent.id == event_id).values(outcome=outcome))
+
+
+async def set_outcomes(session: AsyncSession, event_ids: list[int], outcome: str) -> None:
+    if event_ids:
+        statement = update(ProviderEvent).where(ProviderEvent.id.in_(event_ids)).values(outcome=outcome)
+        await session.execute(statement)
+
+
+async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
+    """Store raw events (the columns of `record_event`, dedupe keys cut to 300) in one statement, each
+    once per (channel, dedupe key): the ids of those stored now, by (channel id, dedupe key)."""
+    if not rows:
+        return {}
+    table = cast("Table", ProviderEvent.__table__)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
+        .returning(table.c.id, table.c.channel_id, table.c.dedupe_key)
+    )
+    return {(channel_id, key): id_ for id_, channel_id, key in (await session.execute(statement)).all()}
+
+
+async def messages_by_token(
+    session: AsyncSession, tokens: Collection[tuple[int, str]]
+) -> dict[tuple[int, str], list[Message]]:
+    """The messages carrying each (channel id, upstream message id), read afresh; in id order."""
+    if not tokens:
+        return {}
+    statement = (
+        select(Message)
+        .where(tuple_(Message.channel_id, Message.provider_message_id).in_(list(tokens)))
+        .order_by(Message.id)
+        .execution_options(populate_existing=True)
+    )
+    found: dict[tuple[int, str], list[Message]] = {}
+    for message in (await session.execute(statement)).scalars():
+        assert message.provider_message_id is not None
+        found.setdefault((message.channel_id, message.provider_message_id), []).append(message)
+    return found
 
 
 async def message_for(

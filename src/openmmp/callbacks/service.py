@@ -10,6 +10,7 @@ UNMATCHED and applied later by `reconcile`. Inbound user events update the conve
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,7 +24,7 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.metrics import CALLBACKS
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.models import Channel, Conversation, InboundMessage
+from openmmp.models import Channel, Conversation, InboundMessage, Message
 from openmmp.models.channel import ChannelStatus
 from openmmp.models.message import EventOutcome, MessageStatus
 from openmmp.providers.base import (
@@ -221,24 +222,131 @@ async def receive(
     than `replay_window_ms` is a replay (its record may have been pruned): it is answered `stale` and
     neither stored nor applied. Status reports need no window: status only moves forward.
     """
+    prepared = await prepare(
+        session,
+        keyring,
+        contexts,
+        provider=provider,
+        account_id=account_id,
+        request=request,
+        channels=channels,
+    )
+    return await apply_prepared(session, prepared, replay_window_ms=replay_window_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A verified callback, parsed: what `apply_prepared` (or `apply_reports`) stores and applies."""
+
+    provider: Provider
+    channel: Channel
+    events: list[CallbackEvent]
+    text: str
+
+    @property
+    def plain_reports(self) -> bool:
+        """Only delivery reports about one message each (no read watermark): `apply_reports` takes it."""
+        return all(
+            isinstance(event, StatusEvent) and not (event.cumulative and event.status == "READ")
+            for event in self.events
+        )
+
+
+async def prepare(
+    session: AsyncSession,
+    keyring: Keyring,
+    contexts: Mapping[str, ProviderContext],
+    *,
+    provider: str,
+    account_id: str,
+    request: CallbackRequest,
+    channels: dict[str, Channel | None] | None = None,
+) -> Prepared:
+    """Find the channel, verify and parse a callback; reads only. Raises as `receive` does."""
     found, channel, ctx, credentials = await _lookup(
         session, keyring, contexts, provider_name=provider, account_id=account_id, channels=channels
     )
     if not found.verify(ctx, request, credentials):
         CALLBACKS.labels(found.name, "bad_signature").inc()
         raise Unauthenticated("Callback signature is missing or wrong", name="signature")
-    events = found.parse(request.body)
-    text = request.body.decode("utf-8", errors="replace")
+    events = list(found.parse(request.body))
+    return Prepared(found, channel, events, request.body.decode("utf-8", errors="replace"))
+
+
+async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_window_ms: int) -> str:
+    """Store and apply a prepared callback's events one by one; its outcomes joined by ","."""
     outcomes = []
     stale_before = now_ms() - replay_window_ms
-    for event in events:
+    for event in prepared.events:
         if not isinstance(event, StatusEvent) and event.timestamp_ms < stale_before:
             outcome = "stale"
         else:
-            outcome = await _apply(session, channel, event, text)
-        CALLBACKS.labels(found.name, outcome).inc()
+            outcome = await _apply(session, prepared.channel, event, prepared.text)
+        CALLBACKS.labels(prepared.provider.name, outcome).inc()
         outcomes.append(outcome)
     return ",".join(outcomes)
+
+
+async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> list[str]:
+    """Store and apply the delivery reports of several callbacks at once (each `plain_reports`); each
+    callback's outcomes as `apply_prepared` gives them. A handful of statements for all: their raw events
+    in one insert, their messages in one read, their steps through the status machine together. Reports
+    about one message are applied in the order they came."""
+    rows: list[dict[str, Any]] = []
+    first: dict[tuple[int, str], int] = {}  # (channel, dedupe key) → its row: a repeat in the same batch
+    placed: list[list[tuple[StatusEvent, int | None]]] = []
+    for callback in callbacks:
+        mine: list[tuple[StatusEvent, int | None]] = []
+        for event in callback.events:
+            assert isinstance(event, StatusEvent)
+            key = (callback.channel.id, event.dedupe_key[:300])
+            if key in first:
+                mine.append((event, None))
+                continue
+            first[key] = len(rows)
+            mine.append((event, len(rows)))
+            rows.append(
+                {
+                    "channel_id": callback.channel.id,
+                    "dedupe_key": key[1],
+                    "provider_message_id": event.provider_message_id,
+                    "outcome": EventOutcome.APPLIED,
+                    "raw": callback.text,
+                }
+            )
+        placed.append(mine)
+    stored = await repository.record_events(session, rows)
+    event_ids = [stored.get((row["channel_id"], row["dedupe_key"])) for row in rows]
+    fresh = {
+        (row["channel_id"], row["provider_message_id"])
+        for row, id_ in zip(rows, event_ids, strict=True)
+        if id_
+    }
+    found = await repository.messages_by_token(session, fresh)
+    changes: list[status_machine.Change] = []
+    unmatched: list[int] = []
+    answers: list[str] = []
+    for callback, mine in zip(callbacks, placed, strict=True):
+        outcomes = []
+        for event, row in mine:
+            event_id = None if row is None else event_ids[row]
+            if event_id is None:
+                outcome = "duplicate"
+            elif (change := _report_change(callback.channel, event, found)) is not None:
+                changes.append(change)
+                outcome = EventOutcome.APPLIED
+            else:
+                unmatched.append(event_id)
+                log.info(
+                    "callback_unmatched", channel=callback.channel.public_id, token=event.provider_message_id
+                )
+                outcome = EventOutcome.UNMATCHED
+            CALLBACKS.labels(callback.provider.name, outcome).inc()
+            outcomes.append(outcome)
+        answers.append(",".join(outcomes))
+    await repository.set_outcomes(session, unmatched, EventOutcome.UNMATCHED)
+    await status_machine.apply(session, changes, {c.channel.id: c.channel for c in callbacks})
+    return answers
 
 
 async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
@@ -277,6 +385,22 @@ async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, 
         # Kept for the templates domain, which maps upstream template ids to its templates.
         log.info("callback_template_event", channel=channel.public_id, template=event.template_id)
     return outcome
+
+
+def _report_change(
+    channel: Channel, event: StatusEvent, found: Mapping[tuple[int, str], list[Message]]
+) -> status_machine.Change | None:
+    """The status change a report asks for, as `apply_status` makes it; None when no message matches."""
+    candidates = found.get((channel.id, event.provider_message_id), [])
+    if event.user_id is not None:
+        candidates = [m for m in candidates if m.recipient == event.user_id]
+    if not candidates:
+        return None
+    error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
+    target = _STATUS[event.status]
+    return status_machine.Change(
+        candidates[0], target, event.timestamp_ms, event.error_code, error_message, dict(event.raw)
+    )
 
 
 async def prune_events(session: AsyncSession, settings: CallbackSettings) -> int:
