@@ -127,7 +127,7 @@ class CallbackSettings(BaseModel):
         default=200,
         ge=1,
         le=5000,
-        description="SQLite: at most this many callbacks applied together in one write transaction.",
+        description="At most this many callbacks applied together in one write transaction.",
     )
     prune_batch: int = Field(default=5000, ge=1, description="Old raw events deleted per sweep at most.")
 

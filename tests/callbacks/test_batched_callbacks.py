@@ -1,4 +1,4 @@
-"""Callbacks arriving together share a write transaction on SQLite; each still answers as if alone."""
+"""Callbacks arriving together share a write transaction; each still answers as if alone."""
 
 from __future__ import annotations
 
@@ -76,12 +76,9 @@ async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_
             select(func.count()).where(ProviderEvent.provider_message_id.like("flood-token-%"))
         )
     assert stored == USERS
-    if db.is_sqlite:
-        assert commits < USERS // 4, f"{USERS + 3} callbacks took {commits} transactions"
-        # A batch looks its channels up once, and again after a callback of it failed.
-        assert lookups < USERS // 4 + 2, f"{USERS + 3} callbacks looked their channel up {lookups} times"
-    else:
-        pytest.skip("PostgreSQL applies each callback in its own transaction")
+    assert commits < USERS // 4, f"{USERS + 3} callbacks took {commits} transactions"
+    # A batch looks its channels up once, and again after a callback of it failed.
+    assert lookups < USERS // 4 + 2, f"{USERS + 3} callbacks looked their channel up {lookups} times"
 
 
 async def _flood(
@@ -103,8 +100,6 @@ async def test_reports_applied_together_answer_each_and_a_repeat_in_the_same_bat
     bot: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ):
-    if not app.state.db.is_sqlite:
-        pytest.skip("PostgreSQL applies each callback in its own transaction")
     account = bot["publicId"]
     messages = await _flood(app, client, tenant, account, "together")
     together: list[int] = []
@@ -133,8 +128,6 @@ async def test_when_reports_fail_together_each_is_applied_alone(
     bot: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ):
-    if not app.state.db.is_sqlite:
-        pytest.skip("PostgreSQL applies each callback in its own transaction")
     account = bot["publicId"]
     messages = await _flood(app, client, tenant, account, "alone")
 

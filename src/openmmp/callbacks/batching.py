@@ -1,17 +1,18 @@
 """Provider callbacks applied together: one write transaction for the callbacks that arrive at once.
 
-On SQLite every write transaction takes the one write lock, and its BEGIN IMMEDIATE and COMMIT cost
-more than a callback's own statements. Callbacks come in floods (two or three per message sent), so the
-requests waiting meanwhile are applied in one transaction. Each is verified first (an unknown channel or
-a bad signature is answered before anything is written); plain delivery reports in a row are then
-stored and applied together, set-based, in one SAVEPOINT (a handful of statements for all of them), and
-any other callback in a SAVEPOINT of its own. Should the reports' SAVEPOINT fail, each of them is applied
-again alone, so a callback that fails rolls back only its own work and answers as it would alone.
-Every request still gets its answer only after the transaction holding its event has committed: a 200
-means the raw event is stored.
+A write transaction costs more than a callback's own statements (on SQLite its BEGIN IMMEDIATE takes the
+one write lock; on PostgreSQL its COMMIT waits for the WAL to reach the disk). Callbacks come in floods
+(two or three per message sent), so the requests waiting meanwhile are applied in one transaction. Each
+is verified first (an unknown channel or a bad signature is answered before anything is written); plain
+delivery reports in a row are then stored and applied together, set-based, in one SAVEPOINT (a handful
+of statements for all of them), and any other callback in a SAVEPOINT of its own. Should the reports'
+SAVEPOINT fail, each of them is applied again alone, so a callback that fails rolls back only its own
+work and answers as it would alone. Every request still gets its answer only after the transaction
+holding its event has committed: a 200 means the raw event is stored.
 
-PostgreSQL takes writers side by side and gains nothing from this (and a batch would hold row locks of
-unrelated messages together); there every callback keeps a transaction of its own.
+On PostgreSQL the reports' messages are locked (FOR UPDATE, in id order, so two batches cannot deadlock
+each other) for the rest of the transaction, like a lone report's: a dispatcher reconciling the same
+message waits and then sees its status.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmmp.callbacks.service import Prepared, apply_prepared, apply_reports, challenge, prepare, receive
+from openmmp.callbacks.service import Prepared, apply_prepared, apply_reports, challenge, prepare
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.models import Channel
@@ -73,18 +74,8 @@ class CallbackReceiver:
             )
 
     async def receive(self, provider: str, account_id: str, request: CallbackRequest) -> str:
-        """Like `service.receive` in a transaction of its own: the outcome, or the same exception."""
-        if not self._db.is_sqlite:
-            async with self._db.write_sessions() as session, session.begin():
-                return await receive(
-                    session,
-                    self._keyring,
-                    self._contexts,
-                    provider=provider,
-                    account_id=account_id,
-                    request=request,
-                    replay_window_ms=self._window_ms,
-                )
+        """Like `service.receive` in a transaction of its own: the outcome, or the same exception; the
+        transaction is shared with the callbacks that arrive meanwhile (at most `batch_max`)."""
         callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars())
         self._waiting.append(callback)
         if self._draining is None:

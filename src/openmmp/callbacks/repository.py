@@ -122,13 +122,15 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
 async def messages_by_token(
     session: AsyncSession, tokens: Collection[tuple[int, str]]
 ) -> dict[tuple[int, str], list[Message]]:
-    """The messages carrying each (channel id, upstream message id), read afresh; in id order."""
+    """The messages carrying each (channel id, upstream message id), read afresh and locked (FOR UPDATE,
+    in id order) as `message_for` locks one; in id order."""
     if not tokens:
         return {}
     statement = (
         select(Message)
         .where(tuple_(Message.channel_id, Message.provider_message_id).in_(list(tokens)))
         .order_by(Message.id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     )
     found: dict[tuple[int, str], list[Message]] = {}
