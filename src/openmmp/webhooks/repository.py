@@ -144,10 +144,13 @@ class Endpoint:
 
 def _due() -> Select[int, str, int, str, int]:
     earlier = aliased(WebhookDelivery)
+    # `state + 0`: the earlier deliveries of a key are read from `ix_webhook_deliveries_order` alone. On
+    # the bare column PostgreSQL, whose statistics lag behind a burst, ANDed it with the whole PENDING
+    # range of `ix_webhook_deliveries_due` for every candidate: 13 s per claim with 18,000 pending.
     blocked = exists().where(
         earlier.ordering_key == WebhookDelivery.ordering_key,
         earlier.id < WebhookDelivery.id,
-        earlier.state == int(DeliveryState.PENDING),
+        (earlier.state + 0) == int(DeliveryState.PENDING),
     )
     return (
         select(
