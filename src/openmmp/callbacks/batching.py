@@ -74,8 +74,9 @@ class CallbackReceiver:
             )
 
     async def receive(self, provider: str, account_id: str, request: CallbackRequest) -> str:
-        """Like `service.receive` in a transaction of its own: the outcome, or the same exception; the
-        transaction is shared with the callbacks that arrive meanwhile (at most `batch_max`)."""
+        """Verify, store and apply one callback: its outcome, or the exception it raised (see
+        `service.prepare` and `service.apply_prepared`). Its write transaction is shared with the
+        callbacks that arrive meanwhile (at most `batch_max`)."""
         callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars())
         self._waiting.append(callback)
         if self._draining is None:

@@ -46,29 +46,34 @@ async def record_event(
         "outcome": outcome,
         "raw": raw,
     }
-    return (await session.execute(_record_event(session), parameters)).scalar_one_or_none()
+    statement = _record_event(session.get_bind().dialect.name)
+    return (await session.execute(statement, parameters)).scalar_one_or_none()
+
+
+_EVENTS = cast("Table", ProviderEvent.__table__)
+"""Raw events are inserted on the table, not the entity: the ORM's insert path would flush the session."""
+
+
+def _events_insert(dialect: str) -> Any:
+    """An insert of raw events that skips those seen before (the same channel and dedupe key)."""
+    insert = _dialect_insert(dialect)(_EVENTS)
+    return insert.on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
 
 
 @functools.cache
-def _record_event_for(dialect: str) -> Any:
-    """The raw-event insert of `dialect`, built once (two or three run per message sent)."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+def _record_event(dialect: str) -> Any:
+    """`record_event`'s statement, built once (two or three run per message sent)."""
     columns = ("channel_id", "dedupe_key", "provider_message_id", "outcome", "raw")
-    # On the table, not the entity: the ORM's insert path would flush the session first.
-    return (
-        insert(cast("Table", ProviderEvent.__table__))
-        .values({column: bindparam(column) for column in columns})
-        .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
-        .returning(ProviderEvent.__table__.c.id)
-    )
+    values: dict[str, Any] = {column: bindparam(column) for column in columns}
+    return _events_insert(dialect).values(values).returning(_EVENTS.c.id)
 
 
-def _record_event(session: AsyncSession) -> Any:
-    return _record_event_for(session.get_bind().dialect.name)
+def _dialect_insert(dialect: str) -> Any:
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return _dialect_insert(session.get_bind().dialect.name)
 
 
 async def create_conversation(session: AsyncSession, channel: Channel, external_id: str, now: int) -> None:
@@ -108,13 +113,10 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     once per (channel, dedupe key): the ids of those stored now, by (channel id, dedupe key)."""
     if not rows:
         return {}
-    table = cast("Table", ProviderEvent.__table__)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(table)
+        _events_insert(session.get_bind().dialect.name)
         .values(rows)
-        .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
-        .returning(table.c.id, table.c.channel_id, table.c.dedupe_key)
+        .returning(_EVENTS.c.id, _EVENTS.c.channel_id, _EVENTS.c.dedupe_key)
     )
     return {(channel_id, key): id_ for id_, channel_id, key in (await session.execute(statement)).all()}
 

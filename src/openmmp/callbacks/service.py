@@ -92,25 +92,36 @@ async def _lookup(
 
 async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
     """Apply a delivery report; False when no message carries its token (yet)."""
-    target = _STATUS[event.status]
-    seen = target == MessageStatus.READ and event.cumulative
+    seen = _watermark(event)
     message = await repository.message_for(
         session, channel.id, event.provider_message_id, event.user_id, lock=not seen
     )
     if message is None:
         return False
-    raw = dict(event.raw)
-    # The upstream's free text is kept as far as the history column holds it.
-    error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
-    changes = [
-        status_machine.Change(message, target, event.timestamp_ms, event.error_code, error_message, raw)
-    ]
+    change = _change(message, event)
+    changes = [change]
     if seen:
         # A read watermark: everything the user has read up to this message.
         earlier = await repository.lock_unread_up_to(session, message)
-        changes = [status_machine.Change(m, target, event.timestamp_ms, raw=raw) for m in earlier] + changes
+        changes = [status_machine.Change(m, change.target, change.timestamp, raw=change.raw) for m in earlier]
+        changes.append(change)
     await status_machine.apply(session, changes, {channel.id: channel})
     return True
+
+
+def _watermark(event: StatusEvent) -> bool:
+    """A read report that covers the user's earlier messages too (Viber Bot's `seen`)."""
+    return event.cumulative and _STATUS[event.status] == MessageStatus.READ
+
+
+def _change(message: Message, event: StatusEvent) -> status_machine.Change:
+    """The status change a report asks of `message`."""
+    # The upstream's free text is kept as far as the history column holds it.
+    error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
+    target = _STATUS[event.status]
+    return status_machine.Change(
+        message, target, event.timestamp_ms, event.error_code, error_message, dict(event.raw)
+    )
 
 
 def _inbound_body(channel: Channel, conversation: Conversation, inbound: InboundMessage) -> dict[str, Any]:
@@ -203,37 +214,6 @@ async def challenge(
     return reply
 
 
-async def receive(
-    session: AsyncSession,
-    keyring: Keyring,
-    contexts: Mapping[str, ProviderContext],
-    *,
-    provider: str,
-    account_id: str,
-    request: CallbackRequest,
-    replay_window_ms: int,
-    channels: dict[str, Channel | None] | None = None,
-) -> str:
-    """Handle one callback; returns its outcome (outcomes joined by "," when a body carries several
-    events). Raises 404 (unknown channel), 401 (not verified) or `CallbackRejected` (unreadable body).
-    `channels`: see `_lookup`; a caller whose transaction rolls back part of its work must empty it.
-
-    An event with effects beyond status (inbound, channel, template, ping) whose upstream time is older
-    than `replay_window_ms` is a replay (its record may have been pruned): it is answered `stale` and
-    neither stored nor applied. Status reports need no window: status only moves forward.
-    """
-    prepared = await prepare(
-        session,
-        keyring,
-        contexts,
-        provider=provider,
-        account_id=account_id,
-        request=request,
-        channels=channels,
-    )
-    return await apply_prepared(session, prepared, replay_window_ms=replay_window_ms)
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A verified callback, parsed: what `apply_prepared` (or `apply_reports`) stores and applies."""
@@ -246,10 +226,7 @@ class Prepared:
     @property
     def plain_reports(self) -> bool:
         """Only delivery reports about one message each (no read watermark): `apply_reports` takes it."""
-        return all(
-            isinstance(event, StatusEvent) and not (event.cumulative and event.status == "READ")
-            for event in self.events
-        )
+        return all(isinstance(event, StatusEvent) and not _watermark(event) for event in self.events)
 
 
 async def prepare(
@@ -262,7 +239,9 @@ async def prepare(
     request: CallbackRequest,
     channels: dict[str, Channel | None] | None = None,
 ) -> Prepared:
-    """Find the channel, verify and parse a callback; reads only. Raises as `receive` does."""
+    """Find the channel, verify and parse a callback; reads only. Raises 404 (unknown channel), 401 (not
+    verified) or `CallbackRejected` (unreadable body). `channels`: see `_lookup`; a caller whose
+    transaction rolls back part of its work must empty it."""
     found, channel, ctx, credentials = await _lookup(
         session, keyring, contexts, provider_name=provider, account_id=account_id, channels=channels
     )
@@ -274,7 +253,13 @@ async def prepare(
 
 
 async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_window_ms: int) -> str:
-    """Store and apply a prepared callback's events one by one; its outcomes joined by ","."""
+    """Store and apply a prepared callback's events one by one; its outcomes joined by "," (a body may
+    carry several events).
+
+    An event with effects beyond status (inbound, channel, template, ping) whose upstream time is older
+    than `replay_window_ms` is a replay (its record may have been pruned): it is answered `stale` and
+    neither stored nor applied. Status reports need no window: status only moves forward.
+    """
     outcomes = []
     stale_before = now_ms() - replay_window_ms
     for event in prepared.events:
@@ -394,13 +379,7 @@ def _report_change(
     candidates = found.get((channel.id, event.provider_message_id), [])
     if event.user_id is not None:
         candidates = [m for m in candidates if m.recipient == event.user_id]
-    if not candidates:
-        return None
-    error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
-    target = _STATUS[event.status]
-    return status_machine.Change(
-        candidates[0], target, event.timestamp_ms, event.error_code, error_message, dict(event.raw)
-    )
+    return _change(candidates[0], event) if candidates else None
 
 
 async def prune_events(session: AsyncSession, settings: CallbackSettings) -> int:
