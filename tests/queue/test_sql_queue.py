@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, text
+from tests.pg_stats import analyze, rows_read
 
 from openmmp.models import Company, Job
 from openmmp.queue.sql import Claimer, acknowledge, reschedule
@@ -154,21 +155,14 @@ class TestEveryCompanyWithDueWorkIsServed:
             companies = [await _company(session, f"Backlog {n}") for n in range(3)]
             for company in companies:
                 await session.execute(insert(Job), _jobs(company, 10, kind="backlog-test"))
-        async with db.engine.connect() as connection:  # statistics of a quiet queue ...
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql("ANALYZE jobs")
+        await analyze(db, "jobs")  # statistics of a quiet queue ...
         async with db.write_sessions() as session, session.begin():  # ... then a burst
             for company in companies:
                 await session.execute(insert(Job), _jobs(company, 10_000, kind="backlog-test"))
         claimer = Claimer(kind="backlog-test", lease_ms=60_000, skip_locked=True)
-        read = text(
-            "SELECT COALESCE(SUM(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)"
-            " + pg_stat_get_xact_tuples_fetched('jobs'::regclass)"
-            " FROM pg_index i WHERE i.indrelid = 'jobs'::regclass"
-        )
         async with db.write_sessions() as session, session.begin():
-            before = (await session.execute(read)).scalar_one()
+            before = await rows_read(session, "jobs")
             claimed = await claimer.claim(session, limit=200, now=NOW)
-            after = (await session.execute(read)).scalar_one()
+            after = await rows_read(session, "jobs")
         assert len(claimed) == 200
         assert after - before < 1_000, f"the claim read {after - before} rows and index entries"

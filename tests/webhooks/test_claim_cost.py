@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from tests.conftest import Tenant
+from tests.pg_stats import analyze, rows_read
 
 from openmmp.models import Channel
 from openmmp.webhooks import repository
@@ -52,22 +53,15 @@ async def test_a_claim_behind_a_burst_of_pending_deliveries_reads_few_rows(
         channel = (await session.execute(select(Channel).where(Channel.public_id == account))).scalar_one()
         await repository.insert_deliveries(session, _rows(channel, 3_000, "done", state=2))
         await repository.insert_deliveries(session, _rows(channel, 30, "quiet"))
-    async with db.engine.connect() as connection:  # statistics of an outbox that keeps up ...
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await autocommit.exec_driver_sql("ANALYZE webhook_deliveries")
+    await analyze(db, "webhook_deliveries")  # statistics of an outbox that keeps up ...
     async with db.write_sessions() as session, session.begin():  # ... then a burst
         await repository.insert_deliveries(session, _rows(channel, 6_000, "burst"))
-    read = text(
-        "SELECT COALESCE(SUM(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)"
-        " + pg_stat_get_xact_tuples_fetched('webhook_deliveries'::regclass)"
-        " FROM pg_index i WHERE i.indrelid = 'webhook_deliveries'::regclass"
-    )
     async with db.write_sessions() as session, session.begin():
-        before = (await session.execute(read)).scalar_one()
+        before = await rows_read(session, "webhook_deliveries")
         claimed = await repository.claim(
             session, now=NOW, lease_until=NOW + 60_000, limit=200, skip_locked=True
         )
-        after = (await session.execute(read)).scalar_one()
+        after = await rows_read(session, "webhook_deliveries")
         await session.rollback()
     assert len(claimed) == 200
     assert after - before < 18_000, f"the claim read {after - before} rows and index entries"
