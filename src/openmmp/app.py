@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,7 +31,7 @@ from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
 from openmmp.sandbox import router as sandbox_router
 from openmmp.settings import Settings
 from openmmp.webhooks.docs import document_webhooks
-from openmmp.workers import Workers
+from openmmp.workers import WorkerProcesses, Workers
 
 log = structlog.get_logger(__name__)
 
@@ -91,8 +94,45 @@ def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create_app(settings: Settings | None = None, *, workers: bool = False) -> FastAPI:
-    """The API app. `workers=True` also runs dispatch and webhook delivery in this process."""
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The worker processes' environment: this one's, with what `openmmp serve` may have set by option."""
+    return {
+        **os.environ,
+        "OPENMMP_HOST": settings.host,
+        "OPENMMP_PORT": str(settings.port),
+        "OPENMMP_SANDBOX": "true" if settings.sandbox else "false",
+    }
+
+
+def _worker_metrics_ports(settings: Settings, count: int) -> list[int]:
+    """OPENMMP_METRICS_PORT + n for worker process n when it is set, else ports free now."""
+    if settings.metrics_port:
+        return [settings.metrics_port + n for n in range(count)]
+    ports = []
+    for _ in range(count):
+        with socket.socket() as probe:
+            probe.bind((settings.host, 0))
+            ports.append(probe.getsockname()[1])
+    return ports
+
+
+def _reachable(host: str) -> str:
+    """How this machine reaches a server listening on `host` (an unspecified address: on loopback)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name
+    if address.is_unspecified:
+        address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
+    return str(address) if address.version == 4 else f"[{address}]"
+
+
+def create_app(
+    settings: Settings | None = None, *, workers: bool = False, worker_processes: int = 0
+) -> FastAPI:
+    """The API app. `workers=True` also runs dispatch and webhook delivery: in `worker_processes` child
+    processes (`openmmp worker` reading this process's environment, with the settings' host, port and
+    sandbox mode), or with 0 in this process."""
     settings = settings or Settings()
     keyring = server_keyring(settings.secret_key, settings.data_dir)
     simulators = None
@@ -108,9 +148,14 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
         app.state.db = db
         app.state.http = http
         app.state.wake_workers = lambda: None
+        app.state.worker_metrics = []
         app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
         app.state.callbacks = CallbackReceiver(
-            db, keyring, settings.provider_contexts(http), settings.callbacks
+            db,
+            keyring,
+            settings.provider_contexts(http),
+            settings.callbacks,
+            on_commit=lambda: app.state.wake_workers(),
         )
         log.info("started", database=redact_url(db.url), sandbox=settings.sandbox, workers=workers)
         async with contextlib.AsyncExitStack() as stack:
@@ -120,7 +165,15 @@ def create_app(settings: Settings | None = None, *, workers: bool = False) -> Fa
             stack.push_async_callback(api_rate_limiter.aclose)
             if simulators is not None:
                 await stack.enter_async_context(simulators.router.lifespan_context(simulators))
-            if workers:
+            if workers and worker_processes:
+                ports = _worker_metrics_ports(settings, worker_processes)
+                children = WorkerProcesses(_worker_env(settings), ports)
+                await children.start()
+                app.state.wake_workers = children.wake
+                host = _reachable(settings.host)
+                app.state.worker_metrics = [f"http://{host}:{port}/metrics" for port in ports]
+                stack.push_async_callback(children.stop)
+            elif workers:
                 runner = Workers(db, http, keyring, settings)
                 app.state.wake_workers = runner.wake
                 stop = asyncio.Event()

@@ -261,7 +261,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=65535,
-        description="`openmmp worker`: serve Prometheus /metrics on {host}:{metrics_port}; 0 = not at all.",
+        description="`openmmp worker` (and `openmmp serve`'s worker process n, from 0, on metrics_port + n): "
+        "serve Prometheus /metrics on {host}:{metrics_port}; 0 = not at all.",
     )
     public_url: str = Field(
         default="",

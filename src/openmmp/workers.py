@@ -1,8 +1,9 @@
 """The worker process role: dispatch, webhook delivery, channel set-up and the periodic sweeps.
 
 The composition root of the workers (as `app.py` is the API's): it builds each provider's context from
-the settings and wires the domains' loops together. Runs inside `openmmp serve` (the default) or alone as
-`openmmp worker`, any number of times over one database: every piece claims its work with a lease, so
+the settings and wires the domains' loops together. Runs under `openmmp serve` (by default as one child
+process, `WorkerProcesses`; `--worker-processes 0` in the API's own process) or alone as `openmmp worker`,
+any number of times over one database: every piece claims its work with a lease, so
 workers never step on each other. At every start it queues each channel's set-up again (an upstream, or
 the sandbox's in-process simulator, may have forgotten it).
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+from asyncio.subprocess import PIPE
+from collections.abc import Callable
 
 import structlog
 
@@ -28,6 +32,11 @@ from openmmp.settings import Settings
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
 
 log = structlog.get_logger(__name__)
+
+WAKE = b"w"
+_RESTART_FIRST_S = 1.0
+_RESTART_MAX_S = 30.0
+_STOP_WAIT_S = 30.0
 
 
 class Workers:
@@ -101,3 +110,120 @@ class Workers:
                 log.exception("periodic_round_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=dispatch.sweep_interval_seconds)
+
+
+class WorkerProcesses:
+    """`openmmp serve`'s workers as child processes (`openmmp worker --wake-stdin`), each on a core of its
+    own, so that the API's requests never queue behind dispatch and webhook deliveries.
+
+    Each child's stdin is a pipe from the API: a byte wakes it (new sends or events were committed here,
+    as `Workers.wake` does in one process), and the pipe's end — the API stopping, or dying, even by
+    SIGKILL — stops it once its work in flight is done. A child that exits by itself is started again
+    (after 1 s, doubling up to 30 s while it keeps failing). Each serves its metrics on a port of its own,
+    which the API's /metrics adds to its own.
+    """
+
+    def __init__(self, env: dict[str, str], metrics_ports: list[int]) -> None:
+        """One child per port of `metrics_ports`, child n serving its metrics on the n-th."""
+        self._env = env
+        self._metrics_ports = metrics_ports
+        self._children: list[asyncio.subprocess.Process | None] = [None] * len(metrics_ports)
+        self._stopping = asyncio.Event()
+        self._keepers: list[asyncio.Task[None]] = []
+        self._wake_scheduled = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children if child is not None]
+
+    async def start(self) -> None:
+        for n in range(len(self._children)):
+            await self._spawn(n)
+        self._keepers = [
+            asyncio.create_task(self._keep(n), name=f"openmmp-worker-process-{n + 1}")
+            for n in range(len(self._children))
+        ]
+
+    async def _spawn(self, n: int) -> asyncio.subprocess.Process:
+        env = {**self._env, "OPENMMP_METRICS_PORT": str(self._metrics_ports[n])}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "openmmp.cli", "worker", "--wake-stdin", stdin=PIPE, env=env
+        )
+        self._children[n] = child
+        log.info("worker_process_started", worker=n + 1, pid=child.pid)
+        return child
+
+    async def _keep(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        delay = _RESTART_FIRST_S
+        while True:
+            child = self._children[n]
+            assert child is not None
+            started = loop.time()
+            code = await child.wait()
+            if self._stopping.is_set():
+                return
+            log.error("worker_process_exited", worker=n + 1, pid=child.pid, code=code, restart_in_s=delay)
+            if loop.time() - started > _RESTART_MAX_S:
+                delay = _RESTART_FIRST_S  # it ran a while: a new failure, not the same one again
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if self._stopping.is_set():
+                return
+            delay = min(delay * 2, _RESTART_MAX_S)
+            await self._spawn(n)
+
+    def wake(self) -> None:
+        """Wake every child, at most once per turn of the event loop."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_scheduled = False
+        for child in self._children:
+            pipe = child.stdin if child is not None else None
+            # A byte still in the pipe's buffer wakes the child anyway: never queue more behind it.
+            if pipe is not None and not pipe.is_closing() and pipe.transport.get_write_buffer_size() == 0:
+                pipe.write(WAKE)
+
+    async def stop(self) -> None:
+        """End every child's pipe and wait for it to finish its work in flight (killed after 30 s)."""
+        self._stopping.set()
+        for child in self._children:
+            if child is not None and child.stdin is not None:
+                child.stdin.close()
+        for n, child in enumerate(self._children):
+            if child is None:
+                continue
+            try:
+                await asyncio.wait_for(child.wait(), timeout=_STOP_WAIT_S)
+            except TimeoutError:
+                log.error("worker_process_killed", worker=n + 1, pid=child.pid, waited_s=_STOP_WAIT_S)
+                child.kill()
+                await child.wait()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
+
+
+class _WakePipe(asyncio.Protocol):
+    """The child's end of `WorkerProcesses`' pipe: bytes wake the workers, its end stops them."""
+
+    def __init__(self, wake: Callable[[], None], stop: asyncio.Event) -> None:
+        self._wake = wake
+        self._stop = stop
+
+    def data_received(self, data: bytes) -> None:
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._stop.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop.set()
+
+
+async def follow_wake_pipe(wake: Callable[[], None], stop: asyncio.Event) -> None:
+    """In a worker started by `WorkerProcesses`: wake on each byte of stdin, stop at its end."""
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: _WakePipe(wake, stop), sys.stdin)

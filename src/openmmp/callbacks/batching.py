@@ -18,7 +18,7 @@ message waits and then sees its status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,12 @@ class CallbackReceiver:
         keyring: Keyring,
         contexts: Mapping[str, ProviderContext],
         settings: CallbackSettings,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_commit`: called after each batch's commit (to wake the webhook deliverers)."""
         self._db = db
+        self._on_commit = on_commit
         self._keyring = keyring
         self._contexts = contexts
         self._settings = settings
@@ -131,6 +135,7 @@ class CallbackReceiver:
             if not isinstance(exc, Exception):
                 raise
             return
+        self._on_commit()
         for callback in batch:
             _answer(callback, outcomes[id(callback)])
 

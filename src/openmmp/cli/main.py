@@ -118,8 +118,16 @@ def serve(
         bool | None, typer.Option("--sandbox/--no-sandbox", help="Built-in simulators and demo data")
     ] = None,
     workers: Annotated[
-        bool, typer.Option("--workers/--no-workers", help="Also run dispatch and webhook delivery here")
+        bool, typer.Option("--workers/--no-workers", help="Also run dispatch and webhook delivery")
     ] = True,
+    worker_processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Worker processes started (and restarted) by this one, each on a core of its own; "
+            "0 runs the workers inside the API's process",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API (and, in sandbox mode, the provider simulators and demo data)."""
     overrides: dict[str, object] = {}
@@ -133,7 +141,7 @@ def serve(
     configure_logging(settings.log_level)
     from openmmp.app import create_app
 
-    application = create_app(settings, workers=workers)
+    application = create_app(settings, workers=workers, worker_processes=worker_processes)
     if settings.sandbox:
         demo = _sandbox_demo(settings, application.state.keyring)
         typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}"), err=True)
@@ -141,7 +149,16 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    wake_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--wake-stdin",
+            hidden=True,
+            help="Started by `openmmp serve`: woken by bytes on stdin, stopped by its end (not by SIGINT)",
+        ),
+    ] = False,
+) -> None:
     """Run dispatch, webhook delivery and the sweeps only (any number of these, on any host).
 
     With OPENMMP_METRICS_PORT it also serves its Prometheus metrics at http://{host}:{metrics_port}/metrics
@@ -153,18 +170,25 @@ def worker() -> None:
 
     async def run() -> None:
         from openmmp.kit.http import HttpClient
-        from openmmp.workers import Workers
+        from openmmp.workers import Workers, follow_wake_pipe
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if wake_stdin:
+            # Ctrl-C reaches the whole process group: the parent stops first and then ends the pipe.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            loop.add_signal_handler(signal.SIGINT, stop.set)
         # After the signal handlers: once its metrics answer, a signal stops the process cleanly.
         metrics_server = _serve_metrics(settings) if settings.metrics_port else None
         db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
         http = HttpClient(timeout=settings.providers.timeout_seconds)
+        runner = Workers(db, http, keyring, settings)
+        if wake_stdin:
+            await follow_wake_pipe(runner.wake, stop)
         try:
-            await Workers(db, http, keyring, settings).run(stop)
+            await runner.run(stop)
         finally:
             await http.aclose()
             await db.dispose()

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -239,3 +240,47 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
     outer = pending.setdefault(_boundary(transaction.parent), {})
     for child, amount in counts.items():
         outer[child] = outer.get(child, 0.0) + amount
+
+
+# --- one scrape for several processes (`openmmp serve` and its worker processes) --------------------
+
+
+def merge_exposition(texts: Iterable[str]) -> bytes:
+    """Several processes' metrics (Prometheus text) as one: samples with the same name and labels are
+    added up (every metric of more than one process here is a counter or a histogram), `_created`
+    timestamps keep the earliest."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                values[family.name] = {}
+            kept = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sample.labels.items()))
+                if key not in kept:
+                    kept[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    kept[key] = min(kept[key], sample.value)
+                else:
+                    kept[key] += sample.value
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families, values))
+    return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(
+        self,
+        families: dict[str, Metric],
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]],
+    ) -> None:
+        self._families = families
+        self._values = values
+
+    def collect(self) -> Iterable[Metric]:
+        for name, family in self._families.items():
+            for (sample, labels), value in self._values[name].items():
+                family.add_sample(sample, dict(labels), value)
+            yield family

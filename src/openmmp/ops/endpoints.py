@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.errors import ServiceUnavailable, responses
 from openmmp.kit.db import Database
-from openmmp.kit.metrics import BACKLOG, Backlog, JobBacklog
+from openmmp.kit.http import HttpClient, HttpUnreachable
+from openmmp.kit.metrics import BACKLOG, Backlog, JobBacklog, merge_exposition
 from openmmp.kit.schemas import ResponseModel
 from openmmp.kit.time import now_ms
 from openmmp.models import Job
@@ -54,7 +55,31 @@ async def readyz(request: Request) -> Health:
 )
 async def metrics(request: Request) -> Response:
     await read_backlog(request.app.state.db, request.app.state.settings)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    own = generate_latest()
+    workers: list[str] = request.app.state.worker_metrics
+    if not workers:
+        return Response(own, media_type=CONTENT_TYPE_LATEST)
+    http: HttpClient = request.app.state.http
+    texts = await asyncio.gather(*(_scrape(http, url) for url in workers))
+    merged = merge_exposition([own.decode(), *(text for text in texts if text is not None)])
+    return Response(merged, media_type=CONTENT_TYPE_LATEST)
+
+
+WORKER_SCRAPE_TIMEOUT_SECONDS = 2.0
+
+
+async def _scrape(http: HttpClient, url: str) -> str | None:
+    """A worker process's metrics (`openmmp serve`'s children); None while it cannot answer (starting,
+    restarting): its counters are then missing from this scrape, which Prometheus reads as a reset."""
+    try:
+        response = await http.get(url, timeout=WORKER_SCRAPE_TIMEOUT_SECONDS)
+    except HttpUnreachable:
+        log.warning("worker_metrics_unavailable", url=url)
+        return None
+    if not response.ok:
+        log.warning("worker_metrics_unavailable", url=url, status=response.status_code)
+        return None
+    return response.content.decode()
 
 
 # --- the backlog, read at each scrape -------------------------------------------------------------
