@@ -114,10 +114,20 @@ async def _round_trip(
     """An end user writes in (→ a type 2 webhook), and a message to them reaches READ."""
     text = f"hello from {tag}"
     phone = "85512345670"  # last digit 0: delivered and read (README "Sandbox outcomes")
-    wrote = await api.post(
-        f"/sandbox/{account}/inbound", json={"name": "Sokha", "text": text, "phone": phone}, headers=headers
-    )
-    assert wrote.status_code == 200, wrote.text
+
+    async def wrote() -> httpx.Response | None:
+        answer = await api.post(
+            f"/sandbox/{account}/inbound",
+            json={"name": "Sokha", "text": text, "phone": phone},
+            headers=headers,
+        )
+        # Right after a start the channel's set-up may not have reached the simulator yet: 503, retry.
+        if answer.status_code == 503 and "set-up runs when the workers start" in answer.text:
+            return None
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    await wait_until(wrote, timeout=60, interval=0.5, what=f"the {provider.name} simulator set up ({tag})")
 
     def inbound() -> dict[str, Any] | None:
         for delivery in receiver.deliveries:

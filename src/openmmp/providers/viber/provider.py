@@ -152,4 +152,14 @@ class ViberProvider(Provider):
         answer = await sandbox_control(
             ctx.http, f"{ctx.base_url}/_sandbox/inbound", body, simulator=self.title
         )
+        if not answer.get("callbackUrl"):
+            # The simulator forgets the service's callback URL when it restarts; the channel's set-up,
+            # which the workers run again at every start, registers it. Until then the user's message
+            # would go nowhere: say so rather than answer as if it were delivered.
+            raise ProviderError(
+                "SIMULATOR_NOT_SET_UP",
+                "the channel's callback URL is not registered with the simulator yet (the channel's "
+                "set-up runs when the workers start); retry in a few seconds",
+                retryable=True,
+            )
         return SandboxWritten(user_id=user.phone, message_token=str(answer.get("messageToken", "")))

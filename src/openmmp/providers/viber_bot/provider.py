@@ -158,13 +158,29 @@ class ViberBotProvider(Provider):
             shared = await sandbox_control(
                 ctx.http, url, {**who, "phone": user.phone}, simulator=self.title, headers=auth
             )
+            if not shared.get("webhook"):
+                raise _not_set_up()
             who["userId"] = shared.get("userId")
         answer = await sandbox_control(
             ctx.http, url, {**who, "text": user.text}, simulator=self.title, headers=auth
         )
+        if not answer.get("webhook"):
+            # As for a share above: the simulator forgot the bot's webhook when it restarted, and the
+            # channel's set-up (run again at every start of the workers) has not set it yet.
+            raise _not_set_up()
         return SandboxWritten(
             user_id=str(answer.get("userId", "")), message_token=str(answer.get("messageToken", ""))
         )
+
+
+def _not_set_up() -> ProviderError:
+    """The simulator has no webhook for the bot: a user's message would go nowhere."""
+    return ProviderError(
+        "SIMULATOR_NOT_SET_UP",
+        "the bot's webhook is not set with the simulator yet (the channel's set-up runs when the workers "
+        "start); retry in a few seconds",
+        retryable=True,
+    )
 
 
 def _distinct_chunks(group: list[Outgoing]) -> list[list[Outgoing]]:
