@@ -85,6 +85,14 @@ def cpu_seconds(pid: int) -> float:
     return round((int(fields[11]) + int(fields[12])) / _TICKS, 1)
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (e.g. `openmmp serve`'s worker processes)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current, peak) resident set size of a live process, MiB."""
     status = dict(

@@ -28,6 +28,7 @@ from common import (
     OPENMMP,
     PY,
     ROOT,
+    children,
     cpu_seconds,
     database_url,
     free_port,
@@ -150,8 +151,22 @@ class Platform:
                         totals["transactions"] = totals.get("transactions", 0.0) + sample.value
         return totals
 
+    def pids(self) -> dict[str, int]:
+        """Every live process by name; `openmmp serve`'s worker processes as `api_child1`, ..."""
+        found: dict[str, int] = {}
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                found[name] = process.pid
+                for n, child in enumerate(children(process.pid), 1):
+                    found[f"{name}_child{n}"] = child
+        return found
+
     def cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(p.pid) for name, p in self.processes.items() if p.poll() is None}
+        return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
+
+    def openmmp_cpu(self, cpu: dict[str, float]) -> float:
+        """CPU seconds of OpenMMP's own processes in `cpu` (API, workers; not simulators nor receiver)."""
+        return sum(seconds for name, seconds in cpu.items() if name.startswith(("api", "worker")))
 
     def close(self) -> None:
         stop(*self.processes.values())
@@ -225,13 +240,14 @@ def end_to_end(
     try:
         bot_phones = platform.bot_users(BOT_USERS) if bot_share else []
         work_before = platform.database_work()
+        cpu_before = platform.cpu()
         started = time.time()
         accepted = accept(platform, messages, bot_phones, bot_share)
         accept_seconds = time.time() - started
         # Reads while the backlog drains: the status p99 a client sees under load.
         reader = status_reads(platform, list(accepted)[:10_000], status_rate, 20.0) if status_rate else None
         done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
-        cpu = platform.cpu()
+        cpu = {name: round(s - cpu_before.get(name, 0.0), 1) for name, s in platform.cpu().items()}
         work_after = platform.database_work()
         reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1]) if reader else {}
         events = httpx.get(f"{platform.hook}/dump", timeout=120).json()
@@ -263,6 +279,7 @@ def end_to_end(
         "status_p99_ms": reads.get("p99_ms"),
         "status_errors": reads.get("errors"),
         **{f"cpu_s_{name}": seconds for name, seconds in cpu.items()},
+        "cpu_ms_per_message_openmmp": round(platform.openmmp_cpu(cpu) * 1000 / messages, 2),
         # Per message, the status reads' statements included (one SELECT or two per read).
         **{
             f"sql_{name}_per_message": round((work_after[name] - work_before.get(name, 0.0)) / messages, 1)

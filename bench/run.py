@@ -11,6 +11,8 @@ bench/results.md. Scenarios so far:
 - e2e: N messages (default 100,000; half Viber, half Viber Bot) through the simulators with callbacks and
   webhooks to bench/receiver.py; on PostgreSQL with 1, 2 and 4 worker processes. Includes the status
   reads: Get Message Status at 500 requests/s (bench/status_load.py) while the backlog drains.
+- stages: the end to end run under py-spy: CPU per message of OpenMMP's processes by stage (accept,
+  dispatch, callback, webhook, HTTP server, ...), the profiles kept in bench/profiles/ (bench/stages.py).
 - webhooks: deliveries/s of one worker process to a local receiver (bench/outbox.py).
 - memory: RSS of the API and a worker with 1,000,000 messages queued (bench/outbox.py).
 - claims: what one claim costs with 10 and with 1,000,000 jobs queued (bench/claims.py).
@@ -41,6 +43,7 @@ from common import PY, ROOT, database_url, free_port, record, wait_up
 from e2e import end_to_end
 from outbox import memory, webhooks
 from soak import soak
+from stages import stages
 
 
 def launch(base: str, channel: str, headers: dict[str, str], env: dict[str, str]) -> None:
@@ -287,7 +290,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--scenario",
-        choices=["ingest", "limits", "e2e", "webhooks", "memory", "claims", "soak"],
+        choices=["ingest", "limits", "e2e", "stages", "webhooks", "memory", "claims", "soak"],
         action="append",
     )
     parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
@@ -315,7 +318,7 @@ def main() -> None:
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: how long")
     args = parser.parse_args()
-    scenarios = args.scenario or ["ingest", "limits", "e2e", "webhooks", "memory", "claims"]
+    scenarios = args.scenario or ["ingest", "limits", "e2e", "stages", "webhooks", "memory", "claims"]
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
@@ -334,6 +337,9 @@ def main() -> None:
                         separate=args.separate,
                         unlimited=args.unlimited,
                     )
+            if "stages" in scenarios:
+                for workers in (args.workers or [2]) if kind == "postgresql" or args.separate else [1]:
+                    stages(kind, work, min(args.messages, 10_000), workers, separate=args.separate)
             if "webhooks" in scenarios:
                 webhooks(kind, work, args.deliveries)
             if "memory" in scenarios:

@@ -113,12 +113,15 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     once per (channel, dedupe key): the ids of those stored now, by (channel id, dedupe key)."""
     if not rows:
         return {}
-    statement = (
-        _events_insert(session.get_bind().dialect.name)
-        .values(rows)
-        .returning(_EVENTS.c.id, _EVENTS.c.channel_id, _EVENTS.c.dedupe_key)
-    )
-    return {(channel_id, key): id_ for id_, channel_id, key in (await session.execute(statement)).all()}
+    statement = _record_events(session.get_bind().dialect.name)
+    return {(channel_id, key): id_ for id_, channel_id, key in (await session.execute(statement, rows)).all()}
+
+
+@functools.cache
+def _record_events(dialect: str) -> Any:
+    """`record_events`' statement, built and compiled once: executed with many rows, SQLAlchemy sends them
+    as one multi-row INSERT ("insertmanyvalues"), whatever their number."""
+    return _events_insert(dialect).returning(_EVENTS.c.id, _EVENTS.c.channel_id, _EVENTS.c.dedupe_key)
 
 
 async def messages_by_token(

@@ -11,6 +11,7 @@ from wsgiref.simple_server import WSGIServer
 import structlog
 import typer
 import uvicorn
+import uvloop
 from pydantic import ValidationError
 
 from openmmp import demo as demo_data
@@ -196,7 +197,8 @@ def worker(
                 await asyncio.to_thread(metrics_server.shutdown)
                 metrics_server.server_close()
 
-    asyncio.run(run())
+    # The event loop `serve` gets from uvicorn: a worker's time is mostly sockets and scheduling.
+    uvloop.run(run())
 
 
 def _serve_metrics(settings: Settings) -> WSGIServer:

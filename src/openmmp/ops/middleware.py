@@ -17,11 +17,14 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmmp.errors import ErrorCode, RejectedBody, single_error
-from openmmp.kit.metrics import REQUEST_LATENCY, REQUESTS
+from openmmp.kit.metrics import REQUEST_LATENCY, REQUESTS, children
 from openmmp.kit.paths import API_PREFIX
 
 log = structlog.get_logger("openmmp.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Route templates, methods and statuses are few: their labelled children are kept.
+_requests = children(REQUESTS)
+_latency = children(REQUEST_LATENCY)
 
 
 _UTF8 = codecs.getincrementaldecoder("utf-8")
@@ -136,8 +139,8 @@ class RequestMiddleware:
         elapsed = time.perf_counter() - started
         template = route_template(scope)
         method = scope["method"]
-        REQUESTS.labels(method, template, str(status)).inc()
-        REQUEST_LATENCY.labels(method, template).observe(elapsed)
+        _requests(method, template, str(status)).inc()
+        _latency(method, template).observe(elapsed)
         subject = scope.get("state", {}).get("subject")
         log.info(
             "request",
