@@ -294,3 +294,90 @@ def end_to_end(
     )
     record("end-to-end", kind, setting, figures)
     return figures
+
+
+def paced_accept(
+    platform: Platform, rate: float, seconds: float, bot_phones: list[str], bot_share: float
+) -> dict[str, float]:
+    """Accept `rate` messages/s for `seconds` on a fixed schedule (batches of 20, open loop); returns
+    messageId → accept time."""
+    accepted: dict[str, float] = {}
+    size = 20
+    total = int(rate * seconds) // size * size
+    bot_every = round(1 / bot_share) if bot_share else 0
+    started = time.monotonic()
+    with httpx.Client(base_url=platform.base, headers=platform.headers, timeout=60) as http:
+        for start in range(0, total, size):
+            delay = started + start / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            batch = start // size
+            if bot_every and batch % bot_every == 0:
+                channel = platform.bot
+                phones = [bot_phones[(start + n) % len(bot_phones)] for n in range(size)]
+            else:
+                channel = platform.viber
+                phones = [f"85513{start + n:06d}{(start + n) % 7}" for n in range(size)]
+            items = [{"phone": phone, "message": {"type": "text", "message": "Paced"}} for phone in phones]
+            response = http.post(f"/api/v1/channel/{channel}/broadcast/batch", json={"messages": items})
+            response.raise_for_status()
+            now = time.time()
+            for item in response.json()["messages"]:
+                accepted[item["messageId"]] = now
+    return accepted
+
+
+def reads_under_load(
+    kind: str,
+    work: Path,
+    messages: int,
+    *,
+    load: float = 0.8,
+    status_rate: float = 100.0,
+    seconds: float = 30.0,
+    separate: bool | None = None,
+) -> dict[str, Any]:
+    """Get Message Status while the platform runs at `load` of its maximum: first `messages` as fast as
+    the API takes them (the maximum, as `end_to_end` measures it), then a paced run at `load` × that
+    rate for `seconds` with status reads at `status_rate`/s over the first run's messages."""
+    workers = 2 if kind == "postgresql" else 1
+    platform = Platform(kind, work, workers, separate=separate, unlimited=True)
+    try:
+        bot_phones = platform.bot_users(BOT_USERS)
+        started = time.time()
+        burst = accept(platform, messages, bot_phones, 0.5)
+        done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
+        maximum = messages / (time.time() - started)
+        rate = round(load * maximum, 1)
+        cpu_before = platform.cpu()
+        reader = status_reads(platform, list(burst)[:10_000], status_rate, seconds)
+        paced_started = time.time()
+        paced = paced_accept(platform, rate, seconds, bot_phones, 0.5)
+        expected = messages + len(paced)
+        kept_up = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= expected, 600)
+        drained = time.time() - paced_started
+        cpu = {name: round(s - cpu_before.get(name, 0.0), 1) for name, s in platform.cpu().items()}
+        reads = json.loads((reader.communicate()[0] or "{}").strip().splitlines()[-1])
+    finally:
+        platform.close()
+    figures: dict[str, Any] = {
+        "complete": done and kept_up,
+        "maximum_messages_per_s": round(maximum, 1),
+        "paced_messages_per_s": rate,
+        "paced_messages": len(paced),
+        "paced_drained_s": round(drained, 1),
+        "status_rps": reads.get("rps"),
+        "status_p50_ms": reads.get("p50_ms"),
+        "status_p99_ms": reads.get("p99_ms"),
+        "status_max_ms": reads.get("max_ms"),
+        "status_errors": reads.get("errors"),
+        **{f"cpu_s_{name}": seconds for name, seconds in cpu.items()},
+        "cpu_ms_per_message_openmmp": round(platform.openmmp_cpu(cpu) * 1000 / max(len(paced), 1), 2),
+    }
+    mode = f"API + {workers} worker(s)" if platform.separate else "1 serve"
+    setting = (
+        f"{messages} messages at full speed, then {int(load * 100)} % of that rate for {seconds:g} s with "
+        f"status reads {status_rate:g}/s (50 % Viber Bot), upstream limits raised, {mode}"
+    )
+    record("status-reads-under-load", kind, setting, figures)
+    return figures

@@ -11,6 +11,8 @@ bench/results.md. Scenarios so far:
 - e2e: N messages (default 100,000; half Viber, half Viber Bot) through the simulators with callbacks and
   webhooks to bench/receiver.py; on PostgreSQL with 1, 2 and 4 worker processes. Includes the status
   reads: Get Message Status at 500 requests/s (bench/status_load.py) while the backlog drains.
+- reads: Get Message Status p50/p99 while the platform runs at 80 % of its end-to-end maximum (measured
+  first in the same run), the messages paced in batches of 20 (bench/e2e.py `reads_under_load`).
 - stages: the end to end run under py-spy: CPU per message of OpenMMP's processes by stage (accept,
   dispatch, callback, webhook, HTTP server, ...), the profiles kept in bench/profiles/ (bench/stages.py).
 - webhooks: deliveries/s of one worker process to a local receiver (bench/outbox.py).
@@ -40,7 +42,7 @@ import httpx
 
 from claims import claims
 from common import PY, ROOT, database_url, free_port, record, wait_up
-from e2e import end_to_end
+from e2e import end_to_end, reads_under_load
 from outbox import memory, webhooks
 from soak import soak
 from stages import stages
@@ -290,7 +292,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--scenario",
-        choices=["ingest", "limits", "e2e", "stages", "webhooks", "memory", "claims", "soak"],
+        choices=["ingest", "limits", "e2e", "reads", "stages", "webhooks", "memory", "claims", "soak"],
         action="append",
     )
     parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
@@ -318,7 +320,16 @@ def main() -> None:
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: how long")
     args = parser.parse_args()
-    scenarios = args.scenario or ["ingest", "limits", "e2e", "stages", "webhooks", "memory", "claims"]
+    scenarios = args.scenario or [
+        "ingest",
+        "limits",
+        "e2e",
+        "reads",
+        "stages",
+        "webhooks",
+        "memory",
+        "claims",
+    ]
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
@@ -337,6 +348,8 @@ def main() -> None:
                         separate=args.separate,
                         unlimited=args.unlimited,
                     )
+            if "reads" in scenarios:
+                reads_under_load(kind, work, min(args.messages, 10_000), separate=args.separate)
             if "stages" in scenarios:
                 for workers in (args.workers or [2]) if kind == "postgresql" or args.separate else [1]:
                     stages(kind, work, min(args.messages, 10_000), workers, separate=args.separate)

@@ -11,9 +11,11 @@ from openmmp.messages.endpoints import message_router
 from openmmp.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter(prefix=API_PREFIX)
-router.include_router(companies_router)
-router.include_router(api_keys_router)
-router.include_router(channels_router)
-router.include_router(webhooks_router)
+# A request is matched against the routes in this order, one by one: the per-message routes (sends and
+# status reads) first. The documentation groups operations by tag, whatever this order.
 router.include_router(message_channel_router)
 router.include_router(message_router)
+router.include_router(channels_router)
+router.include_router(webhooks_router)
+router.include_router(companies_router)
+router.include_router(api_keys_router)

@@ -198,8 +198,9 @@ def create_app(
     app.state.settings = settings
     app.state.keyring = keyring
     install_error_handlers(app)
-    app.include_router(api_router)
+    # Routes are matched in order, one by one: the providers' callbacks (two or three per message) first.
     app.include_router(callbacks_router)
+    app.include_router(api_router)
     app.include_router(ops_router)
     install_docs(app)
     if simulators is not None:
