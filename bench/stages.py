@@ -12,10 +12,18 @@ backlog drains. Each sample goes to the first stage its stack enters, from the o
 - metrics: `/metrics` scrapes (`ops/`);
 - http-in: the HTTP server around the endpoints (uvicorn, Starlette, FastAPI, our middleware) when no
   endpoint is on the stack: parsing, routing, writing the answer;
-- other: the event loop itself, garbage collection, the LISTEN connection, idle polling.
+- http-out: the HTTP client (aiohttp) writing a request or reading an answer outside the task that
+  made it (sends and webhook deliveries alike);
+- database: SQLAlchemy and the driver running a statement. SQLAlchemy's asyncio layer runs them in a
+  greenlet whose stack starts at `Session.execute`, apart from the task that asked: py-spy cannot tell
+  which stage a statement served, so all of them are counted here;
+- event-loop: the loop's own turns (uvloop is native code: its waits are in here too, so this is an
+  upper bound);
+- other: garbage collection, the LISTEN connection, anything else.
 
-A stage's milliseconds per message are its share of the process's samples times the CPU the process
-used (from /proc) over the messages. The collapsed stacks are kept beside the results, in
+Samples of threads that only wait (aiosqlite's thread, which our inline connections never use, and the
+worker's metrics server) are left out. A stage's milliseconds per message are its share of the remaining
+samples times the CPU the process used (from /proc) over the messages. The collapsed stacks are kept beside the results, in
 bench/profiles/, one gzip file per process and run.
 """
 
@@ -47,19 +55,43 @@ MARKERS: list[tuple[str, str, str]] = [
     ("sweeps", "openmmp/workers.py", "Workers._periodic"),
     ("metrics", "openmmp/ops/endpoints.py", ""),
 ]
-HTTP_SERVER = ("/uvicorn/", "/starlette/", "/fastapi/", "openmmp/ops/middleware.py", "/httptools/")
-STAGES = [*dict.fromkeys(stage for stage, _, _ in MARKERS), "http-in", "other"]
+# py-spy names a frame's file relative to its import root: "(uvicorn/server.py:86)".
+HTTP_SERVER = ("(uvicorn/", "(starlette/", "(fastapi/", "(openmmp/ops/middleware.py", "(httptools/")
+DATABASE = ("(sqlalchemy/", "(openmmp/kit/db.py", "(aiosqlite/", "(asyncpg/", "(greenlet/")
+WAITING = ("_connection_worker_thread (", "serve_forever (")
+HTTP_CLIENT = ("(aiohttp/",)
+LOOP = ("Runner.run ", "BaseEventLoop.run_forever ", "BaseEventLoop._run_once ", "Handle._run ")
+STAGES = [
+    *dict.fromkeys(stage for stage, _, _ in MARKERS),
+    "http-in",
+    "http-out",
+    "database",
+    "event-loop",
+    "other",
+]
 
 
-def stage_of(frames: list[str]) -> str:
-    """The stage of one sample, `frames` from the outermost ("function (path:line)")."""
+def stage_of(frames: list[str]) -> str | None:
+    """The stage of one sample, `frames` from the outermost ("function (path:line)"); None for a thread
+    that only waits."""
+    if any(wait in frame for frame in frames for wait in WAITING):
+        return None
     for frame in frames:
         function, _, where = frame.partition(" (")
         for stage, path, prefix in MARKERS:
             if path in where and function.startswith(prefix):
                 return stage
-    if any(marker in frame for frame in frames for marker in HTTP_SERVER):
+    # Below the event loop: the stack of what the loop runs (the roots above it are uvicorn's or typer's).
+    loop = [n for n, frame in enumerate(frames) if frame.startswith(LOOP)]
+    task = frames[loop[-1] + 1 :] if loop else frames
+    if any(marker in frame for frame in task for marker in HTTP_SERVER):
         return "http-in"
+    if any(marker in frame for frame in frames for marker in DATABASE):
+        return "database"
+    if any(marker in frame for frame in task for marker in HTTP_CLIENT):
+        return "http-out"
+    if loop and not task:
+        return "event-loop"
     return "other"
 
 
@@ -68,8 +100,9 @@ def shares(collapsed: str) -> dict[str, float]:
     counts: Counter[str] = Counter()
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            counts[stage_of(stack.split(";"))] += int(count)
+        stage = stage_of(stack.split(";")) if stack and count.isdigit() else None
+        if stage is not None:
+            counts[stage] += int(count)
     total = sum(counts.values()) or 1
     return {stage: counts[stage] / total for stage in STAGES}
 
@@ -81,9 +114,7 @@ def stages(kind: str, work: Path, messages: int, workers: int, *, separate: bool
     PROFILES.mkdir(exist_ok=True)
     try:
         bot_phones = platform.bot_users(BOT_USERS)
-        started = time.time()
-        accept(platform, messages, bot_phones, 0.5)
-        # py-spy follows the drain: the sends, callbacks and webhooks of the messages just accepted.
+        # py-spy follows the whole life of the messages: accepted, sent, called back, reported.
         pids = {name: pid for name, pid in platform.pids().items() if name.startswith(("api", "worker"))}
         cpu_before = platform.cpu()
         outputs = {name: work / f"{name}.txt" for name in pids}
@@ -95,6 +126,9 @@ def stages(kind: str, work: Path, messages: int, workers: int, *, separate: bool
             )
             for name, pid in pids.items()
         ]
+        time.sleep(1)  # py-spy attaches
+        started = time.time()
+        accept(platform, messages, bot_phones, 0.5)
         done = wait_for(lambda: int(platform.counts()["byStatus"].get(str(READ), 0)) >= messages, 3600)
         elapsed = time.time() - started
         cpu = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in platform.cpu().items()}

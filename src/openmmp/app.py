@@ -194,6 +194,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # ops/docs.py serves /docs with local assets
         redoc_url=None,
+        # OpenMMP's own Prometheus metrics and logs describe every request (docs/metrics.md); FastAPI's
+        # OpenTelemetry hooks would look for providers on every request (a tenth of a callback's cost).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.keyring = keyring

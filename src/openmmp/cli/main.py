@@ -251,6 +251,14 @@ def simulate(
     callback_retries: Annotated[
         int, typer.Option(min=0, help="Retries of a callback that fails, 0.2 s apart and doubling")
     ] = 5,
+    callback_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Callbacks in flight at once, over all providers (a real upstream calls back from many "
+            "servers: raise it to measure the platform rather than this limit)",
+        ),
+    ] = 64,
     knob: Annotated[
         list[str] | None,
         typer.Option(
@@ -283,7 +291,9 @@ def simulate(
         options=options,
     )
     try:
-        application = create_simulators_app(config, HttpClient(timeout=10.0))
+        application = create_simulators_app(
+            config, HttpClient(timeout=10.0, max_connections=callback_connections)
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from exc
     uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
