@@ -23,8 +23,8 @@ backlog drains. Each sample goes to the first stage its stack enters, from the o
 
 Samples of threads that only wait (aiosqlite's thread, which our inline connections never use, and the
 worker's metrics server) are left out. A stage's milliseconds per message are its share of the remaining
-samples times the CPU the process used (from /proc) over the messages. The collapsed stacks are kept beside the results, in
-bench/profiles/, one gzip file per process and run.
+samples times the CPU the process used (from /proc) over the messages. The collapsed stacks are kept
+beside the results, in bench/profiles/, one gzip file per process and run.
 """
 
 from __future__ import annotations
