@@ -145,3 +145,56 @@ async def test_when_reports_fail_together_each_is_applied_alone(
     assert [answer.json()["outcome"] for answer in answers] == ["applied"] * 12
     for message_id in messages.values():
         assert (await status_of(client, tenant, message_id))["status"] == 4
+
+
+def seen(token: str, user: str) -> dict[str, Any]:
+    return {"event": "seen", "timestamp": 1_700_000_000_500, "message_token": token, "user_id": user}
+
+
+async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_messages(
+    app,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    bot: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Viber Bot's `seen` covers everything the user has read up to that message: applied set-based with
+    the other reports (one locking read for the messages and the users' unread ones), never alone."""
+    account = bot["publicId"]
+    earlier: dict[str, list[str]] = {}
+    latest: dict[str, str] = {}
+    for n in range(8):
+        user = f"watermark-{n}"
+        await user_writes(client, account, user, 9_500 + n)
+        earlier[user] = [
+            await sent_message(app, client, tenant, account, user, f"watermark-{n}-old-{k}") for k in range(2)
+        ]
+        latest[user] = await sent_message(app, client, tenant, account, user, f"watermark-{n}-new")
+    # The first user's older message is already READ: it stays as it is (one READ step).
+    await post(client, account, seen("watermark-0-old-0", "watermark-0"))
+
+    together: list[int] = []
+    alone: list[Any] = []
+    apply_reports = batching.apply_reports
+    apply_prepared = batching.apply_prepared
+
+    async def counted(session: Any, callbacks: list[Any]) -> list[str]:
+        together.append(len(callbacks))
+        return await apply_reports(session, callbacks)
+
+    async def lone(*args: Any, **kwargs: Any) -> str:
+        alone.append(args)
+        return await apply_prepared(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "apply_reports", counted)
+    monkeypatch.setattr(batching, "apply_prepared", lone)
+    answers = await asyncio.gather(
+        *(post(client, account, seen(f"watermark-{n}-new", f"watermark-{n}")) for n in range(8))
+    )
+    assert [answer.json()["outcome"] for answer in answers] == ["applied"] * 8
+    assert max(together) > 1 and alone == []
+    for user, message_id in latest.items():
+        for covered in [*earlier[user], message_id]:
+            status = await status_of(client, tenant, covered)
+            assert status["status"] == 5, (user, status)  # READ
+            assert [step["status"] for step in status["history"]].count(5) == 1

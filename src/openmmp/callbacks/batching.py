@@ -3,15 +3,17 @@
 A write transaction costs more than a callback's own statements (on SQLite its BEGIN IMMEDIATE takes the
 one write lock; on PostgreSQL its COMMIT waits for the WAL to reach the disk). Callbacks come in floods
 (two or three per message sent), so the requests waiting meanwhile are applied in one transaction. Each
-is verified first (an unknown channel or a bad signature is answered before anything is written); plain
-delivery reports in a row are then stored and applied together, set-based, in one SAVEPOINT (a handful
-of statements for all of them), and any other callback in a SAVEPOINT of its own. Should the reports'
+is verified first (an unknown channel or a bad signature is answered before anything is written);
+delivery reports in a row — read watermarks that name their user included — are then stored and applied
+together, set-based, in one SAVEPOINT (a handful of statements for all of them), and any other callback
+in a SAVEPOINT of its own. Should the reports'
 SAVEPOINT fail, each of them is applied again alone, so a callback that fails rolls back only its own
 work and answers as it would alone. Every request still gets its answer only after the transaction
 holding its event has committed: a 200 means the raw event is stored.
 
-On PostgreSQL the reports' messages are locked (FOR UPDATE, in id order, so two batches cannot deadlock
-each other) for the rest of the transaction, like a lone report's: a dispatcher reconciling the same
+On PostgreSQL the reports' messages, and the unread messages of the watermarks' users, are locked in one
+statement (FOR UPDATE, in id order, so two batches cannot deadlock each other) for the rest of the
+transaction, like a lone report's: a dispatcher reconciling the same
 message waits and then sees its status.
 """
 
@@ -103,7 +105,7 @@ class CallbackReceiver:
         channels: dict[str, Channel | None] = {}
         try:
             async with self._db.write_sessions() as session, session.begin():
-                # Plain delivery reports in a row are applied together (`apply_reports`); anything else
+                # Delivery reports in a row are applied together (`apply_reports`); anything else
                 # alone, after the reports before it, so that each message's reports keep their order.
                 run: list[tuple[_Callback, Prepared]] = []
                 for callback in batch:
@@ -121,7 +123,7 @@ class CallbackReceiver:
                         except Exception as exc:  # refused before anything was written
                             outcomes[id(callback)] = exc
                             continue
-                    if prepared.plain_reports:
+                    if prepared.reports_only:
                         run.append((callback, prepared))
                         continue
                     await self._apply_reports(session, run, outcomes, channels)

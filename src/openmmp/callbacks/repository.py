@@ -6,10 +6,11 @@ import functools
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, delete, exists, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from openmmp.kit.ids import canonical_public_id, new_public_id
 from openmmp.models import Channel, Conversation, Message, ProviderEvent
@@ -125,24 +126,44 @@ def _record_events(dialect: str) -> Any:
 
 
 async def messages_by_token(
-    session: AsyncSession, tokens: Collection[tuple[int, str]]
-) -> dict[tuple[int, str], list[Message]]:
-    """The messages carrying each (channel id, upstream message id), read afresh and locked (FOR UPDATE,
-    in id order) as `message_for` locks one; in id order."""
+    session: AsyncSession,
+    tokens: Collection[tuple[int, str]],
+    unread_of: Collection[tuple[int, str]] = (),
+) -> tuple[dict[tuple[int, str], list[Message]], dict[tuple[int, str], list[Message]]]:
+    """The messages carrying each (channel id, upstream message id), and those of each (channel id,
+    recipient) of `unread_of` not read yet (SENT or DELIVERED, for read watermarks); read afresh and
+    locked in one statement (FOR UPDATE, in id order, as `message_for` and `lock_unread_up_to` lock),
+    each list in id order."""
     if not tokens:
-        return {}
+        return {}, {}
+    by_token = tuple_(Message.channel_id, Message.provider_message_id).in_(list(tokens))
+    condition: ColumnElement[bool] = by_token
+    if unread_of:
+        unread = and_(
+            tuple_(Message.channel_id, Message.recipient).in_(list(unread_of)),
+            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+        )
+        condition = or_(by_token, unread)
     statement = (
         select(Message)
-        .where(tuple_(Message.channel_id, Message.provider_message_id).in_(list(tokens)))
+        .where(condition)
         .order_by(Message.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     found: dict[tuple[int, str], list[Message]] = {}
+    unread_by_user: dict[tuple[int, str], list[Message]] = {}
+    wanted_users = set(unread_of)
+    wanted_tokens = set(tokens)
+    states = (MessageStatus.SENT, MessageStatus.DELIVERED)
     for message in (await session.execute(statement)).scalars():
-        assert message.provider_message_id is not None
-        found.setdefault((message.channel_id, message.provider_message_id), []).append(message)
-    return found
+        token = (message.channel_id, message.provider_message_id or "")
+        if token in wanted_tokens:
+            found.setdefault(token, []).append(message)
+        user = (message.channel_id, message.recipient)
+        if user in wanted_users and message.status in states:
+            unread_by_user.setdefault(user, []).append(message)
+    return found, unread_by_user
 
 
 async def message_for(

@@ -224,9 +224,12 @@ class Prepared:
     text: str
 
     @property
-    def plain_reports(self) -> bool:
-        """Only delivery reports about one message each (no read watermark): `apply_reports` takes it."""
-        return all(isinstance(event, StatusEvent) and not _watermark(event) for event in self.events)
+    def reports_only(self) -> bool:
+        """Only delivery reports, a read watermark naming its user: `apply_reports` takes it."""
+        return all(
+            isinstance(event, StatusEvent) and (event.user_id is not None or not _watermark(event))
+            for event in self.events
+        )
 
 
 async def prepare(
@@ -273,10 +276,11 @@ async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_wi
 
 
 async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> list[str]:
-    """Store and apply the delivery reports of several callbacks at once (each `plain_reports`); each
+    """Store and apply the delivery reports of several callbacks at once (each `reports_only`); each
     callback's outcomes as `apply_prepared` gives them. A handful of statements for all: their raw events
-    in one insert, their messages in one read, their steps through the status machine together. Reports
-    about one message are applied in the order they came."""
+    in one insert, their messages (and for read watermarks the users' unread ones) in one read, their
+    steps through the status machine together. Reports about one message are applied in the order they
+    came."""
     rows: list[dict[str, Any]] = []
     first: dict[tuple[int, str], int] = {}  # (channel, dedupe key) → its row: a repeat in the same batch
     placed: list[list[tuple[StatusEvent, int | None]]] = []
@@ -307,7 +311,13 @@ async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> lis
         for row, id_ in zip(rows, event_ids, strict=True)
         if id_
     }
-    found = await repository.messages_by_token(session, fresh)
+    # The users of the new read watermarks: their unread messages are read (and locked) with the rest.
+    users: set[tuple[int, str]] = set()
+    for callback, mine in zip(callbacks, placed, strict=True):
+        for event, row in mine:
+            if row is not None and event_ids[row] and _watermark(event) and event.user_id is not None:
+                users.add((callback.channel.id, event.user_id))
+    found, unread = await repository.messages_by_token(session, fresh, users)
     changes: list[status_machine.Change] = []
     unmatched: list[int] = []
     answers: list[str] = []
@@ -318,6 +328,14 @@ async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> lis
             if event_id is None:
                 outcome = "duplicate"
             elif (change := _report_change(callback.channel, event, found)) is not None:
+                if _watermark(event):
+                    # A read watermark: everything the user has read up to this message (`apply_status`).
+                    user = (callback.channel.id, change.message.recipient)
+                    changes += [
+                        status_machine.Change(m, change.target, change.timestamp, raw=change.raw)
+                        for m in unread.get(user, [])
+                        if m.id < change.message.id
+                    ]
                 changes.append(change)
                 outcome = EventOutcome.APPLIED
             else:
