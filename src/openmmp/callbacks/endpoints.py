@@ -19,7 +19,6 @@ from openmmp.providers.base import CallbackRejected, CallbackRequest
 from openmmp.providers.registry import REGISTRY
 
 
-
 class _PlainRoute(APIRoute):
     """A route whose endpoint takes its path parameters as the strings they are and the request, and
     answers a Response itself: it is called directly, without FastAPI's per-request dependency solving
