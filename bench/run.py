@@ -166,7 +166,8 @@ def ingest(kind: str, seconds: float, work: Path) -> None:
         demo = json.loads((work / "data" / "demo.json").read_text())
         headers = {"apiKey": demo["apiKey"]}
         channel = demo["channels"]["VIBER"]
-        launch(base, channel, headers, env)
+        # The worker reaches the sandbox's simulators at this API's address (serve has them by option).
+        launch(base, channel, headers, {**env, "OPENMMP_PORT": str(port), "OPENMMP_SANDBOX": "true"})
         message = {
             "phone": "85512345678",
             "message": {"type": "text", "message": "Your code is {{code}}"},

@@ -40,6 +40,10 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
     else:
         # International digits without the `+`, as the MMP API writes them (and as this function answers).
         international = _valid("+" + text, None)
+        if international is not None and _only_region_of(international) == default_region:
+            # A number of the default region itself: what the comparison below decides, without parsing
+            # the digits a second time (the common case: a channel's own country).
+            return phonenumbers.format_number(international, phonenumbers.PhoneNumberFormat.E164)[1:]
         national = _valid(text, default_region) if default_region else None
         # Both readings can be valid: 62812345678 with region ID is Indonesia's +62 812345678, and also
         # national digits 6262812345678. Digits naming a number of the region itself are that number, so
@@ -53,6 +57,13 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
     if found is None:
         raise ValueError(f"{raw!r} is not a valid phone number")
     return phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _only_region_of(number: phonenumbers.PhoneNumber) -> str | None:
+    """The region of a country calling code that has exactly one (855 → KH); None for a shared code
+    (+1, +7, +44, ...), whose region only a full lookup tells."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
+    return regions[0] if len(regions) == 1 else None
 
 
 def _valid(number: str, region: str | None) -> phonenumbers.PhoneNumber | None:

@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 MAX_DEPTH = 32
@@ -15,6 +15,8 @@ MAX_DEPTH = 32
 MAX_NUMBER = 2**63 - 1
 """Largest magnitude of a number in a request body: what a BIGINT column and the JSON encoder hold."""
 _SURROGATES = re.compile("[\ud800-\udfff]")
+CHECKED_STORABLE = "checked_storable"
+"""Validation context key: the data is part of a request body `RequestModel` has already checked."""
 
 
 def _text_problem(text: str) -> str | None:
@@ -67,7 +69,9 @@ class RequestModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _storable(cls, data: Any) -> Any:
+    def _storable(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is not None and info.context.get(CHECKED_STORABLE):
+            return data  # part of a body already walked whole (a batch's items)
         problem = _unstorable(data)
         if problem is not None:
             raise ValueError(problem)

@@ -21,6 +21,7 @@ from openmmp.conversations import repository as conversations
 from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Invalid, NotFound, validation_items
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.phone import normalise_phone
+from openmmp.kit.schemas import CHECKED_STORABLE
 from openmmp.kit.time import now_ms
 from openmmp.messages import repository
 from openmmp.messages import status as status_machine
@@ -281,7 +282,8 @@ class MessageService:
         prepared: list[_Prepared | AppError] = []
         for raw in items:
             try:
-                request = SendMessageBroadcast.model_validate(raw)
+                # The batch's body was checked whole (RequestModel): its items need not be walked again.
+                request = SendMessageBroadcast.model_validate(raw, context={CHECKED_STORABLE: True})
                 prepared.append(
                     await self._prepare(session, ctx, subject, request, phone=request.phone, now=now)
                 )
