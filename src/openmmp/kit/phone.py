@@ -62,6 +62,8 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
 def _only_region_of(number: phonenumbers.PhoneNumber) -> str | None:
     """The region of a country calling code that has exactly one (855 → KH); None for a shared code
     (+1, +7, +44, ...), whose region only a full lookup tells."""
+    if number.country_code is None:
+        return None
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
     return regions[0] if len(regions) == 1 else None
 
