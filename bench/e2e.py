@@ -201,6 +201,8 @@ def accept(platform: Platform, messages: int, bot_phones: list[str], bot_share: 
         response.raise_for_status()
         now = time.time()
         for item in response.json()["messages"]:
+            if "messageId" not in item:
+                raise RuntimeError(f"a send was refused: {item}")
             accepted[item["messageId"]] = now
 
     with ThreadPoolExecutor(2) as pool:
