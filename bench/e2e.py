@@ -183,12 +183,7 @@ def accept(platform: Platform, messages: int, bot_phones: list[str], bot_share: 
 
     def batch(start: int) -> None:
         count = min(BATCH, messages - start)
-        if bot_every and (start // BATCH) % bot_every == 0:
-            channel = platform.bot
-            phones = [bot_phones[(start + n) % len(bot_phones)] for n in range(count)]
-        else:
-            channel = platform.viber
-            phones = [f"85512{start + n:06d}{(start + n) % 7}" for n in range(count)]
+        channel, phones = _recipients(platform, bot_phones, start // BATCH, bot_every, start, count)
         items = [{"phone": phone, "message": {"type": "text", "message": "Bench {{n}}"}} for phone in phones]
         for item, n in zip(items, range(count), strict=True):
             item["params"] = {"n": str(start + n)}
@@ -198,16 +193,40 @@ def accept(platform: Platform, messages: int, bot_phones: list[str], bot_share: 
             headers=platform.headers,
             timeout=120,
         )
-        response.raise_for_status()
         now = time.time()
-        for item in response.json()["messages"]:
-            if "messageId" not in item:
-                raise RuntimeError(f"a send was refused: {item}")
-            accepted[item["messageId"]] = now
+        for message_id in _accepted(response):
+            accepted[message_id] = now
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(batch, range(0, messages, BATCH)))
     return accepted
+
+
+def _recipients(
+    platform: Platform,
+    bot_phones: list[str],
+    number: int,
+    bot_every: int,
+    start: int,
+    count: int,
+    offset: int = 0,
+) -> tuple[str, list[str]]:
+    """The channel and phones of batch `number` starting at message `start`: every `bot_every`-th batch
+    goes to the bot's subscribers, the others to Viber numbers (`offset` keeps two runs' numbers apart)."""
+    if bot_every and number % bot_every == 0:
+        return platform.bot, [bot_phones[(start + n) % len(bot_phones)] for n in range(count)]
+    return platform.viber, [f"85512{offset + start + n:06d}{(start + n) % 7}" for n in range(count)]
+
+
+def _accepted(response: httpx.Response) -> list[str]:
+    """The message ids of a batch's answer; a refused item stops the run, naming its error."""
+    response.raise_for_status()
+    ids = []
+    for item in response.json()["messages"]:
+        if "messageId" not in item:
+            raise RuntimeError(f"a send was refused: {item}")
+        ids.append(item["messageId"])
+    return ids
 
 
 def wait_for(check: Callable[[], bool], timeout: float) -> bool:
@@ -317,21 +336,15 @@ def paced_accept(
             delay = started + start / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            batch = start // size
-            if bot_every and batch % bot_every == 0:
-                channel = platform.bot
-                phones = [bot_phones[(start + n) % len(bot_phones)] for n in range(size)]
-            else:
-                channel = platform.viber
-                phones = [f"85512{900_000 + start + n:06d}{(start + n) % 7}" for n in range(size)]
+            # Other phones than the burst's (offset 900,000): these are new messages, not replays.
+            channel, phones = _recipients(
+                platform, bot_phones, start // size, bot_every, start, size, offset=900_000
+            )
             items = [{"phone": phone, "message": {"type": "text", "message": "Paced"}} for phone in phones]
             response = http.post(f"/api/v1/channel/{channel}/broadcast/batch", json={"messages": items})
-            response.raise_for_status()
             now = time.time()
-            for item in response.json()["messages"]:
-                if "messageId" not in item:
-                    raise RuntimeError(f"a paced send was refused: {item}")
-                accepted[item["messageId"]] = now
+            for message_id in _accepted(response):
+                accepted[message_id] = now
     return accepted
 
 

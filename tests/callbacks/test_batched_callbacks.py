@@ -17,8 +17,13 @@ from openmmp.models import ProviderEvent
 USERS = 40
 
 
+def report(event: str, token: str, user: str) -> dict[str, Any]:
+    """A Viber Bot delivery report of `event` (delivered, seen) about `token`."""
+    return {"event": event, "timestamp": 1_700_000_000_000, "message_token": token, "user_id": user}
+
+
 def delivered(token: str, user: str) -> dict[str, Any]:
-    return {"event": "delivered", "timestamp": 1_700_000_000_000, "message_token": token, "user_id": user}
+    return report("delivered", token, user)
 
 
 async def test_a_flood_of_callbacks_is_applied_in_few_transactions_and_answered_one_by_one(
@@ -147,10 +152,6 @@ async def test_when_reports_fail_together_each_is_applied_alone(
         assert (await status_of(client, tenant, message_id))["status"] == 4
 
 
-def seen(token: str, user: str) -> dict[str, Any]:
-    return {"event": "seen", "timestamp": 1_700_000_000_500, "message_token": token, "user_id": user}
-
-
 async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_messages(
     app,
     client: httpx.AsyncClient,
@@ -171,7 +172,7 @@ async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_
         ]
         latest[user] = await sent_message(app, client, tenant, account, user, f"watermark-{n}-new")
     # The first user's older message is already READ: it stays as it is (one READ step).
-    await post(client, account, seen("watermark-0-old-0", "watermark-0"))
+    await post(client, account, report("seen", "watermark-0-old-0", "watermark-0"))
 
     together: list[int] = []
     alone: list[Any] = []
@@ -189,7 +190,7 @@ async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_
     monkeypatch.setattr(batching, "apply_reports", counted)
     monkeypatch.setattr(batching, "apply_prepared", lone)
     answers = await asyncio.gather(
-        *(post(client, account, seen(f"watermark-{n}-new", f"watermark-{n}")) for n in range(8))
+        *(post(client, account, report("seen", f"watermark-{n}-new", f"watermark-{n}")) for n in range(8))
     )
     assert [answer.json()["outcome"] for answer in answers] == ["applied"] * 8
     assert max(together) > 1 and alone == []
