@@ -132,10 +132,6 @@ class WorkerProcesses:
         self._keepers: list[asyncio.Task[None]] = []
         self._wake_scheduled = False
 
-    @property
-    def pids(self) -> list[int]:
-        return [child.pid for child in self._children if child is not None]
-
     async def start(self) -> None:
         for n in range(len(self._children)):
             await self._spawn(n)
