@@ -98,28 +98,34 @@ async def _flood(
     return messages
 
 
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many callbacks each call of the set-based path (`apply_reports`) took, in order."""
+    sizes: list[int] = []
+    apply_reports = batching.apply_reports
+
+    async def counted(session: Any, callbacks: list[Any]) -> list[str]:
+        sizes.append(len(callbacks))
+        return await apply_reports(session, callbacks)
+
+    monkeypatch.setattr(batching, "apply_reports", counted)
+    return sizes
+
+
 async def test_reports_applied_together_answer_each_and_a_repeat_in_the_same_batch_is_a_duplicate(
     app,
     client: httpx.AsyncClient,
     tenant: Tenant,
     bot: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    batch_sizes: list[int],
 ):
     account = bot["publicId"]
     messages = await _flood(app, client, tenant, account, "together")
-    together: list[int] = []
-    apply_reports = batching.apply_reports
-
-    async def counted(session: Any, callbacks: list[Any]) -> list[str]:
-        together.append(len(callbacks))
-        return await apply_reports(session, callbacks)
-
-    monkeypatch.setattr(batching, "apply_reports", counted)
     reports = [delivered(f"together-token-{n}", f"together-{n}") for n in range(12)]
     answers = await asyncio.gather(*(post(client, account, body) for body in reports + reports))
     outcomes = [answer.json()["outcome"] for answer in answers]
     assert sorted(outcomes) == ["applied"] * 12 + ["duplicate"] * 12
-    assert max(together) > 1  # the set-based path took several callbacks at once
+    assert max(batch_sizes) > 1  # the set-based path took several callbacks at once
     for message_id in messages.values():
         status = await status_of(client, tenant, message_id)
         assert status["status"] == 4
@@ -158,6 +164,7 @@ async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_
     tenant: Tenant,
     bot: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
+    batch_sizes: list[int],
 ):
     """Viber Bot's `seen` covers everything the user has read up to that message: applied set-based with
     the other reports (one locking read for the messages and the users' unread ones), never alone."""
@@ -174,26 +181,19 @@ async def test_read_watermarks_are_applied_together_and_read_each_users_earlier_
     # The first user's older message is already READ: it stays as it is (one READ step).
     await post(client, account, report("seen", "watermark-0-old-0", "watermark-0"))
 
-    together: list[int] = []
     alone: list[Any] = []
-    apply_reports = batching.apply_reports
     apply_prepared = batching.apply_prepared
-
-    async def counted(session: Any, callbacks: list[Any]) -> list[str]:
-        together.append(len(callbacks))
-        return await apply_reports(session, callbacks)
 
     async def lone(*args: Any, **kwargs: Any) -> str:
         alone.append(args)
         return await apply_prepared(*args, **kwargs)
 
-    monkeypatch.setattr(batching, "apply_reports", counted)
     monkeypatch.setattr(batching, "apply_prepared", lone)
     answers = await asyncio.gather(
         *(post(client, account, report("seen", f"watermark-{n}-new", f"watermark-{n}")) for n in range(8))
     )
     assert [answer.json()["outcome"] for answer in answers] == ["applied"] * 8
-    assert max(together) > 1 and alone == []
+    assert max(batch_sizes) > 1 and alone == []
     for user, message_id in latest.items():
         for covered in [*earlier[user], message_id]:
             status = await status_of(client, tenant, covered)

@@ -6,15 +6,15 @@ one write lock; on PostgreSQL its COMMIT waits for the WAL to reach the disk). C
 is verified first (an unknown channel or a bad signature is answered before anything is written);
 delivery reports in a row — read watermarks that name their user included — are then stored and applied
 together, set-based, in one SAVEPOINT (a handful of statements for all of them), and any other callback
-in a SAVEPOINT of its own. Should the reports'
-SAVEPOINT fail, each of them is applied again alone, so a callback that fails rolls back only its own
-work and answers as it would alone. Every request still gets its answer only after the transaction
-holding its event has committed: a 200 means the raw event is stored.
+in a SAVEPOINT of its own. Should the reports' SAVEPOINT fail, each of them is applied again alone, so a
+callback that fails rolls back only its own work and answers as it would alone. Every request still
+gets its answer only after the transaction holding its event has committed: a 200 means the raw event
+is stored.
 
 On PostgreSQL the reports' messages, and the unread messages of the watermarks' users, are locked in one
 statement (FOR UPDATE, in id order, so two batches cannot deadlock each other) for the rest of the
-transaction, like a lone report's: a dispatcher reconciling the same
-message waits and then sees its status.
+transaction, like a lone report's: a dispatcher reconciling the same message waits and then sees its
+status.
 """
 
 from __future__ import annotations

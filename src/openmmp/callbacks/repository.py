@@ -40,15 +40,15 @@ async def record_event(
     raw: str,
 ) -> int | None:
     """Store a raw event once per (channel, dedupe key); None when it was seen before."""
-    parameters = {
+    key = dedupe_key[:300]
+    row = {
         "channel_id": channel_id,
-        "dedupe_key": dedupe_key[:300],
+        "dedupe_key": key,
         "provider_message_id": provider_message_id,
         "outcome": outcome,
         "raw": raw,
     }
-    statement = _record_event(session.get_bind().dialect.name)
-    return (await session.execute(statement, parameters)).scalar_one_or_none()
+    return (await record_events(session, [row])).get((channel_id, key))
 
 
 _EVENTS = cast("Table", ProviderEvent.__table__)
@@ -59,14 +59,6 @@ def _events_insert(dialect: str) -> Any:
     """An insert of raw events that skips those seen before (the same channel and dedupe key)."""
     insert = _dialect_insert(dialect)(_EVENTS)
     return insert.on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
-
-
-@functools.cache
-def _record_event(dialect: str) -> Any:
-    """`record_event`'s statement, built once (two or three run per message sent)."""
-    columns = ("channel_id", "dedupe_key", "provider_message_id", "outcome", "raw")
-    values: dict[str, Any] = {column: bindparam(column) for column in columns}
-    return _events_insert(dialect).values(values).returning(_EVENTS.c.id)
 
 
 def _dialect_insert(dialect: str) -> Any:
