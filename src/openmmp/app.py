@@ -23,6 +23,7 @@ from openmmp.callbacks.endpoints import router as callbacks_router
 from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
+from openmmp.kit.direct import DirectApp
 from openmmp.kit.http import HttpClient
 from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
@@ -186,7 +187,7 @@ def create_app(
                 stack.push_async_callback(stop_workers)
             yield
 
-    app = FastAPI(
+    app = DirectApp(
         title="OpenMMP — MMP API",
         version=__version__,
         description=DESCRIPTION,
@@ -211,9 +212,10 @@ def create_app(
         app.mount("/sim", simulators)
     document_webhooks(app)
     app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(
-        RequestMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout_seconds=settings.body_timeout_seconds,
+    max_body, body_timeout = settings.max_body_bytes, settings.body_timeout_seconds
+    app.add_middleware(RequestMiddleware, max_body_bytes=max_body, body_timeout_seconds=body_timeout)
+    # The providers' callbacks (two or three per message) skip the rest of the stack (kit/direct.py).
+    app.serve_direct(
+        lambda direct: RequestMiddleware(direct, max_body_bytes=max_body, body_timeout_seconds=body_timeout)
     )
     return app

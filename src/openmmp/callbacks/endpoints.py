@@ -4,40 +4,20 @@ One route shape for every provider: `POST /callbacks/{provider}/{accountId}` car
 an upstream's verification handshake where it has one. How each provider proves a callback is its own.
 """
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.errors import BadRequest, responses
+from openmmp.kit.direct import DirectRoute
 from openmmp.kit.schemas import AccountId, ResponseModel
 from openmmp.providers.base import CallbackRejected, CallbackRequest
 from openmmp.providers.registry import REGISTRY
 
-
-class _PlainRoute(APIRoute):
-    """A route whose endpoint takes its path parameters as the strings they are and the request, and
-    answers a Response itself: it is called directly, without FastAPI's per-request dependency solving
-    (FastAPI's hook for custom routes). Two or three callbacks come per message sent, and that machinery
-    was a fifth of each one's cost. Documented like any route, from the endpoint's signature."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint = self.endpoint
-        names = {param.alias: param.name for param in self.dependant.path_params}
-
-        async def handler(request: Request) -> Response:
-            params = {names[alias]: value for alias, value in request.path_params.items()}
-            response: Response = await endpoint(request=request, **params)
-            return response
-
-        return handler
-
-
-router = APIRouter(prefix="/callbacks", tags=["Callbacks"], route_class=_PlainRoute)
+router = APIRouter(prefix="/callbacks", tags=["Callbacks"], route_class=DirectRoute)
 
 _PROVIDERS = "\n".join(f"- `{p.name}`: {p.title}. {p.callback_auth}" for p in REGISTRY.providers)
 ProviderName = Annotated[
