@@ -109,6 +109,9 @@ class CallbackReceiver:
                 # alone, after the reports before it, so that each message's reports keep their order.
                 run: list[tuple[_Callback, Prepared]] = []
                 for callback in batch:
+                    # Statements run inline (kit/db.py): without a turn of the loop between callbacks, a
+                    # batch of hundreds would hold every other request (a status read) for its whole time.
+                    await asyncio.sleep(0)
                     with structlog.contextvars.bound_contextvars(**callback.context):
                         try:
                             prepared = await prepare(

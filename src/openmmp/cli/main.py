@@ -19,6 +19,7 @@ from openmmp import migrate as migrations
 from openmmp.cli import webhooks as webhooks_cli
 from openmmp.kit.crypto import Keyring, server_keyring
 from openmmp.kit.db import Database, redact_url
+from openmmp.kit.heap import freeze_startup_heap
 from openmmp.kit.logs import configure_logging
 from openmmp.providers.registry import REGISTRY
 from openmmp.settings import Settings
@@ -143,6 +144,7 @@ def serve(
     from openmmp.app import create_app
 
     application = create_app(settings, workers=workers, worker_processes=worker_processes)
+    freeze_startup_heap()
     if settings.sandbox:
         demo = _sandbox_demo(settings, application.state.keyring)
         typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}"), err=True)
@@ -186,6 +188,7 @@ def worker(
         db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
         http = HttpClient(timeout=settings.providers.timeout_seconds)
         runner = Workers(db, http, keyring, settings)
+        freeze_startup_heap()
         if wake_stdin:
             await follow_wake_pipe(runner.wake, stop)
         try:
@@ -296,6 +299,7 @@ def simulate(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from exc
+    freeze_startup_heap()
     uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
 
 
