@@ -14,6 +14,12 @@ def freeze_startup_heap() -> None:
     of a loaded `openmmp serve` (29 passes in a minute), each a stall of the event loop that every
     request waited out. Frozen, they are skipped (the passes then took 18 ms on average); objects
     made later are collected as before. Called once by each process's command, after its set-up.
+
+    The youngest generation is collected every 10,000 new container objects instead of 700: a message
+    makes thousands (requests, rows, events), and each young pass moved survivors along until a full
+    pass came due. Measured end to end: 376-458 -> 520 msg/s on SQLite, status read p99 102 -> 79 ms
+    at a higher load; the memory held by young cycles meanwhile is a few MiB at most.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
