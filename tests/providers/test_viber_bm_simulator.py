@@ -152,6 +152,28 @@ class TestCallbacks:
         stats = await settled(sim)
         assert stats["callbacksSent"] == 0
 
+    async def test_callbacks_of_a_service_not_yet_registered_since_the_start_follow_its_registration(
+        self, sim: Sim
+    ) -> None:
+        # A simulator restarted with the platform: the send comes before the channel's set-up registers.
+        token = await send(client_for(sim), "855123450")
+        assert (await settled(sim))["callbacksSent"] == 0
+        await sim.register_service(SERVICE)
+        [seen] = await sim.inbox.wait_events("seen", 1)
+        assert [e.provider_message_id for e in statuses(sim.inbox)] == [token] * 3  # delivered x2, seen
+        assert isinstance(verified(seen), StatusEvent)
+
+    async def test_a_service_unregistered_on_purpose_gets_no_callbacks_even_after_registering(
+        self, sim: Sim
+    ) -> None:
+        removed = await sim.post(f"/viber/_sandbox/services/{SERVICE}", {"callbackUrl": ""})
+        assert removed.status_code == 200
+        await send(client_for(sim), "855123450")
+        await sim.register_service(SERVICE)
+        stats = await settled(sim)
+        assert stats["callbacksSent"] == 0
+        assert sim.inbox.received == []
+
     async def test_a_user_reply_arrives_as_an_inbound_message(self, sim: Sim) -> None:
         await sim.register_service(SERVICE)
         response = await sim.post(

@@ -156,6 +156,21 @@ class TestWebhook:
         await settled(sim)
         assert sim.inbox.events("delivered") == []
 
+    async def test_reports_of_a_bot_without_a_webhook_since_the_start_follow_its_set_webhook(
+        self, sim: Sim
+    ) -> None:
+        # A simulator restarted with the platform: the send comes before the channel's set-up sets the hook.
+        client = client_for(sim)
+        user_id = await user_with_phone(sim, "855123450")
+        token = await send(client, user_id)
+        assert (await settled(sim))["callbacksSent"] == 0
+        await client.set_webhook(auth_token=TOKEN, url=sim.inbox.url)
+        await sim.inbox.wait_events("seen", 1)
+        assert [(e.status, e.provider_message_id) for e in statuses(sim.inbox)] == [
+            ("DELIVERED", token),
+            ("READ", token),
+        ]
+
     async def test_event_types_filter_delivery_reports(self, sim: Sim) -> None:
         client = client_for(sim)
         await client.set_webhook(auth_token=TOKEN, url=sim.inbox.url, event_types=["seen"])

@@ -377,6 +377,40 @@ class CallbackScheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class HeldUntilRegistered(Generic[K]):
+    """Callbacks of the services a simulator has not been told about since it started, held for them.
+
+    An upstream keeps a service's callback URL whatever happens to the platform; a simulator inside
+    `openmmp serve --sandbox` forgets it with the process, and the channel's set-up registers it again
+    only once the workers have started. A send dispatched in between (a backlog resumed at start) would
+    be accepted and never reported. So until a service's first registration its callbacks are held (at
+    most `limit` per service) and started when it registers; a service that has been registered, or
+    deliberately unregistered, since the start gets what the upstream gives: nothing without a URL.
+    """
+
+    def __init__(self, scheduler: CallbackScheduler, limit: int = 10_000) -> None:
+        self._scheduler = scheduler
+        self._limit = limit
+        self._known: set[K] = set()
+        self._held: dict[K, list[Callable[[], Coroutine[Any, Any, None]]]] = {}
+
+    def hold(self, key: K, callbacks: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """For a service without a callback URL: keep `callbacks` (made when started) if it was never
+        registered since the start."""
+        if key in self._known:
+            return
+        held = self._held.setdefault(key, [])
+        if len(held) < self._limit:
+            held.append(callbacks)
+
+    def configured(self, key: K, *, registered: bool) -> None:
+        """The service's callback URL was set (its held callbacks start) or removed (they are dropped)."""
+        self._known.add(key)
+        for callbacks in self._held.pop(key, []):
+            if registered:
+                self._scheduler.spawn(callbacks())
+
+
 async def sandbox_control(
     http: HttpClient,
     url: str,

@@ -29,6 +29,7 @@ from openmmp.kit.http import HttpClient
 from openmmp.providers.simulation import (
     CallbackScheduler,
     FaultInjector,
+    HeldUntilRegistered,
     LruMap,
     Outcome,
     OutcomePlanner,
@@ -125,6 +126,7 @@ class _ViberSimulator:
         self._knobs = knobs(config, "viber", ViberKnobs)
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
+        self._held: HeldUntilRegistered[int] = HeldUntilRegistered(self._scheduler)
         self._faults = FaultInjector()
         self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(capacity=self._knobs.requests_per_second, window_s=1.0)
@@ -218,6 +220,8 @@ class _ViberSimulator:
         self._stats.accept(f"{service_id}:{seq}")
         if service_id in self._callback_urls:
             self._scheduler.spawn(self._lifecycle(service_id, seq, dest, token, outcome))
+        else:
+            self._held.hold(service_id, lambda: self._lifecycle(service_id, seq, dest, token, outcome))
         return self._answer(OK, seq, message_token=token)
 
     async def _lifecycle(self, service_id: int, seq: int, dest: str, token: int, outcome: Outcome) -> None:
@@ -254,10 +258,12 @@ class _ViberSimulator:
         url = body.get("callbackUrl") if isinstance(body, dict) else None
         if url in (None, ""):
             self._callback_urls.pop(service_id, None)
+            self._held.configured(service_id, registered=False)
             return json_response({"serviceId": service_id, "callbackUrl": None})
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return sandbox_error("callbackUrl must be an http(s) URL")
         self._callback_urls[service_id] = url
+        self._held.configured(service_id, registered=True)
         return json_response({"serviceId": service_id, "callbackUrl": url})
 
     async def _sandbox_inbound(self, request: Request) -> Response:

@@ -29,6 +29,7 @@ from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.simulation import (
     CallbackScheduler,
     FaultInjector,
+    HeldUntilRegistered,
     Outcome,
     OutcomePlanner,
     SimulatorConfig,
@@ -118,6 +119,7 @@ class _ViberBotSimulator:
         self._http = http
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
+        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
         self._faults = FaultInjector()
         self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(
@@ -216,6 +218,7 @@ class _ViberBotSimulator:
             return self._refused(_Refused(MISSING_DATA, "url"))
         if url == "":
             bot.webhook = None
+            self._held.configured(bot.id, registered=False)
             return self._answer(OK, chat_hostname=CHAT_HOSTNAME)
         event_types = body.get("event_types")
         if event_types is None:
@@ -248,6 +251,7 @@ class _ViberBotSimulator:
         if not reachable:
             return self._refused(_Refused(INVALID_URL, "the webhook did not answer the check with HTTP 200"))
         bot.webhook, bot.event_types = url, chosen
+        self._held.configured(bot.id, registered=True)
         return self._answer(OK, chat_hostname=CHAT_HOSTNAME, event_types=list(chosen))
 
     async def _get_account_info(self, request: Request) -> Response:
@@ -385,6 +389,8 @@ class _ViberBotSimulator:
         self._stats.accept(f"{bot.id}:{receiver}:{payload_key}")
         if bot.webhook is not None:
             self._scheduler.spawn(self._lifecycle(bot, receiver, token, outcome))
+        else:
+            self._held.hold(bot.id, lambda: self._lifecycle(bot, receiver, token, outcome))
 
     async def _lifecycle(self, bot: _Bot, receiver: str, token: int, outcome: Outcome) -> None:
         latency = self._config.callback_latency_s
