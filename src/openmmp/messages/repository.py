@@ -37,7 +37,10 @@ _HISTORY = (
 # Sends are stored through the tables, not the ORM: its bulk insert path cost ~250 µs of CPU per single
 # send (half as much again as the rest of the transaction), and the rows are plain dicts already.
 _MESSAGES = cast("Table", Message.__table__)
-_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+# Each row is matched to its id by its unique public id: asking SQLAlchemy to return the ids in the rows'
+# order (`sort_by_parameter_order`) made it insert one row per statement on SQLite, ~60 µs of a batch
+# item's ~200.
+_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.public_id, _MESSAGES.c.id)
 _INSERT_JOBS = insert(cast("Table", Job.__table__))
 
 
@@ -52,7 +55,8 @@ async def by_client_ids(
 
 async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
     """Insert messages and, in the same transaction, one dispatch job each (the outbox)."""
-    ids = list((await session.execute(_INSERT_MESSAGES, rows)).scalars())
+    by_public_id: dict[str, int] = dict((await session.execute(_INSERT_MESSAGES, rows)).tuples().all())
+    ids = [by_public_id[row["public_id"]] for row in rows]
     jobs = [
         {
             "kind": "dispatch",

@@ -7,7 +7,6 @@ together (architecture.md invariant 1), before the answer leaves.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from openmmp.channels.service import channels, open_credentials
 from openmmp.conversations import repository as conversations
 from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Invalid, NotFound, validation_items
 from openmmp.kit.crypto import Keyring
+from openmmp.kit.ids import new_public_id
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.schemas import CHECKED_STORABLE
 from openmmp.kit.time import now_ms
@@ -168,11 +168,11 @@ class MessageService:
         )
         request_hash = _request_hash(ctx.channel, body)
         row = {
-            "public_id": str(uuid.uuid4()),
+            "public_id": new_public_id(),
             "company_id": subject.company_id,
             "channel_id": ctx.channel.id,
             "conversation_id": conversation_id,
-            "client_message_id": request.client_message_id or str(uuid.uuid4()),
+            "client_message_id": request.client_message_id or new_public_id(),
             "request_id": request.request_id,
             "request_hash": request_hash,
             "phone": normalised,
