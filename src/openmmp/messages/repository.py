@@ -55,7 +55,8 @@ async def by_client_ids(
 
 async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
     """Insert messages and, in the same transaction, one dispatch job each (the outbox)."""
-    by_public_id: dict[str, int] = dict((await session.execute(_INSERT_MESSAGES, rows)).tuples().all())
+    inserted = await session.execute(_INSERT_MESSAGES, rows)
+    by_public_id: dict[str, int] = {row.public_id: row.id for row in inserted}
     ids = [by_public_id[row["public_id"]] for row in rows]
     jobs = [
         {
