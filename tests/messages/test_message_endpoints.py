@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import Tenant, viber_credentials
 
 from openmmp.kit.time import now_ms
+from openmmp.messages.schemas import BroadcastBatchResponse, BroadcastResponseMessage
 from openmmp.models import Channel, Job, Message
 
 
@@ -281,6 +282,34 @@ class TestBatch:
                 )
             ).scalar_one()
         assert stored == jobs == 2
+
+    async def test_each_answer_is_the_documented_schema_and_matches_a_single_send(
+        self, client: httpx.AsyncClient, app, tenant: Tenant, viber
+    ):
+        await launch(app, viber)
+        items = [
+            {"phone": "85512345670", "message": TEXT, "requestId": "r-1"},
+            {"phone": "85512345671", "message": TEXT, "clientMessageId": "schema-1"},
+        ]
+        response = await send(client, tenant, viber, {"messages": items}, "broadcast/batch")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        wire_names = {f.alias for f in BroadcastResponseMessage.model_fields.values()}
+        assert [set(item) for item in body["messages"]] == [wire_names, wire_names]
+        assert BroadcastBatchResponse.model_validate(body).model_dump(mode="json", by_alias=True) == body
+        first, second = body["messages"]
+        assert (first["requestId"], first["phone"], first["status"], first["cause"]) == (
+            "r-1",
+            "85512345670",
+            1,
+            "PENDING",
+        )
+        assert (first["applicationId"], first["publicId"]) == (viber["applicationId"], viber["publicId"])
+        # The replay of one item through the single endpoint answers what the batch answered.
+        replay = await send(client, tenant, viber, items[1])
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == second
 
     async def test_more_than_1000_items_is_400(self, client: httpx.AsyncClient, app, tenant: Tenant, viber):
         await launch(app, viber)

@@ -22,20 +22,37 @@ CHECKED_STORABLE = "checked_storable"
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "must not contain NUL (\\u0000) characters"  # PostgreSQL text cannot store it
-    if _SURROGATES.search(text):
+    if not text.isascii() and _SURROGATES.search(text):
         # A lone "\ud800" escape is valid JSON, but no UTF-8 text: nothing downstream could encode it.
         return "must not contain unpaired surrogates (\\ud800-\\udfff)"
     return None
+
+
+# Where a value sits: None for the body itself, else (where its container sits, its key or index).
+_Where = tuple[Any, str | int] | None
+
+
+def _path(where: _Where) -> str:
+    keys: list[str | int] = []
+    while where is not None:
+        where, key = where
+        keys.append(key)
+    path = ""
+    for key in reversed(keys):
+        path += f"[{key}]" if isinstance(key, int) else (f"{path and '.'}{key}")
+    return path
 
 
 def _unstorable(value: Any) -> str | None:
     """Why parsed JSON could not be stored or sent on as it is, naming where; None when it can.
 
     Walks iteratively (no recursion limit to hit) and in document order, so the first problem is named.
+    A batch's body is a thousand items: a path is only spelled out for the problem found, and text that
+    is fine is checked where its container is walked.
     """
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    stack: list[tuple[Any, _Where, int]] = [(value, None, 0)]
     while stack:
-        item, path, depth = stack.pop()
+        item, where, depth = stack.pop()
         problem = None
         if isinstance(item, str):
             problem = _text_problem(item)
@@ -47,18 +64,19 @@ def _unstorable(value: Any) -> str | None:
         elif isinstance(item, dict):
             children = []
             for key, child in item.items():
-                where = f"{path}.{key}" if path else str(key)
                 problem = _text_problem(str(key))
                 if problem:
-                    path = where
+                    where = (where, str(key))
                     break
-                children.append((child, where, depth + 1))
+                # Text that is fine needs no turn of its own; text that is not is reported in its turn.
+                if type(child) is not str or _text_problem(child):
+                    children.append((child, (where, str(key)), depth + 1))
             stack.extend(reversed(children))
         elif isinstance(item, list):
-            stack.extend((item[i], f"{path}[{i}]", depth + 1) for i in reversed(range(len(item))))
+            stack.extend((item[i], (where, i), depth + 1) for i in reversed(range(len(item))))
         if problem:
             # The path holds the client's keys: never echo a surrogate, the error body could not be encoded.
-            return f"{_SURROGATES.sub(chr(0xFFFD), path) or 'value'} {problem}"
+            return f"{_SURROGATES.sub(chr(0xFFFD), _path(where)) or 'value'} {problem}"
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, literal_column, select
 
 from openmmp.kit.ids import canonical_public_id
 from openmmp.models import Channel, Job, Message, MessageEvent
@@ -41,7 +41,34 @@ _MESSAGES = cast("Table", Message.__table__)
 # order (`sort_by_parameter_order`) made it insert one row per statement on SQLite, ~60 µs of a batch
 # item's ~200.
 _INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.public_id, _MESSAGES.c.id)
-_INSERT_JOBS = insert(cast("Table", Job.__table__))
+_JOBS = cast("Table", Job.__table__)
+# Their dispatch jobs, one per message, made by the database from the inserted rows.
+_INSERT_DISPATCH_JOBS = insert(_JOBS).from_select(
+    [
+        "kind",
+        "company_id",
+        "channel_id",
+        "message_id",
+        "priority",
+        "run_at",
+        "lease_until",
+        "attempts",
+        "created_at",
+    ],
+    select(
+        literal_column("'dispatch'"),
+        _MESSAGES.c.company_id,
+        _MESSAGES.c.channel_id,
+        _MESSAGES.c.id,
+        _MESSAGES.c.priority,
+        _MESSAGES.c.created_at,
+        literal_column("0"),
+        literal_column("0"),
+        _MESSAGES.c.created_at,
+    )
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_MESSAGES.c.id),
+)
 
 
 async def by_client_ids(
@@ -58,21 +85,7 @@ async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) ->
     inserted = await session.execute(_INSERT_MESSAGES, rows)
     by_public_id: dict[str, int] = {row.public_id: row.id for row in inserted}
     ids = [by_public_id[row["public_id"]] for row in rows]
-    jobs = [
-        {
-            "kind": "dispatch",
-            "company_id": row["company_id"],
-            "channel_id": row["channel_id"],
-            "message_id": message_id,
-            "priority": row["priority"],
-            "run_at": row["created_at"],
-            "lease_until": 0,
-            "attempts": 0,
-            "created_at": row["created_at"],
-        }
-        for row, message_id in zip(rows, ids, strict=True)
-    ]
-    await session.execute(_INSERT_JOBS, jobs)
+    await session.execute(_INSERT_DISPATCH_JOBS, {"ids": ids})
     await notify(session, JOBS)
     return ids
 

@@ -28,7 +28,6 @@ from openmmp.messages import status as status_machine
 from openmmp.messages.capabilities import check_content
 from openmmp.messages.rendering import render
 from openmmp.messages.schemas import (
-    BatchItemErrors,
     BroadcastResponseMessage,
     Expire,
     HistoryItem,
@@ -189,11 +188,13 @@ class MessageService:
 
     async def _store(
         self, session: AsyncSession, ctx: _Context, subject: Subject, prepared: list[_Prepared | AppError]
-    ) -> list[BroadcastResponseMessage | AppError]:
-        """Insert the new sends; answer replays with their original response and conflicts with 409s."""
+    ) -> list[dict[str, Any] | AppError]:
+        """Insert the new sends; answer replays with their original response and conflicts with 409s.
+
+        Answers are BroadcastResponseMessage as they go on the wire (a batch answers up to 1,000)."""
         client_ids = [p.row["client_message_id"] for p in prepared if isinstance(p, _Prepared)]
         existing = await repository.by_client_ids(session, subject.company_id, client_ids)
-        results: list[BroadcastResponseMessage | AppError | None] = []
+        results: list[dict[str, Any] | AppError | None] = []
         fresh: list[tuple[int, _Prepared]] = []
         seen_in_call: dict[str, _Prepared] = {}
         for index, item in enumerate(prepared):
@@ -209,7 +210,7 @@ class MessageService:
                     Conflict("clientMessageId was already used with another body", name="clientMessageId")
                 )
             elif original is not None:
-                results.append(response_for(original, ctx.channel))
+                results.append(response_for(original, ctx.channel).model_dump(mode="json", by_alias=True))
             elif earlier is not None:
                 results.append(None)
                 fresh.append((index, earlier))
@@ -222,13 +223,13 @@ class MessageService:
             await repository.insert_with_jobs(session, rows)
             status_machine.count_steps(session, ctx.channel.application_id, MessageStatus.PENDING, len(rows))
         by_client = {row["client_message_id"]: row for row in rows}
-        final: list[BroadcastResponseMessage | AppError] = []
+        final: list[dict[str, Any] | AppError] = []
         for index, result in enumerate(results):
             if result is None:
                 item = prepared[index]
                 assert isinstance(item, _Prepared)
                 row = by_client[item.row["client_message_id"]]
-                final.append(_response_from_row(row, ctx.channel))
+                final.append(_wire_response(row, ctx.channel))
             else:
                 final.append(result)
         return final
@@ -247,7 +248,7 @@ class MessageService:
         [result] = await self._store(session, ctx, subject, [prepared])
         if isinstance(result, AppError):
             raise result
-        return result
+        return BroadcastResponseMessage.model_validate(result)
 
     async def converse(
         self,
@@ -265,7 +266,7 @@ class MessageService:
         [result] = await self._store(session, ctx, subject, [prepared])
         if isinstance(result, AppError):
             raise result
-        return result
+        return BroadcastResponseMessage.model_validate(result)
 
     async def broadcast_batch(
         self,
@@ -275,8 +276,10 @@ class MessageService:
         *,
         account_id: str,
         items: list[dict[str, Any]],
-    ) -> list[BroadcastResponseMessage | BatchItemErrors]:
-        """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent."""
+    ) -> list[dict[str, Any]]:
+        """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent.
+
+        The answer is BroadcastBatchResponse's `messages` as they go on the wire."""
         ctx = await self._context(session, keyring, subject, account_id)
         now = now_ms()
         prepared: list[_Prepared | AppError] = []
@@ -293,9 +296,7 @@ class MessageService:
                 prepared.append(exc)
         results = await self._store(session, ctx, subject, prepared)
         return [
-            BatchItemErrors(errors=[i.model_dump(mode="json") for i in r.items])
-            if isinstance(r, AppError)
-            else r
+            {"errors": [i.model_dump(mode="json") for i in r.items]} if isinstance(r, AppError) else r
             for r in results
         ]
 
@@ -344,18 +345,19 @@ class MessageService:
         )
 
 
-def _response_from_row(row: dict[str, Any], channel: Channel) -> BroadcastResponseMessage:
-    return BroadcastResponseMessage(
-        message_id=row["public_id"],
-        client_message_id=row["client_message_id"],
-        request_id=row["request_id"],
-        phone=row["phone"],
-        status=MessageStatus.PENDING,
-        cause=CAUSES[MessageStatus.PENDING],
-        application_id=channel.application_id,
-        public_id=channel.public_id,
-        created_date=row["created_at"],
-    )
+def _wire_response(row: dict[str, Any], channel: Channel) -> dict[str, Any]:
+    """A new send's BroadcastResponseMessage, with its wire names (tests hold it to the schema)."""
+    return {
+        "messageId": row["public_id"],
+        "clientMessageId": row["client_message_id"],
+        "requestId": row["request_id"],
+        "phone": row["phone"],
+        "status": int(MessageStatus.PENDING),
+        "cause": CAUSES[MessageStatus.PENDING],
+        "applicationId": channel.application_id,
+        "publicId": channel.public_id,
+        "createdDate": row["created_at"],
+    }
 
 
 messages = MessageService()
