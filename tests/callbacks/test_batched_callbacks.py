@@ -132,30 +132,6 @@ async def test_reports_applied_together_answer_each_and_a_repeat_in_the_same_bat
         assert [step["status"] for step in status["history"]].count(4) == 1  # one DELIVERED step each
 
 
-async def test_a_long_run_of_reports_is_applied_in_chunks_that_answer_the_same(
-    app,
-    client: httpx.AsyncClient,
-    tenant: Tenant,
-    bot: dict[str, Any],
-    batch_sizes: list[int],
-    monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.setattr(batching, "REPORTS_TOGETHER_MAX", 5)
-    account = bot["publicId"]
-    messages = await _flood(app, client, tenant, account, "chunked")
-    reports = [delivered(f"chunked-token-{n}", f"chunked-{n}") for n in range(12)]
-    answers = await asyncio.gather(*(post(client, account, body) for body in reports + reports))
-    outcomes = [answer.json()["outcome"] for answer in answers]
-    # A repeat in a later chunk of the same batch is still known for what it is.
-    assert sorted(outcomes) == ["applied"] * 12 + ["duplicate"] * 12
-    assert sum(batch_sizes) == 24
-    assert max(batch_sizes) == 5, batch_sizes
-    for message_id in messages.values():
-        status = await status_of(client, tenant, message_id)
-        assert status["status"] == 4
-        assert [step["status"] for step in status["history"]].count(4) == 1
-
-
 async def test_when_reports_fail_together_each_is_applied_alone(
     app,
     client: httpx.AsyncClient,

@@ -36,11 +36,6 @@ from openmmp.settings import CallbackSettings
 
 log = structlog.get_logger(__name__)
 
-REPORTS_TOGETHER_MAX = 32
-"""Delivery reports applied set-based at most together: the statements run inline, so a run of 200
-held the event loop (every status read) for up to 68 ms; 32 take a few ms, and the loop gets a turn
-before the next callback of the batch."""
-
 
 @dataclass
 class _Callback:
@@ -133,9 +128,6 @@ class CallbackReceiver:
                             continue
                     if prepared.reports_only:
                         run.append((callback, prepared))
-                        if len(run) == REPORTS_TOGETHER_MAX:
-                            await self._apply_reports(session, run, outcomes, channels)
-                            run = []
                         continue
                     await self._apply_reports(session, run, outcomes, channels)
                     run = []
