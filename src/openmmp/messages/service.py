@@ -36,7 +36,7 @@ from openmmp.messages.schemas import (
     SendMessageBroadcast,
     StatusError,
 )
-from openmmp.models import Channel, Message
+from openmmp.models import Channel
 from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import CAUSES, MessageStatus, Priority
 from openmmp.providers.applications import Application
@@ -90,19 +90,27 @@ def _expire_at(expire: Expire | None, now: int) -> int | None:
     return expire.expire_time
 
 
-def response_for(message: Message, channel: Channel) -> BroadcastResponseMessage:
-    """The send's answer. A replay returns this same original answer (status PENDING)."""
-    return BroadcastResponseMessage(
-        message_id=message.public_id,
-        client_message_id=message.client_message_id,
-        request_id=message.request_id,
-        phone=message.phone,
-        status=MessageStatus.PENDING,
-        cause=CAUSES[MessageStatus.PENDING],
-        application_id=channel.application_id,
-        public_id=channel.public_id,
-        created_date=message.created_at,
-    )
+def _answer(
+    channel: Channel,
+    message_id: str,
+    client_message_id: str,
+    request_id: str | None,
+    phone: str | None,
+    created_at: int,
+) -> dict[str, Any]:
+    """A send's BroadcastResponseMessage with its wire names (tests hold it to the schema). A replay
+    gets this same original answer (status PENDING)."""
+    return {
+        "messageId": message_id,
+        "clientMessageId": client_message_id,
+        "requestId": request_id,
+        "phone": phone,
+        "status": int(MessageStatus.PENDING),
+        "cause": CAUSES[MessageStatus.PENDING],
+        "applicationId": channel.application_id,
+        "publicId": channel.public_id,
+        "createdDate": created_at,
+    }
 
 
 class MessageService:
@@ -210,7 +218,16 @@ class MessageService:
                     Conflict("clientMessageId was already used with another body", name="clientMessageId")
                 )
             elif original is not None:
-                results.append(response_for(original, ctx.channel).model_dump(mode="json", by_alias=True))
+                results.append(
+                    _answer(
+                        ctx.channel,
+                        original.public_id,
+                        original.client_message_id,
+                        original.request_id,
+                        original.phone,
+                        original.created_at,
+                    )
+                )
             elif earlier is not None:
                 results.append(None)
                 fresh.append((index, earlier))
@@ -229,7 +246,16 @@ class MessageService:
                 item = prepared[index]
                 assert isinstance(item, _Prepared)
                 row = by_client[item.row["client_message_id"]]
-                final.append(_wire_response(row, ctx.channel))
+                final.append(
+                    _answer(
+                        ctx.channel,
+                        row["public_id"],
+                        row["client_message_id"],
+                        row["request_id"],
+                        row["phone"],
+                        row["created_at"],
+                    )
+                )
             else:
                 final.append(result)
         return final
@@ -343,21 +369,6 @@ class MessageService:
             error=error,
             history=history,
         )
-
-
-def _wire_response(row: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    """A new send's BroadcastResponseMessage, with its wire names (tests hold it to the schema)."""
-    return {
-        "messageId": row["public_id"],
-        "clientMessageId": row["client_message_id"],
-        "requestId": row["request_id"],
-        "phone": row["phone"],
-        "status": int(MessageStatus.PENDING),
-        "cause": CAUSES[MessageStatus.PENDING],
-        "applicationId": channel.application_id,
-        "publicId": channel.public_id,
-        "createdDate": row["created_at"],
-    }
 
 
 messages = MessageService()
