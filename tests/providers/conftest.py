@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +16,9 @@ from tests.providers.viber_harness import AppHost, CallbackReceiver, Inbox, Sim,
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
+
+SHARED_SMSC = Path(__file__).resolve().parents[3] / "shared" / "bench" / "smsc_sim.py"
+"""An SMSC simulator someone else wrote (the shared benchmark fixtures beside the checkout)."""
 
 # Small latencies and back-offs keep the whole provider suite fast without sleeping in tests.
 FAST: dict[str, Any] = {
@@ -67,3 +75,31 @@ async def start_sim(app_host: AppHost, http: HttpClient, inbox: Inbox) -> AsyncI
 async def sim(start_sim: StartSim) -> Sim:
     """The simulators with the fast sandbox defaults."""
     return await start_sim()
+
+
+@pytest.fixture
+async def shared_smsc() -> AsyncIterator[int]:
+    """The shared benchmark's SMSC simulator on a free port, accepting connections, receipts after
+    50 ms; the test is skipped where the fixtures are not beside the checkout (a fresh clone)."""
+    if not SHARED_SMSC.exists():
+        pytest.skip("the shared benchmark fixtures are not beside the checkout")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    smsc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SHARED_SMSC),
+        *("--port", str(port), "--dlr-delay", "0.05", "--log-interval", "0"),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.05)
+        yield port
+    finally:
+        smsc.terminate()
+        await smsc.wait()

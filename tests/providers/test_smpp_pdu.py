@@ -4,11 +4,7 @@ with an SMSC written by someone else (the shared benchmark's simulator) over a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -34,8 +30,6 @@ from openmmp.providers.smpp.pdu import (
     decode,
     parse_receipt,
 )
-
-SMSC = Path(__file__).resolve().parents[3] / "shared" / "bench" / "smsc_sim.py"
 
 
 def test_a_bind_transceiver_is_laid_out_as_the_specification_says() -> None:
@@ -91,6 +85,17 @@ def test_a_malformed_pdu_is_refused_with_the_status_to_answer(frame: bytes, stat
     assert refused.value.status == status
 
 
+def test_a_refused_request_gets_its_own_response_and_an_unknown_command_a_generic_nack() -> None:
+    truncated = _truncated_short_message()
+    with pytest.raises(PduError) as refused:
+        decode(truncated)
+    assert pdu.refusal(truncated, refused.value) == Pdu(SUBMIT_SM | RESPONSE, 1, ESME_RINVMSGLEN)
+    unknown = struct.pack(">IIII", 16, 0x00000777, 0, 9)
+    with pytest.raises(PduError) as refused:
+        decode(unknown)
+    assert pdu.refusal(unknown, refused.value) == Pdu(pdu.GENERIC_NACK, 9, ESME_RINVCMDID)
+
+
 def test_the_framer_cuts_a_stream_however_it_arrives() -> None:
     stream = b"".join(Pdu(ENQUIRE_LINK, n).encode() for n in range(1, 4))
     framer = Framer()
@@ -129,23 +134,9 @@ async def _read(reader: asyncio.StreamReader, framer: Framer, pending: list[byte
     return decode(pending.pop(0))
 
 
-@pytest.mark.skipif(not SMSC.exists(), reason="the shared benchmark fixtures are not beside the checkout")
-async def test_a_session_with_another_smsc_binds_submits_and_gets_the_receipt() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smsc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SMSC),
-        *("--port", str(port), "--dlr-delay", "0.05", "--log-interval", "0"),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
+async def test_a_session_with_another_smsc_binds_submits_and_gets_the_receipt(shared_smsc: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", shared_smsc)
     try:
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                break
-            await asyncio.sleep(0.05)
         framer, pending = Framer(), []
         writer.write(Pdu(BIND_TRANSCEIVER, 1, body=Bind("openmmp", "secret")).encode())
         bound = await _read(reader, framer, pending)
@@ -167,7 +158,5 @@ async def test_a_session_with_another_smsc_binds_submits_and_gets_the_receipt() 
         writer.write(Pdu(pdu.UNBIND, 3).encode())
         unbound = await _read(reader, framer, pending)
         assert (unbound.command_id, unbound.sequence) == (pdu.UNBIND | RESPONSE, 3)
-        writer.close()
     finally:
-        smsc.terminate()
-        await smsc.wait()
+        writer.close()

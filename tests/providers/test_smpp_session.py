@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +23,6 @@ from openmmp.providers.smpp.pdu import (
 )
 from openmmp.providers.smpp.session import BindRefused, Session, SessionClosed
 
-SMSC = Path(__file__).resolve().parents[3] / "shared" / "bench" / "smsc_sim.py"
 BIND = Bind("openmmp", "secret")
 
 
@@ -34,17 +30,9 @@ def _message(n: int) -> ShortMessage:
     return ShortMessage("OpenMMP", f"85512{n:06d}", short_message=b"Your code is 4711", registered_delivery=1)
 
 
-@pytest.mark.skipif(not SMSC.exists(), reason="the shared benchmark fixtures are not beside the checkout")
-async def test_with_another_smsc_a_window_of_submits_gets_every_id_and_every_receipt() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smsc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SMSC),
-        *("--port", str(port), "--dlr-delay", "0.05", "--log-interval", "0"),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
+async def test_with_another_smsc_a_window_of_submits_gets_every_id_and_every_receipt(
+    shared_smsc: int,
+) -> None:
     receipts: list[ShortMessage] = []
     all_in = asyncio.Event()
 
@@ -54,25 +42,15 @@ async def test_with_another_smsc_a_window_of_submits_gets_every_id_and_every_rec
             all_in.set()
         return smpp.ESME_ROK
 
-    try:
-        session = None
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                session = await Session.open("127.0.0.1", port, BIND, window=4, on_deliver=keep)
-                break
-            await asyncio.sleep(0.05)
-        assert session is not None
-        answers = await asyncio.gather(*(session.submit(_message(n)) for n in range(40)))
-        assert {a.status for a in answers} == {smpp.ESME_ROK}
-        ids = {a.body.message_id for a in answers if isinstance(a.body, MessageId)}
-        assert len(ids) == 40
-        await asyncio.wait_for(all_in.wait(), timeout=10)
-        assert {parse_receipt(r).message_id for r in receipts} == ids
-        await session.close()
-        assert session.closed
-    finally:
-        smsc.terminate()
-        await smsc.wait()
+    session = await Session.open("127.0.0.1", shared_smsc, BIND, window=4, on_deliver=keep)
+    answers = await asyncio.gather(*(session.submit(_message(n)) for n in range(40)))
+    assert {a.status for a in answers} == {smpp.ESME_ROK}
+    ids = {a.body.message_id for a in answers if isinstance(a.body, MessageId)}
+    assert len(ids) == 40
+    await asyncio.wait_for(all_in.wait(), timeout=10)
+    assert {parse_receipt(r).message_id for r in receipts} == ids
+    await session.close()
+    assert session.closed
 
 
 Handler = Callable[[Pdu, asyncio.StreamWriter], Awaitable[None]]

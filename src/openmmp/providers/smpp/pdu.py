@@ -44,10 +44,6 @@ ESME_RMSGQFUL = 0x14
 ESME_RSUBMITFAIL = 0x45
 ESME_RTHROTTLED = 0x58
 
-STATUS_NAMES: Mapping[int, str] = {
-    value: name for name, value in globals().items() if name.startswith("ESME_") and isinstance(value, int)
-}
-
 TLV_RECEIPTED_MESSAGE_ID = 0x001E
 TLV_MESSAGE_PAYLOAD = 0x0424
 TLV_MESSAGE_STATE = 0x0427
@@ -338,6 +334,15 @@ def decode(frame: bytes) -> Pdu:
     if not data and command_id & RESPONSE and status != ESME_ROK:
         return Pdu(command_id, sequence, status)
     return Pdu(command_id, sequence, status, kind.decode(data))
+
+
+def refusal(frame: bytes, error: PduError) -> Pdu:
+    """The answer to a whole PDU that `decode` refused with `error`: the request's own response with the
+    error's status, or a generic_nack for an unknown command or a broken response."""
+    _length, command_id, _status, sequence = HEADER.unpack_from(frame)
+    if command_id & RESPONSE or error.status == ESME_RINVCMDID:
+        return Pdu(GENERIC_NACK, sequence, error.status)
+    return Pdu(command_id | RESPONSE, sequence, error.status)
 
 
 class Framer:

@@ -28,7 +28,6 @@ from openmmp.providers.smpp.pdu import (
     ESME_ROK,
     ESME_RSYSERR,
     GENERIC_NACK,
-    HEADER,
     SUBMIT_SM,
     UNBIND,
     Bind,
@@ -38,6 +37,7 @@ from openmmp.providers.smpp.pdu import (
     PduError,
     ShortMessage,
     decode,
+    refusal,
 )
 
 OnDeliver = Callable[[ShortMessage], Awaitable[int]]
@@ -185,8 +185,7 @@ class Session:
         try:
             pdu = decode(frame)
         except PduError as exc:
-            _length, _command, _status, sequence = HEADER.unpack_from(frame)
-            self._send(Pdu(GENERIC_NACK, sequence, exc.status))
+            self._send(refusal(frame, exc))
             return
         if pdu.is_response or pdu.command_id == GENERIC_NACK:
             waiting = self._waiting.get(pdu.sequence)

@@ -146,9 +146,7 @@ class SmscSimulator:
         try:
             pdu = decode(frame)
         except PduError as exc:
-            _length, command_id, _status, sequence = smpp.HEADER.unpack_from(frame)
-            answer = smpp.GENERIC_NACK if exc.status == smpp.ESME_RINVCMDID else command_id | smpp.RESPONSE
-            writer.write(Pdu(answer, sequence, exc.status).encode())
+            writer.write(smpp.refusal(frame, exc).encode())
             return link
         if pdu.command_id in smpp.BINDS:
             assert isinstance(pdu.body, Bind)
