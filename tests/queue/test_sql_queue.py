@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -48,7 +49,25 @@ class TestClaims:
             claimed = await claimer.claim(session, limit=20, now=NOW)
         owners = [job.company_id for job in claimed]
         assert len(claimed) == 20
+        assert len({job.id for job in claimed}) == 20  # the flood's second share is past its first
         assert small in owners  # the newest job of the small company, ahead of 280 older flood jobs
+
+    async def test_rounds_claiming_at_once_take_each_job_once(self, app):
+        """Rounds share one claimer; one that waits for the database while another claims must not see
+        the company it serves next as a second lane (that took its jobs twice, and sent them twice)."""
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            company = await _company(session, "Concurrent")
+            await session.execute(insert(Job), _jobs(company, 300, kind="concurrent-test"))
+        claimer = Claimer(kind="concurrent-test", lease_ms=60_000, skip_locked=not db.is_sqlite)
+
+        async def one_round() -> list[int]:
+            async with db.write_sessions() as session, session.begin():
+                return [job.id for job in await claimer.claim(session, limit=200, now=NOW)]
+
+        rounds = await asyncio.gather(*(one_round() for _ in range(4)))
+        ids = [job_id for claimed in rounds for job_id in claimed]
+        assert len(ids) == len(set(ids)) == 300
 
     async def test_transactional_before_campaign_within_a_company(self, app):
         db = app.state.db

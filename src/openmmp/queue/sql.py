@@ -79,9 +79,11 @@ class Claimer:
             }
             return [row[0] for row in await session.execute(_LANES, parameters)]
 
-        lanes = await scan(self._after, NO_COMPANY, self.max_lanes)
-        if len(lanes) < self.max_lanes and self._after >= 0:
-            lanes += await scan(-1, self._after + 1, self.max_lanes - len(lanes))
+        # Read once: another round's claim may move it while this one waits for the database.
+        after = self._after
+        lanes = await scan(after, NO_COMPANY, self.max_lanes)
+        if len(lanes) < self.max_lanes and after >= 0:
+            lanes += await scan(-1, after + 1, self.max_lanes - len(lanes))
         return lanes
 
     async def claim(self, session: AsyncSession, *, limit: int, now: int) -> list[Job]:
@@ -92,7 +94,9 @@ class Claimer:
         active = lanes
         served: set[int] = set()
         claimed: list[Job] = []
-        # Equal shares first; what a short lane leaves unused goes to the lanes that had more.
+        taken: dict[int, list[int]] = {}
+        # Equal shares first; what a short lane leaves unused goes to the lanes that had more (past the
+        # jobs this claim already took from them: they are leased only when it ends).
         while active and len(claimed) < limit:
             share = max(1, math.ceil((limit - len(claimed)) / len(active)))
             still_full = []
@@ -100,7 +104,9 @@ class Claimer:
                 wanted = min(share, limit - len(claimed))
                 if wanted <= 0:
                     break
-                got = await self._take(session, company_id, wanted, now)
+                mine = taken.setdefault(company_id, [])
+                got = await self._take(session, company_id, wanted, now, mine)
+                mine += [job.id for job in got]
                 claimed += got
                 served.add(company_id)
                 if len(got) == wanted:
@@ -125,7 +131,10 @@ class Claimer:
         self._after = lanes[0] if not unserved else max(c for c in lanes if c in served and c < unserved[0])
         return claimed
 
-    async def _take(self, session: AsyncSession, company_id: int, count: int, now: int) -> list[Job]:
+    async def _take(
+        self, session: AsyncSession, company_id: int, count: int, now: int, skip: list[int]
+    ) -> list[Job]:
+        """Up to `count` of the company's due jobs, oldest first, other than those in `skip`."""
         jobs: list[Job] = []
         for priority in Priority:  # transactional first; each a range of the index
             if len(jobs) >= count:
@@ -139,11 +148,13 @@ class Claimer:
                     Job.run_at <= now,
                 )
                 .order_by(Job.run_at, Job.id)
-                .limit(count - len(jobs))
+                .limit(count - len(jobs) + len(skip))
             )
             if self.skip_locked:
                 statement = statement.with_for_update(skip_locked=True)
-            jobs += list((await session.execute(statement)).scalars())
+            skipped = set(skip)
+            found = [job for job in (await session.execute(statement)).scalars() if job.id not in skipped]
+            jobs += found[: count - len(jobs)]
         return jobs
 
 
