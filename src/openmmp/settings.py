@@ -36,6 +36,15 @@ class ProviderSettingsBase(BaseModel):
     """
 
     timeout_seconds: float = 10.0
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts (names or addresses) that channels' credentials may name "
+        "although they are private, e.g. the operator's own SMSC; any other must be public.",
+    )
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
 
     def base_url(self, provider: Provider) -> str:
         return str(getattr(self, f"{_prefix(provider)}_base_url"))

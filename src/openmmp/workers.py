@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from asyncio.subprocess import PIPE
 from collections.abc import Callable
 
 import structlog
 
+from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.service import prune_events, reconcile
 from openmmp.channels.tasks import ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
+from openmmp.dispatch.links import Links
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
@@ -29,6 +32,7 @@ from openmmp.messages.tasks import expire_sent
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
+from openmmp.webhooks.guard import upstream_target_check
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
 
 log = structlog.get_logger(__name__)
@@ -51,16 +55,28 @@ class Workers:
         self.db = db
         self.keyring = keyring
         self.settings = settings
-        contexts = settings.provider_contexts(http)
+        # Connections to hosts the tenants named (an SMSC) are checked when they are made.
+        check = upstream_target_check(settings.providers.allowed_host_list)
+        contexts = {
+            name: dataclasses.replace(ctx, target_check=check)
+            for name, ctx in settings.provider_contexts(http).items()
+        }
         self.deliverer = WebhookDeliverer(
             db, http, keyring, settings.webhooks, allow_private=webhooks_allow_private(settings)
+        )
+        # What arrives on the links is applied as callbacks are in the API process.
+        receiver = CallbackReceiver(db, keyring, contexts, settings.callbacks, on_commit=self.deliverer.wake)
+        self.links = Links(
+            db, keyring, contexts, receiver, sync_seconds=settings.dispatch.sweep_interval_seconds
         )
         # Limits shared across processes live in Redis when configured; else each process keeps its own.
         self._redis_limiter = (
             RedisLimiter(settings.redis_url) if limiter is None and settings.redis_url else None
         )
         chosen = limiter or self._redis_limiter or LocalLimiter()
-        self.dispatcher = Dispatcher(db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake)
+        self.dispatcher = Dispatcher(
+            db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake, links=self.links
+        )
         self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
 
     def wake(self) -> None:
@@ -70,7 +86,17 @@ class Workers:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("workers_started", shared_limits=self._redis_limiter is not None)
-        loops = [self.dispatcher.run(stop), self.deliverer.run(stop), self._periodic(stop)]
+        # The links close only once dispatch has stopped: a submit still in flight when its connection
+        # closed would be sent again, its answer lost.
+        links_stop = asyncio.Event()
+
+        async def dispatch() -> None:
+            try:
+                await self.dispatcher.run(stop)
+            finally:
+                links_stop.set()
+
+        loops = [dispatch(), self.deliverer.run(stop), self.links.run(links_stop), self._periodic(stop)]
         if not self.db.is_sqlite:
             handlers = {JOBS: self.dispatcher.wake, WEBHOOKS: self.deliverer.wake}
             loops.append(Listener(self.db.url, handlers).run(stop))

@@ -14,6 +14,7 @@ from tests.conftest import BOT_TOKENS, Tenant
 
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
+from openmmp.messages.repository import record_parts
 from openmmp.models import Channel, Conversation, Message, ProviderEvent
 from openmmp.models.message import MessageStatus
 
@@ -70,14 +71,23 @@ async def sent_message(
         headers=tenant.headers,
     )
     assert response.status_code == 200, response.text
-    message_id = response.json()["messageId"]
+    message_id = str(response.json()["messageId"])
+    await record_sent(app, message_id, (token,))
+    return message_id
+
+
+async def record_sent(app, message_id: str, tokens: tuple[str, ...]) -> None:
+    """Record a message SENT as the dispatcher does: with its upstream token, and when `tokens` holds
+    several, in those parts (the whole then has a token of its own that no report names)."""
     async with app.state.db.write_sessions() as session, session.begin():
         message = (await session.execute(select(Message).where(Message.public_id == message_id))).scalar_one()
         channel = await session.get(Channel, message.channel_id)
         assert channel is not None
+        token = tokens[0] if len(tokens) == 1 else f"{tokens[0]}+{len(tokens)}"
         change = status_machine.Change(message, MessageStatus.SENT, now_ms(), provider_message_id=token)
         await status_machine.apply(session, [change], {channel.id: channel})
-    return str(message_id)
+        if len(tokens) > 1:
+            await record_parts(session, [(message, tokens)])
 
 
 async def status_of(client: httpx.AsyncClient, tenant: Tenant, message_id: str) -> dict[str, Any]:

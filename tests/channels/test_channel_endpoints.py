@@ -19,10 +19,16 @@ class TestCreateChannel:
     async def test_every_application_can_be_created_and_read_back_without_credentials(
         self, client: httpx.AsyncClient, tenant: Tenant, partner: Tenant, application: Application
     ):
+        credentials = dict(REGISTRY.sandbox_credentials(application))
+        for field, _port in REGISTRY.credentials_model(application).target_fields:
+            # Outside sandbox mode a host the server connects to must be public (or allowed).
+            credentials[REGISTRY.credentials_model(application).model_fields[field].alias or field] = (
+                "smsc.example.com"
+            )
         body = {
             "name": f"My {application.name}",
             "applicationId": application.value,
-            "credentials": dict(REGISTRY.sandbox_credentials(application)),
+            "credentials": credentials,
         }
         created = await create_channel(client, tenant, partner, body)
         assert created.status_code == 201, created.text
@@ -31,7 +37,7 @@ class TestCreateChannel:
         assert channel["type"] == (2 if application.value in BOT_APPLICATIONS else 1)
         # Viber Bot waits for its set_webhook job (PROCESSING), Viber BM is launched at once; an
         # application that cannot send yet says so (REQUEST), never LAUNCH.
-        expected = {Application.VIBER_BOT: 2, Application.VIBER: 3}.get(application, 1)
+        expected = {Application.VIBER_BOT: 2, Application.VIBER: 3, Application.SMS: 3}.get(application, 1)
         assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)
         assert read.status_code == 200

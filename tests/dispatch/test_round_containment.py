@@ -100,6 +100,7 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
         "viber-bot": ProviderContext(
             crashing, f"{simulators}/viber-bot", "http://127.0.0.1:9", sandbox=False
         ),
+        "smpp": ProviderContext(http, f"{simulators}/smpp", "http://127.0.0.1:9", sandbox=False),
     }
     assert set(contexts) == {p.name for p in REGISTRY.providers}
     dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())

@@ -400,6 +400,7 @@ def system_env(
         "OPENMMP_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "OPENMMP_PROVIDERS__VIBER_BOT_BASE_URL": f"http://127.0.0.1:{sim_port}/viber-bot",
         "OPENMMP_PROVIDERS__VIBER_BASE_URL": f"http://127.0.0.1:{sim_port}/viber",
+        "OPENMMP_PROVIDERS__SMPP_BASE_URL": f"http://127.0.0.1:{sim_port}/smpp",
         "OPENMMP_PROVIDERS__TIMEOUT_SECONDS": "2",
         "OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.1",
         "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "0.5",

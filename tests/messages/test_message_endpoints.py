@@ -170,17 +170,15 @@ class TestBroadcast:
     async def test_applications_without_an_adapter_refuse_sends_clearly(
         self, client: httpx.AsyncClient, make_channel, tenant: Tenant
     ):
-        sms = await make_channel(
-            tenant,
-            applicationId=3,
-            credentials={"host": "h", "port": 2775, "systemId": "s", "password": "p", "sourceAddr": "S"},
+        telegram = await make_channel(
+            tenant, applicationId=5, credentials={"botToken": f"telegram-{uuid.uuid4().hex}"}
         )
-        response = await send(client, tenant, sms, {"phone": "85512345678", "message": TEXT})
+        response = await send(client, tenant, telegram, {"phone": "85512345678", "message": TEXT})
         assert response.status_code == 400
         assert response.json()["errors"][0] == {
             "name": "accountId",
             "code": "NOT_ACCEPTABLE",
-            "message": "Sending on SMS channels is not available yet",
+            "message": "Sending on TELEGRAM channels is not available yet",
         }
 
     async def test_another_companys_channel_is_404(self, client: httpx.AsyncClient, app, new_company, viber):

@@ -115,7 +115,7 @@ def test_a_receipt_names_its_message_state_and_error() -> None:
         esm_class=0x04,
     )
     assert receipt.is_receipt
-    assert parse_receipt(receipt) == pdu.Receipt("0123abc", "UNDELIV", "034", "2612061011")
+    assert parse_receipt(receipt) == pdu.Receipt("0123abc", "UNDELIV", "034", "2612061011", "2612061010")
     with_tlv = ShortMessage(
         "a",
         "b",

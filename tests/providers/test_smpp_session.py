@@ -9,7 +9,9 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from tests.e2e.harness import wait_until
 
+from openmmp.providers.simulation import SimulatorConfig
 from openmmp.providers.smpp import pdu as smpp
 from openmmp.providers.smpp.pdu import (
     Bind,
@@ -22,6 +24,7 @@ from openmmp.providers.smpp.pdu import (
     parse_receipt,
 )
 from openmmp.providers.smpp.session import BindRefused, Session, SessionClosed
+from openmmp.providers.smpp.smsc import SmscKnobs, SmscSimulator
 
 BIND = Bind("openmmp", "secret")
 
@@ -178,3 +181,32 @@ async def test_an_idle_session_sends_enquire_links_and_ends_when_they_go_unanswe
         assert not session.closed
         answer_them = False
         await asyncio.wait_for(session.wait_closed(), 5)
+
+
+async def test_a_delivery_that_waits_does_not_hold_the_next_one_within_the_deliver_window() -> None:
+    simulator = SmscSimulator(SimulatorConfig(), SmscKnobs())
+    port = await simulator.start()
+    release, started, answered = asyncio.Event(), [], asyncio.Event()
+
+    async def slow_first(message: ShortMessage) -> int:
+        started.append(message.source_addr)
+        if message.source_addr.endswith("1"):
+            await release.wait()  # the first waits, as for a commit
+        else:
+            answered.set()
+        return smpp.ESME_ROK
+
+    try:
+        session = await Session.open("127.0.0.1", port, BIND, on_deliver=slow_first, deliver_window=2)
+        for phone in ("85512345671", "85512345672"):
+            simulator.mobile_originated("openmmp", source=phone, destination="ACME", message="hi")
+        await asyncio.wait_for(answered.wait(), timeout=5)
+        assert started == ["85512345671", "85512345672"]  # handed on in the order they came
+        assert simulator.stats_json(detail=False)["callbacksPending"] == 1  # the second is answered
+        release.set()
+        await wait_until(
+            lambda: not simulator.stats_json(detail=False)["callbacksPending"], timeout=5, what="answers"
+        )
+        await session.close()
+    finally:
+        await simulator.stop()

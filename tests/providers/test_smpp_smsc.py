@@ -109,18 +109,73 @@ async def test_submits_above_the_rate_are_throttled() -> None:
 
 async def test_an_end_user_writes_in_to_a_bound_receiver(smsc: tuple[SmscSimulator, int]) -> None:
     simulator, port = smsc
+    # Written while nothing of the account is bound: kept, and delivered first once a receiver binds.
     assert not simulator.mobile_originated("acme", source="85512345670", destination="ACME", message="hi")
     inbox = Inbox()
     session = await Session.open("127.0.0.1", port, Bind("acme", "s3cret"), on_deliver=inbox.keep)
     long_reply = "Привет! " * 12  # UCS-2, two parts
     assert simulator.mobile_originated("acme", source="85512345670", destination="ACME", message="STOP")
     assert simulator.mobile_originated("acme", source="85512345670", destination="ACME", message=long_reply)
-    first, *parts = await inbox.wait_for(3)
+    held, first, *parts = await inbox.wait_for(4)
+    assert sms_text.decode(held.short_message, held.data_coding) == "hi"
     assert not first.is_receipt
     assert (first.source_addr, first.destination_addr) == ("85512345670", "ACME")
     assert sms_text.decode(first.short_message, first.data_coding) == "STOP"
     assert all(p.esm_class & sms_text.UDHI and p.data_coding == sms_text.UCS2 for p in parts)
     assert "".join(sms_text.decode(p.short_message[6:], p.data_coding) for p in parts) == long_reply
+    await session.close()
+
+
+async def test_a_delivery_answered_with_an_error_or_left_unanswered_comes_again() -> None:
+    simulator = SmscSimulator(SimulatorConfig(), SmscKnobs(receipt_delay_s=0.01, redeliver_after_s=0.05))
+    port = await simulator.start()
+    answers = iter([0x64, smpp.ESME_ROK])  # ESME_RX_T_APPN first: "not now"
+    inbox = Inbox()
+
+    async def temporarily_refuse(message: ShortMessage) -> int:
+        await inbox.keep(message)
+        return next(answers)
+
+    try:
+        session = await Session.open("127.0.0.1", port, Bind("acme", "x"), on_deliver=temporarily_refuse)
+        simulator.mobile_originated("acme", source="85512345670", destination="ACME", message="YES")
+        await inbox.wait_for(2)
+        assert simulator.stats["redelivered"] == 1
+        await session.close()
+
+        # A receiver that never answers, then drops: what it held goes to the next receiver of the account.
+        stuck = asyncio.Event()
+
+        async def never(_: ShortMessage) -> int:
+            await stuck.wait()
+            return smpp.ESME_ROK
+
+        silent = await Session.open("127.0.0.1", port, Bind("acme", "x"), on_deliver=never)
+        simulator.mobile_originated("acme", source="85512345671", destination="ACME", message="NO")
+        await asyncio.sleep(0.05)
+        await silent.close()
+        later = Inbox()
+        session = await Session.open("127.0.0.1", port, Bind("acme", "x"), on_deliver=later.keep)
+        [again] = await later.wait_for(1)
+        assert sms_text.decode(again.short_message, again.data_coding) == "NO"
+        stuck.set()
+        await session.close()
+    finally:
+        await simulator.stop()
+
+
+async def test_the_shared_faults_read_as_smpp_answers(smsc: tuple[SmscSimulator, int]) -> None:
+    simulator, port = smsc
+    session = await Session.open("127.0.0.1", port, Bind("acme", "s3cret"), response_timeout_s=0.2)
+    answers = []
+    for kind in ("http_503", "rate_limit", "final_error"):
+        simulator.faults.configure({"kind": kind})
+        answers.append((await session.submit(_sms("85512345670"))).status)
+    assert answers == [smpp.ESME_RSYSERR, smpp.ESME_RTHROTTLED, smpp.ESME_RSUBMITFAIL]
+    simulator.faults.configure({"kind": "timeout"})
+    with pytest.raises(TimeoutError):
+        await session.submit(_sms("85512345670"))
+    assert (await session.submit(_sms("85512345670"))).status == smpp.ESME_ROK
     await session.close()
 
 

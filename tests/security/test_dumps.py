@@ -43,7 +43,8 @@ def every_application() -> list[tuple[int, dict[str, Any], list[str]]]:
     bot, wa_token, wa_secret = token("bot"), token("wa-access"), token("wa-app")
     zalo = [token("zalo-access"), token("zalo-refresh"), token("zalo-key")]
     apple, fb_token, fb_secret, telegram = token("apple"), token("fb-page"), token("fb-app"), token("tg")
-    smpp = secrets.token_hex(4) + "x"  # SMPP passwords have at most 9 characters
+    smpp = secrets.token_hex(3) + "x"  # SMPP passwords have at most 8 characters
+    mm7 = token("mm7")
     private_key = token("rsa-private-key")
     rcs = json.dumps({"type": "service_account", "client_email": "a@b.iam", "private_key": private_key})
     smtp_password = token("smtp")
@@ -82,13 +83,14 @@ def every_application() -> list[tuple[int, dict[str, Any], list[str]]]:
         (
             15,
             {
-                "host": "mms.example.net",
-                "port": 2775,
-                "systemId": "sys",
-                "password": smpp[::-1],
-                "sourceAddr": "MMP",
+                "url": "https://mmsc.example.net/mm7",
+                "vaspId": "vasp-1",
+                "vasId": "vas-1",
+                "senderAddress": "MMP",
+                "username": "vasp",
+                "password": mm7,
             },
-            [smpp[::-1]],
+            [mm7],
         ),
         (
             24,

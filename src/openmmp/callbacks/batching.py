@@ -27,7 +27,14 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmmp.callbacks.service import Prepared, apply_prepared, apply_reports, challenge, prepare
+from openmmp.callbacks.service import (
+    Prepared,
+    apply_prepared,
+    apply_reports,
+    challenge,
+    naming_parts,
+    prepare,
+)
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.models import Channel
@@ -44,6 +51,8 @@ class _Callback:
     request: CallbackRequest
     context: dict[str, Any]
     """The request's log context (request id), so what `receive` logs names its request."""
+    trusted: bool
+    """It came on a connection of ours to the upstream (a `Link`), not over HTTP: nothing to verify."""
     answer: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -79,11 +88,14 @@ class CallbackReceiver:
                 request=request,
             )
 
-    async def receive(self, provider: str, account_id: str, request: CallbackRequest) -> str:
+    async def receive(
+        self, provider: str, account_id: str, request: CallbackRequest, *, trusted: bool = False
+    ) -> str:
         """Verify, store and apply one callback: its outcome, or the exception it raised (see
         `service.prepare` and `service.apply_prepared`). Its write transaction is shared with the
-        callbacks that arrive meanwhile (at most `batch_max`)."""
-        callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars())
+        callbacks that arrive meanwhile (at most `batch_max`). `trusted`: an event that arrived on a
+        provider's `Link` (a connection of ours), stored and applied without a signature to check."""
+        callback = _Callback(provider, account_id, request, structlog.contextvars.get_contextvars(), trusted)
         self._waiting.append(callback)
         if self._draining is None:
             self._draining = asyncio.create_task(self._drain())
@@ -122,6 +134,7 @@ class CallbackReceiver:
                                 account_id=callback.account_id,
                                 request=callback.request,
                                 channels=channels,
+                                trusted=callback.trusted,
                             )
                         except Exception as exc:  # refused before anything was written
                             outcomes[id(callback)] = exc
@@ -151,9 +164,18 @@ class CallbackReceiver:
         outcomes: dict[int, str | BaseException],
         channels: dict[str, Channel | None],
     ) -> None:
-        """Delivery reports of several callbacks in one SAVEPOINT; should that fail, each alone."""
+        """Delivery reports of several callbacks in one SAVEPOINT; should that fail, each alone. Those
+        that name a part of a message (a long SMS) are applied alone: they concern none of the others'
+        messages, so the order of each message's reports holds."""
         if not run:
             return
+        alone = await naming_parts(session, [prepared for _, prepared in run])
+        if alone:
+            for callback, prepared in [item for n, item in enumerate(run) if n in alone]:
+                await self._apply_alone(session, callback, prepared, outcomes, channels)
+            run = [item for n, item in enumerate(run) if n not in alone]
+            if not run:
+                return
         try:
             async with session.begin_nested():
                 answers = await apply_reports(session, [prepared for _, prepared in run])

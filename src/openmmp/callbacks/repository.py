@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from openmmp.kit.ids import canonical_public_id, new_public_id
-from openmmp.models import Channel, Conversation, Message, ProviderEvent
+from openmmp.models import Channel, Conversation, Message, MessagePart, ProviderEvent
 from openmmp.models.message import EventOutcome, MessageStatus
 
 if TYPE_CHECKING:
@@ -184,7 +184,50 @@ def _message_for(*, by_user: bool, lock: bool) -> Any:
         statement = statement.where(Message.recipient == bindparam("user"))
     if lock:
         statement = statement.with_for_update().execution_options(populate_existing=True)
-    return statement.limit(1)
+    # The latest, should the upstream have handed the token out before (an SMSC counting again from 1).
+    return statement.order_by(Message.id.desc()).limit(1)
+
+
+async def part_for(session: AsyncSession, channel_id: int, provider_message_id: str) -> MessagePart | None:
+    """The part of a message sent in parts that a report names (the latest, should the upstream have
+    handed its id out before), or None when it names no part."""
+    statement = (
+        select(MessagePart)
+        .where(MessagePart.channel_id == channel_id, MessagePart.provider_message_id == provider_message_id)
+        .order_by(MessagePart.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def tokens_of_parts(session: AsyncSession, tokens: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (channel id, upstream message id) name a part of a message sent in parts."""
+    if not tokens:
+        return set()
+    statement = select(MessagePart.channel_id, MessagePart.provider_message_id).where(
+        tuple_(MessagePart.channel_id, MessagePart.provider_message_id).in_(list(tokens))
+    )
+    return {(row[0], row[1]) for row in await session.execute(statement)}
+
+
+async def lock_parts(session: AsyncSession, message_id: int) -> tuple[Message, list[MessagePart]]:
+    """A message sent in parts, locked (FOR UPDATE: two parts' reports are applied one after the
+    other), and its parts as they are now, in order."""
+    message = (
+        await session.execute(
+            select(Message)
+            .where(Message.id == message_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    parts = await session.execute(
+        select(MessagePart)
+        .where(MessagePart.message_id == message_id)
+        .order_by(MessagePart.number)
+        .execution_options(populate_existing=True)
+    )
+    return message, list(parts.scalars())
 
 
 async def lock_unread_up_to(session: AsyncSession, message: Message) -> list[Message]:
@@ -213,15 +256,22 @@ async def lock_unread_up_to(session: AsyncSession, message: Message) -> list[Mes
 async def matchable(
     session: AsyncSession, *, tokens: Collection[str] | None, limit: int
 ) -> list[tuple[ProviderEvent, Channel]]:
-    """UNMATCHED status reports whose token a message now carries (optionally only these tokens)."""
+    """UNMATCHED status reports whose token a message, or a part of one, now carries (optionally only
+    these tokens)."""
     statement = (
         select(ProviderEvent, Channel)
         .join(Channel, Channel.id == ProviderEvent.channel_id)
         .where(
             ProviderEvent.outcome == EventOutcome.UNMATCHED,
-            exists().where(
-                Message.channel_id == ProviderEvent.channel_id,
-                Message.provider_message_id == ProviderEvent.provider_message_id,
+            or_(
+                exists().where(
+                    Message.channel_id == ProviderEvent.channel_id,
+                    Message.provider_message_id == ProviderEvent.provider_message_id,
+                ),
+                exists().where(
+                    MessagePart.channel_id == ProviderEvent.channel_id,
+                    MessagePart.provider_message_id == ProviderEvent.provider_message_id,
+                ),
             ),
         )
         .order_by(ProviderEvent.id)

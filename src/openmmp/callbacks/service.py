@@ -9,6 +9,7 @@ UNMATCHED and applied later by `reconcile`. Inbound user events update the conve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.metrics import CALLBACKS
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.models import Channel, Conversation, InboundMessage, Message
+from openmmp.models import Channel, Conversation, InboundMessage, Message, MessagePart
 from openmmp.models.channel import ChannelStatus
 from openmmp.models.message import EventOutcome, MessageStatus
 from openmmp.providers.base import (
@@ -90,8 +91,18 @@ async def _lookup(
     return provider, channel, contexts[provider.name], open_credentials(keyring, channel)
 
 
-async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
-    """Apply a delivery report; False when no message carries its token (yet)."""
+async def apply_status(
+    session: AsyncSession, channel: Channel, event: StatusEvent, *, parts: bool = False
+) -> bool:
+    """Apply a delivery report; False when no message carries its token (yet). `parts`: the channel's
+    provider sends messages in parts (`Provider.sends_parts`), so the report may name one."""
+    if parts:
+        found = await repository.part_for(session, channel.id, event.provider_message_id)
+        if found is not None:
+            whole = await _part_reported(session, found, event)
+            if whole is None:
+                return True  # the part's verdict is kept; the message waits for its other parts
+            event = whole
     seen = _watermark(event)
     message = await repository.message_for(
         session, channel.id, event.provider_message_id, event.user_id, lock=not seen
@@ -107,6 +118,36 @@ async def apply_status(session: AsyncSession, channel: Channel, event: StatusEve
         changes.append(change)
     await status_machine.apply(session, changes, {channel.id: channel})
     return True
+
+
+async def _part_reported(session: AsyncSession, part: MessagePart, event: StatusEvent) -> StatusEvent | None:
+    """Keep a part's verdict; the report the whole message gets from it (FAIL with the first failed
+    part's cause, DELIVERED once every part is), or None while some part has not been reported."""
+    message, parts = await repository.lock_parts(session, part.message_id)
+    mine = next(p for p in parts if p.id == part.id)
+    if mine.status == MessageStatus.SENT:
+        failed = _STATUS[event.status] == MessageStatus.FAIL
+        mine.status = MessageStatus.FAIL if failed else MessageStatus.DELIVERED
+        mine.error_code = event.error_code
+        mine.error_message = event.error_message[:_ERROR_MESSAGE_LENGTH] if event.error_message else None
+    first_failed = next((p for p in parts if p.status == MessageStatus.FAIL), None)
+    if first_failed is None and any(p.status != MessageStatus.DELIVERED for p in parts):
+        return None
+    if message.provider_message_id is None:
+        return None
+    return dataclasses.replace(
+        event,
+        provider_message_id=message.provider_message_id,
+        status="FAIL" if first_failed else "DELIVERED",
+        error_code=first_failed.error_code if first_failed else None,
+        error_message=(
+            f"Part {first_failed.number} of {len(parts)}: {first_failed.error_message or 'not delivered'}"
+            if first_failed
+            else None
+        ),
+        user_id=None,
+        cumulative=False,
+    )
 
 
 def _watermark(event: StatusEvent) -> bool:
@@ -225,7 +266,8 @@ class Prepared:
 
     @property
     def reports_only(self) -> bool:
-        """Only delivery reports, a read watermark naming its user: `apply_reports` takes it."""
+        """Only delivery reports, a read watermark naming its user: `apply_reports` takes it, unless
+        `naming_parts` finds that it names a part of a message (those are resolved one by one)."""
         return all(
             isinstance(event, StatusEvent) and (event.user_id is not None or not _watermark(event))
             for event in self.events
@@ -241,14 +283,16 @@ async def prepare(
     account_id: str,
     request: CallbackRequest,
     channels: dict[str, Channel | None] | None = None,
+    trusted: bool = False,
 ) -> Prepared:
     """Find the channel, verify and parse a callback; reads only. Raises 404 (unknown channel), 401 (not
     verified) or `CallbackRejected` (unreadable body). `channels`: see `_lookup`; a caller whose
-    transaction rolls back part of its work must empty it."""
+    transaction rolls back part of its work must empty it. `trusted`: it arrived on the provider's
+    `Link`, not over HTTP, so there is nothing to verify."""
     found, channel, ctx, credentials = await _lookup(
         session, keyring, contexts, provider_name=provider, account_id=account_id, channels=channels
     )
-    if not found.verify(ctx, request, credentials):
+    if not trusted and not found.verify(ctx, request, credentials):
         CALLBACKS.labels(found.name, "bad_signature").inc()
         raise Unauthenticated("Callback signature is missing or wrong", name="signature")
     events = list(found.parse(request.body))
@@ -269,10 +313,31 @@ async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_wi
         if not isinstance(event, StatusEvent) and event.timestamp_ms < stale_before:
             outcome = "stale"
         else:
-            outcome = await _apply(session, prepared.channel, event, prepared.text)
+            outcome = await _apply(session, prepared.provider, prepared.channel, event, prepared.text)
         CALLBACKS.labels(prepared.provider.name, outcome).inc()
         outcomes.append(outcome)
     return ",".join(outcomes)
+
+
+async def naming_parts(session: AsyncSession, callbacks: list[Prepared]) -> set[int]:
+    """The positions of the callbacks (of providers that send in parts) whose reports name a part of a
+    message: `apply_status` resolves those one by one; `apply_reports` takes the rest."""
+    tokens = {
+        (callback.channel.id, event.provider_message_id)
+        for callback in callbacks
+        if callback.provider.sends_parts
+        for event in callback.events
+        if isinstance(event, StatusEvent)
+    }
+    parts = await repository.tokens_of_parts(session, tokens)
+    return {
+        n
+        for n, callback in enumerate(callbacks)
+        if any(
+            isinstance(event, StatusEvent) and (callback.channel.id, event.provider_message_id) in parts
+            for event in callback.events
+        )
+    }
 
 
 async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> list[str]:
@@ -352,7 +417,9 @@ async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> lis
     return answers
 
 
-async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
+async def _apply(
+    session: AsyncSession, provider: Provider, channel: Channel, event: CallbackEvent, text: str
+) -> str:
     """Store one event's raw callback once and apply it; returns its outcome."""
     token = event.provider_message_id if isinstance(event, StatusEvent) else None
     outcome = {
@@ -373,7 +440,7 @@ async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, 
     if event_id is None:
         return "duplicate"
     if isinstance(event, StatusEvent):
-        if await apply_status(session, channel, event):
+        if await apply_status(session, channel, event, parts=provider.sends_parts):
             return EventOutcome.APPLIED
         await repository.set_outcome(session, event_id, EventOutcome.UNMATCHED)
         log.info("callback_unmatched", channel=channel.public_id, token=event.provider_message_id)
@@ -397,7 +464,8 @@ def _report_change(
     candidates = found.get((channel.id, event.provider_message_id), [])
     if event.user_id is not None:
         candidates = [m for m in candidates if m.recipient == event.user_id]
-    return _change(candidates[0], event) if candidates else None
+    # The latest, should the upstream have handed the token out before (as `message_for` takes it).
+    return _change(candidates[-1], event) if candidates else None
 
 
 async def prune_events(session: AsyncSession, settings: CallbackSettings) -> int:
@@ -455,7 +523,7 @@ async def reconcile(
         if report is None:
             await repository.set_outcome(session, event.id, EventOutcome.UNKNOWN)
             continue
-        if await apply_status(session, channel, report):
+        if await apply_status(session, channel, report, parts=provider is not None and provider.sends_parts):
             await repository.set_outcome(session, event.id, EventOutcome.APPLIED)
             recorded += 1
     if max_age_ms is not None:

@@ -69,6 +69,7 @@ async def create_channel(
             request=body,
             allow_private_webhooks=allow_private,
             sandbox=settings.sandbox,
+            allowed_hosts=settings.providers.allowed_host_list,
         )
     )
 
@@ -124,6 +125,7 @@ async def edit_channel(
         request=body,
         allow_private_webhooks=webhooks_allow_private(settings),
         sandbox=settings.sandbox,
+        allowed_hosts=settings.providers.allowed_host_list,
     )
     return _saved(saved)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from openmmp.models.channel import ChannelStatus, WebhookStatus
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials
 from openmmp.providers.registry import REGISTRY
-from openmmp.webhooks.guard import check_target
+from openmmp.webhooks.guard import check_target, check_upstream_targets
 from openmmp.webhooks.service import webhooks
 
 
@@ -140,14 +141,19 @@ class ChannelService:
         request: CreateChannelRequest,
         allow_private_webhooks: bool = False,
         sandbox: bool = False,
+        allowed_hosts: Collection[str] = (),
     ) -> Saved:
-        """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in).
+        """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in);
+        `allowed_hosts`: private upstream hosts the operator allows in credentials (outside sandbox mode,
+        where they are used).
 
         The channel starts as `initial_status` says; a PROCESSING one gets its set-up job in the same
         transaction (channels/tasks.py).
         """
         company_id, for_company = await _owner(session, subject, request.company_id)
         credentials = validate_credentials(request.application_id, request.credentials)
+        if not sandbox:
+            await check_upstream_targets(credentials, allowed_hosts=allowed_hosts)
         fingerprint = await _identity(
             session,
             keyring,
@@ -202,6 +208,7 @@ class ChannelService:
         request: EditChannelRequest,
         allow_private_webhooks: bool = False,
         sandbox: bool = False,
+        allowed_hosts: Collection[str] = (),
     ) -> Saved:
         channel = await self.get(session, subject, public_id=public_id)
         if request.webhook_url is not None:
@@ -213,6 +220,8 @@ class ChannelService:
         if request.credentials is not None:
             application = Application(channel.application_id)
             credentials = validate_credentials(application, request.credentials)
+            if not sandbox:
+                await check_upstream_targets(credentials, allowed_hosts=allowed_hosts)
             channel.identity_fingerprint = await _identity(
                 session, keyring, application, credentials, channel=channel, operator=sandbox
             )

@@ -22,13 +22,14 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
 from openmmp.channels.service import open_credentials
+from openmmp.dispatch.links import Links
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database, database_is_away
 from openmmp.kit.limits import Limit, Limiter, LimiterUnavailable, reserve_within
@@ -36,6 +37,7 @@ from openmmp.kit.metrics import LIMITER_DEFERRED, LIMITER_WAIT, PROVIDER_SEND, c
 from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
+from openmmp.messages.repository import record_parts
 from openmmp.models import Channel, Job, Message
 from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import MessageStatus
@@ -109,6 +111,8 @@ class _Round:
     """When each message's upstream request went out, by message id."""
     lease_until: int
     """When the round's claims lapse (epoch ms): past it another worker may send the same jobs."""
+    parts: list[tuple[Message, tuple[str, ...]]] = field(default_factory=list)
+    """Messages sent as several upstream parts, with each part's id (`SendOk.parts`)."""
 
     def part(self) -> _Round:
         """An empty round over the same jobs and lease, to be recorded on its own."""
@@ -119,6 +123,7 @@ class _Round:
         self.finished += other.finished
         self.changes += other.changes
         self.retries += other.retries
+        self.parts += other.parts
 
 
 class _EarlyCommits:
@@ -173,9 +178,12 @@ class Dispatcher:
         limiter: Limiter,
         *,
         on_commit: Callable[[], None] = lambda: None,
+        links: Links | None = None,
     ) -> None:
+        """`links`: the process's connections to `connected` upstreams (their channels send through them)."""
         self.db = db
         self.on_commit = on_commit
+        self.links = links
         self.keyring = keyring
         self.settings = settings
         self.contexts = contexts
@@ -282,7 +290,8 @@ class Dispatcher:
         outgoing = [Outgoing(m.id, m.recipient, m.content, m.expire_at) for m in pending]
         try:
             credentials = open_credentials(self.keyring, channel)
-            planned = provider.plan(self.contexts[provider.name], credentials, outgoing)
+            link = self.links.get(channel, provider) if provider.connected and self.links else None
+            planned = provider.plan(self.contexts[provider.name], credentials, outgoing, link)
         except Exception as exc:
             # Credentials that cannot be read or lack a field will not get better by waiting.
             log.exception("dispatch_plan_failed", channel=channel.public_id, error_type=type(exc).__name__)
@@ -358,6 +367,8 @@ class Dispatcher:
                     message, MessageStatus.SENT, asked, provider_message_id=outcome.provider_message_id
                 )
             )
+            if outcome.parts:
+                round_.parts.append((message, outcome.parts))
             round_.finished.append(job.id)
             return
         if not outcome.retryable:
@@ -417,6 +428,9 @@ class Dispatcher:
             ]
             await status_machine.apply(session, changes, channels)
             tokens = [c.provider_message_id for c in changes if c.provider_message_id is not None]
+            if round_.parts:
+                await record_parts(session, round_.parts)
+                tokens += [token for _, parts in round_.parts for token in parts]
             if tokens:
                 # Callbacks are often faster than this commit: apply the ones that arrived meanwhile.
                 await reconcile(session, tokens=tokens)

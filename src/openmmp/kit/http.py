@@ -171,6 +171,11 @@ class HttpClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checked: list[HttpClient] = []
 
+    @property
+    def timeout(self) -> float:
+        """How long a request may take to be answered, in seconds."""
+        return self._timeout
+
     def checked(self, address_check: AddressCheck) -> HttpClient:
         """A client like this one whose connections refuse every address `address_check` objects to.
 

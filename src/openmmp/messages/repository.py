@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import bindparam, insert, literal_column, select
 
 from openmmp.kit.ids import canonical_public_id
-from openmmp.models import Channel, Job, Message, MessageEvent
+from openmmp.models import Channel, Job, Message, MessageEvent, MessagePart
+from openmmp.models.message import MessageStatus
 from openmmp.queue.notify import JOBS, notify
 
 if TYPE_CHECKING:
@@ -113,3 +114,26 @@ async def find(
 
 async def history(session: AsyncSession, message_id: int) -> list[MessageEvent]:
     return list((await session.execute(_HISTORY, {"message_id": message_id})).scalars())
+
+
+async def record_parts(session: AsyncSession, sent: Sequence[tuple[Message, tuple[str, ...]]]) -> None:
+    """Keep the parts of messages that went as several upstream messages, and how many there were."""
+    table = cast("Table", Message.__table__)
+    await session.execute(
+        table.update().where(table.c.id == bindparam("b_id")).values(segments=bindparam("b_segments")),
+        [{"b_id": message.id, "b_segments": len(parts)} for message, parts in sent],
+    )
+    await session.execute(
+        insert(MessagePart),
+        [
+            {
+                "message_id": message.id,
+                "channel_id": message.channel_id,
+                "number": number,
+                "provider_message_id": token,
+                "status": MessageStatus.SENT,
+            }
+            for message, parts in sent
+            for number, token in enumerate(parts, start=1)
+        ],
+    )

@@ -5,7 +5,7 @@ from openmmp.models.base import Base
 from openmmp.models.channel import Channel
 from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
-from openmmp.models.message import Job, Message, MessageEvent, ProviderEvent
+from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
 from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Job",
     "Message",
     "MessageEvent",
+    "MessagePart",
     "ProviderEvent",
     "User",
     "WebhookAttempt",

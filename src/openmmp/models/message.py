@@ -60,6 +60,9 @@ class Message(IdMixin, Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(500))
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    segments: Mapped[int] = mapped_column(
+        default=1, server_default="1", doc="Upstream messages it went as (the parts of a long SMS)"
+    )
     priority: Mapped[int] = mapped_column(default=Priority.TRANSACTIONAL)
     attempts: Mapped[int] = mapped_column(default=0)
     expire_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -79,6 +82,24 @@ class MessageEvent(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(500))
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class MessagePart(Base):
+    """One part of a message sent as several upstream messages (`SendOk.parts`): its upstream id, by
+    which its report finds it, and what that report said. The message is final once every part is."""
+
+    __tablename__ = "message_parts"
+    # Not unique: an upstream may hand out an id again (an SMSC counting from 1 after a restart).
+    __table_args__ = (Index("ix_message_parts_provider", "channel_id", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(Id)
+    number: Mapped[int] = mapped_column(doc="From 1, in the order the parts were sent")
+    provider_message_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[int] = mapped_column(default=MessageStatus.SENT)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(500))
 
 
 class Job(Base):

@@ -15,11 +15,17 @@ never touch the database. They translate:
 - set-up: telling the upstream where to call back (idempotent; re-run at every start);
 - sandbox: a simulator that speaks the same protocol, and a way to make a sandbox end user write in.
 
+Upstreams reached over sessions kept open (SMPP binds) rather than request by request declare
+`connected`: a worker process keeps a `Link` per channel (`Provider.link`), sends go through it (`plan`
+is handed it), and what the upstream delivers on it (reports, inbound messages) is handed to the core as
+bodies `parse` reads, so that it is stored, deduplicated and applied exactly as a callback would be.
+
 `tests/providers/conformance/` proves every registered provider against its own simulator.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from openmmp.kit.http import HttpClient
+from openmmp.kit.http import HttpClient, IpAddress
 from openmmp.kit.schemas import RequestModel
 from openmmp.providers.applications import Application
 
@@ -71,9 +77,15 @@ class CallbackRejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SendOk:
-    """The upstream accepted the message; `provider_message_id` is how its callbacks will name it."""
+    """The upstream accepted the message; `provider_message_id` is how its callbacks will name it.
+
+    `parts`: when the message went as several upstream messages (the segments of a long SMS), each one's
+    id in order; reports then name parts, `provider_message_id` names the whole and must be none of
+    them, and the message is final once every part is. Empty for a message sent whole.
+    """
 
     provider_message_id: str
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +228,17 @@ class Credentials(RequestModel):
 
     identity_fields: ClassVar[tuple[str, ...]] = ()
     operator_assigned: ClassVar[bool] = False
+    target_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(host field, port field) pairs naming where the server will connect for the channel (an SMSC):
+    tenant input, so the core refuses private and local hosts there as it does for webhook URLs."""
+
+    def targets(self) -> list[tuple[str, str, int]]:
+        """Where the server will connect: (the host field's wire name, host, port) for each target."""
+        found = []
+        for host_field, port_field in self.target_fields:
+            alias = self.__class__.model_fields[host_field].alias or host_field
+            found.append((alias, str(getattr(self, host_field)), int(getattr(self, port_field))))
+        return found
 
     def identity(self) -> str | None:
         """The upstream account these credentials act as, as one string; None when there is none."""
@@ -247,6 +270,14 @@ class ProviderContext:
     public_url: str
     sandbox: bool
     options: Mapping[str, Any] = field(default_factory=dict)
+    target_check: TargetCheck | None = None
+    """Applied when connecting to a tenant's target (`Credentials.target_fields`): to each address its
+    host resolves to then, since a name can change after the channel was saved. None: no check."""
+
+
+TargetCheck = Callable[[str, IpAddress], str | None]
+"""Why the server may not connect to `address` for a tenant's `host` (a phrase following "<address> is"),
+or None when it may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +360,30 @@ class SandboxWritten:
     message_token: str
 
 
+EventSink = Callable[[bytes], Awaitable[str]]
+"""Where a `Link` hands what the upstream delivered: one body that `Provider.parse` reads. Returns the
+outcome once the event is stored (a repeat is "duplicate"); raises when it could not be stored, and the
+link then has the upstream deliver it again."""
+
+
+class Link(ABC):
+    """A channel's connections to a `connected` upstream, owned by one worker process.
+
+    `run` keeps them up (connecting again with back-off after a failure) until `stop` is set, then closes
+    them. Sends go through it (`Provider.plan` gets it); what arrives on it goes to the `EventSink` it was
+    made with, and is acknowledged to the upstream only once the sink has stored it.
+    """
+
+    @abstractmethod
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the connections up until `stop` is set; close them before returning."""
+
+    @property
+    @abstractmethod
+    def up(self) -> int:
+        """How many of its connections are up now."""
+
+
 # ---- the contract -----------------------------------------------------------------------------------------
 
 
@@ -366,6 +421,14 @@ class Provider(ABC):
     """End users can write in (inbound messages become `type: 2` webhooks)."""
     sandbox_credentials: ClassVar[Mapping[str, Any]]
     """The demo channel's credentials in sandbox mode (wire names; the simulator takes any)."""
+    reports_read: ClassVar[bool] = True
+    """The upstream tells when a message is read (READ); SMS, for one, reports delivery only."""
+    sends_parts: ClassVar[bool] = False
+    """Its messages may go as several upstream messages (`SendOk.parts`), whose reports each name a
+    part: the core keeps each part's verdict and changes the message once every part is final."""
+    connected: ClassVar[bool] = False
+    """Reached over connections a worker keeps open per channel (`link`), not request by request: its
+    reports and inbound messages arrive on them, and its callback route refuses every request."""
 
     # ---- accept time (pure, fast: called inside the API's request) ----
 
@@ -395,13 +458,22 @@ class Provider(ABC):
 
     @abstractmethod
     def plan(
-        self, ctx: ProviderContext, credentials: Mapping[str, Any], outgoing: Sequence[Outgoing]
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        outgoing: Sequence[Outgoing],
+        link: Link | None = None,
     ) -> list[SendUnit]:
         """The upstream requests that send `outgoing` (one channel's messages), e.g. grouped broadcasts.
 
-        Every key of `outgoing` is in exactly one unit. Raises only for credentials that cannot work
-        (KeyError, ValueError): the core then fails those messages with a cause.
+        Every key of `outgoing` is in exactly one unit. `link` is the channel's (only for `connected`
+        providers). Raises only for credentials that cannot work (KeyError, ValueError): the core then
+        fails those messages with a cause.
         """
+
+    def link(self, ctx: ProviderContext, credentials: Mapping[str, Any], sink: EventSink) -> Link:
+        """The channel's `Link` (not yet running); only `connected` providers have one."""
+        raise NotImplementedError(f"{self.title} is not reached over kept connections")
 
     # ---- callbacks ----
 

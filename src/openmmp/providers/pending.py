@@ -77,22 +77,22 @@ class TelegramCredentials(Credentials):
     bot_token: str = Secret
 
 
-class SmppCredentials(Credentials):
-    identity_fields = ("host", "port", "system_id")
+class MmsCredentials(Credentials):
+    """An MM7 (3GPP TS 23.140) VASP account at the operator's MMSC."""
 
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
-    system_id: str = Field(min_length=1, max_length=16)
-    password: str = Field(min_length=1, max_length=9)
-    source_addr: str = Field(min_length=1, max_length=21)
+    identity_fields = ("url", "vasp_id")
+
+    url: str = Field(min_length=1, max_length=2000)
+    vasp_id: str = Ident
+    vas_id: str = Ident
+    sender_address: str = Field(min_length=1, max_length=40)
+    username: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, max_length=4096)
 
 
 class EmailCredentials(Credentials):
     from_: str = Field(alias="from", min_length=3, max_length=320)
     smtp_url: str | None = Field(default=None, max_length=2000)
-
-
-_SMPP = {"host": "127.0.0.1", "port": 2775, "systemId": "demo", "password": "demo", "sourceAddr": "DEMO"}
 
 
 def _zalo(oa_id: str) -> dict[str, str]:
@@ -105,7 +105,6 @@ NOT_AVAILABLE = (
         RcsCredentials,
         {"agentId": "demo-agent", "serviceAccountJson": '{"type": "service_account"}'},
     ),
-    NotAvailable(Application.SMS, SmppCredentials, _SMPP),
     NotAvailable(
         Application.APPLE,
         AppleCredentials,
@@ -129,6 +128,10 @@ NOT_AVAILABLE = (
             "appSecret": "demo-app-secret",
         },
     ),
-    NotAvailable(Application.MMS, SmppCredentials, _SMPP),
+    NotAvailable(
+        Application.MMS,
+        MmsCredentials,
+        {"url": "http://127.0.0.1:9/mm7", "vaspId": "demo", "vasId": "demo", "senderAddress": "DEMO"},
+    ),
     NotAvailable(Application.EMAIL, EmailCredentials, {"from": "demo@openmmp.local"}),
 )

@@ -13,6 +13,7 @@ from typing import Any
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable, Provider
 from openmmp.providers.pending import NOT_AVAILABLE
+from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.viber.provider import ViberProvider
 from openmmp.providers.viber_bot.provider import ViberBotProvider
 
@@ -97,6 +98,7 @@ REGISTRY = Registry(
     providers=[
         ViberProvider(),
         ViberBotProvider(),
+        SmppProvider(),
     ],
     not_available=NOT_AVAILABLE,
 )

@@ -414,18 +414,22 @@ class HeldUntilRegistered(Generic[K]):
 async def sandbox_control(
     http: HttpClient,
     url: str,
-    body: Mapping[str, Any],
+    body: Mapping[str, Any] | None,
     *,
     simulator: str,
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A platform's request to a simulator's `/_sandbox` control routes (set-up, an end user writing).
+    """A platform's request to a simulator's `/_sandbox` control routes (set-up, an end user writing, or
+    with `body` None a GET, such as where the SMSC simulator listens).
 
     Any failure is a retryable `ProviderError`: the simulator may still be starting. Returns the answer's
     JSON object.
     """
     try:
-        response = await http.post(url, json=dict(body), headers=headers)
+        if body is None:
+            response = await http.get(url, headers=headers)
+        else:
+            response = await http.post(url, json=dict(body), headers=headers)
     except HttpUnreachable as exc:
         raise ProviderError(
             "SIMULATOR_UNREACHABLE", f"the {simulator} simulator is not reachable", retryable=True

@@ -1,5 +1,10 @@
 """Where webhooks may go: public http(s) endpoints only, never the server's own network (SSRF guard).
 
+The same rule holds for the upstream hosts a channel's credentials name (an SMSC's `host`): tenant input
+the server connects to. `check_upstream_targets` refuses them when the channel is saved, and the links'
+`upstream_target_check` again at each connection, unless the operator allows the host by name
+(`OPENMMP_PROVIDERS__ALLOWED_HOSTS`, e.g. the operator's own SMSC on its private network).
+
 A tenant chooses the webhook URL and the server makes the request, so without this guard a tenant could
 make the server POST to its loopback services, the private network or the cloud metadata service. The
 guard runs when a URL is set (early, clear 400) and again before every delivery batch, because the
@@ -18,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from openmmp.errors import Invalid
+from openmmp.providers.base import Credentials, TargetCheck
 from openmmp.settings import Settings
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -154,8 +161,14 @@ async def check_target(url: str, *, allow_private: bool, name: str = "url") -> N
         )
     if allow_private:
         return
+    await _check_host(host, port, name=name, rule="webhooks go to public")
+
+
+async def _check_host(host: str, port: int, *, name: str, rule: str) -> None:
+    """Refuse (TargetRefused named `name`) a host that is local, or is or resolves to an address that is
+    not public unicast; `rule` completes the message ("<rule> hosts only" / "<rule> addresses only")."""
     if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES):
-        raise TargetRefused(f"{host} is a local name; webhooks go to public hosts only", name=name)
+        raise TargetRefused(f"{host} is a local name; {rule} hosts only", name=name)
     literal = _literal_address(host)
     if literal is not None:
         addresses = [literal]
@@ -170,4 +183,34 @@ async def check_target(url: str, *, allow_private: bool, name: str = "url") -> N
         problem = address_problem(address)
         if problem is not None:
             shown = host if literal is not None else f"{host} resolves to {address}, which"
-            raise TargetRefused(f"{shown} is {problem}; webhooks go to public addresses only", name=name)
+            raise TargetRefused(f"{shown} is {problem}; {rule} addresses only", name=name)
+
+
+def _normal_host(host: str) -> str:
+    return host.strip().rstrip(".").lower()
+
+
+async def check_upstream_targets(credentials: Credentials, *, allowed_hosts: Collection[str]) -> None:
+    """Refuse (400 naming `credentials.<field>`) a host a channel's credentials make the server connect
+    to (`Credentials.target_fields`, e.g. an SMSC) when it is local or not public, as for webhook URLs;
+    a host the operator allows (`OPENMMP_PROVIDERS__ALLOWED_HOSTS`) is accepted as it is."""
+    allowed = {_normal_host(h) for h in allowed_hosts}
+    for field, host, port in credentials.targets():
+        if _normal_host(host) in allowed:
+            continue
+        await _check_host(
+            _normal_host(host), port, name=f"credentials.{field}", rule="the server connects to public"
+        )
+
+
+def upstream_target_check(allowed_hosts: Collection[str]) -> TargetCheck:
+    """The `ProviderContext.target_check` for tenants' upstream hosts: the operator's allowed hosts
+    (by name or address) pass, any other host only to public unicast addresses."""
+    allowed = {_normal_host(h) for h in allowed_hosts}
+
+    def check(host: str, address: IpAddress) -> str | None:
+        if _normal_host(host) in allowed or str(address) in allowed:
+            return None
+        return address_problem(address)
+
+    return check

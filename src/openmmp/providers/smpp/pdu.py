@@ -373,6 +373,7 @@ _RECEIPT_FIELDS = {
         "id": r"\bid:(\S+)",
         "stat": r"\bstat:([A-Za-z]+)",
         "err": r"\berr:(\w+)",
+        "submit": r"\bsubmit date:(\d{10,12})",
         "done": r"\bdone date:(\d{10,12})",
     }.items()
 }
@@ -386,6 +387,7 @@ class Receipt:
     state: str
     error: str
     done_date: str
+    submit_date: str = ""
 
 
 def parse_receipt(message: ShortMessage) -> Receipt:
@@ -402,4 +404,5 @@ def parse_receipt(message: ShortMessage) -> Receipt:
         state=found["stat"][1].upper(),
         error=found["err"][1] if found["err"] else "000",
         done_date=found["done"][1] if found["done"] else "",
+        submit_date=found["submit"][1] if found["submit"] else "",
     )

@@ -5,11 +5,12 @@ what the SMSC delivers handed on in order, enquire_link while idle, unbind on cl
 back waiting for the previous answer's acknowledgement) and binds; a refused bind raises `BindRefused`
 with the SMSC's status. `submit` sends a submit_sm once a slot of the window is free and returns the
 SMSC's answer (a refusal, such as ESME_RTHROTTLED, is an answer, not an exception). deliver_sm PDUs
-(receipts and mobile-originated messages) go to `on_deliver` one at a time, in the order they came,
-and each is answered with the status it returns: while it works, nothing more is read (answers to
-submits included), so a slow consumer slows the SMSC down instead of losing what it sent; it should
-hand the message on quickly (to a queue) rather than do the work itself. When the connection ends,
-every submit still waiting raises `SessionClosed`.
+(receipts and mobile-originated messages) go to `on_deliver` in the order they came, each answered with
+the status it returns once it returns: up to `deliver_window` of them are worked on at once (so one that
+waits for a commit does not hold the next), and while that many are, nothing more is read (answers to
+submits included), so a slow consumer slows the SMSC down instead of losing what it sent. When the
+connection ends, every submit still waiting raises `SessionClosed`; a deliver_sm whose answer can no
+longer be sent is the SMSC's to deliver again.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from openmmp.providers.smpp.pdu import (
 )
 
 OnDeliver = Callable[[ShortMessage], Awaitable[int]]
-"""Takes what the SMSC delivered; returns the deliver_sm_resp status (ESME_ROK once it is kept)."""
+"""Takes what the SMSC delivered; returns the deliver_sm_resp status (ESME_ROK once it is kept). Calls
+start in the order the deliver_sm came (their first steps run in that order)."""
 
 _MAX_SEQUENCE = 0x7FFFFFFF
 
@@ -72,11 +74,14 @@ class Session:
         on_deliver: OnDeliver,
         enquire_link_s: float,
         response_timeout_s: float,
+        deliver_window: int = 1,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._window = asyncio.Semaphore(window)
         self._on_deliver = on_deliver
+        self._delivering = asyncio.Semaphore(deliver_window)
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._enquire_link_s = enquire_link_s
         self._response_timeout_s = response_timeout_s
         self._framer = Framer()
@@ -97,12 +102,14 @@ class Session:
         mode: int = BIND_TRANSCEIVER,
         window: int = 10,
         on_deliver: OnDeliver = _refuse,
+        deliver_window: int = 1,
         enquire_link_s: float = 30.0,
         response_timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
     ) -> Session:
         """Connect and bind (`mode`: one of the three bind commands). Raises OSError when the SMSC cannot
-        be reached, BindRefused when it refuses the bind, TimeoutError when it does not answer."""
+        be reached, BindRefused when it refuses the bind, TimeoutError when it does not answer.
+        `deliver_window`: how many deliver_sm `on_deliver` works on at once."""
         if mode not in BINDS:
             raise ValueError("mode must be a bind command")
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout_s)
@@ -116,6 +123,7 @@ class Session:
             on_deliver=on_deliver,
             enquire_link_s=enquire_link_s,
             response_timeout_s=response_timeout_s,
+            deliver_window=deliver_window,
         )
         session._tasks.append(asyncio.create_task(session._read(), name="smpp-session-read"))
         try:
@@ -193,7 +201,10 @@ class Session:
                 waiting.set_result(pdu)
         elif pdu.command_id == DELIVER_SM:
             assert isinstance(pdu.body, ShortMessage)
-            self._send(pdu.answer(await self._on_deliver(pdu.body), MessageId()))
+            await self._delivering.acquire()
+            task = asyncio.create_task(self._deliver(pdu, pdu.body), name="smpp-session-deliver")
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
         elif pdu.command_id == ENQUIRE_LINK:
             self._send(pdu.answer())
         elif pdu.command_id == UNBIND:
@@ -201,6 +212,15 @@ class Session:
             await self._end()
         else:
             self._send(Pdu(GENERIC_NACK, pdu.sequence, ESME_RINVCMDID))
+
+    async def _deliver(self, pdu: Pdu, message: ShortMessage) -> None:
+        try:
+            status = await self._on_deliver(message)
+        except Exception:
+            status = ESME_RSYSERR
+        finally:
+            self._delivering.release()
+        self._send(pdu.answer(status, MessageId()))
 
     async def _keep_alive(self) -> None:
         """An enquire_link every `enquire_link_s`; no answer in time ends the session."""

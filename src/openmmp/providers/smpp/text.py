@@ -119,6 +119,42 @@ def encode(text: str, reference: int) -> Encoded:
     return Encoded(coding, UDHI, parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a concatenated message, from its user data header: the message's `reference` (the
+    same for every part), how many parts there are and which one this is (from 1)."""
+
+    reference: int
+    total: int
+    number: int
+    payload: bytes
+
+
+def split_udh(data: bytes) -> Part | None:
+    """The concatenation header of a short_message sent with UDHI (8-bit or 16-bit reference) and what
+    follows it; None when the header holds no valid concatenation element."""
+    if not data or data[0] + 1 > len(data):
+        return None
+    header, payload = data[1 : data[0] + 1], data[data[0] + 1 :]
+    index = 0
+    while index + 2 <= len(header):
+        element, size = header[index], header[index + 1]
+        value = header[index + 2 : index + 2 + size]
+        if len(value) == size:
+            if element == 0x00 and size == 3:
+                reference, total, number = value[0], value[1], value[2]
+            elif element == 0x08 and size == 4:
+                reference, total, number = (value[0] << 8) | value[1], value[2], value[3]
+            else:
+                index += 2 + size
+                continue
+            if 1 <= number <= total:
+                return Part(reference, total, number, payload)
+            return None
+        index += 2 + size
+    return None
+
+
 def _utf16_units(data: bytes) -> list[bytes]:
     """UTF-16-BE split into characters: two octets each, four for a surrogate pair."""
     units: list[bytes] = []

@@ -22,6 +22,7 @@ from openmmp.providers.base import (
     CallbackEvent,
     CallbackRequest,
     Credentials,
+    Link,
     Outcomes,
     Outgoing,
     Provider,
@@ -102,7 +103,11 @@ class ViberProvider(Provider):
         )
 
     def plan(
-        self, ctx: ProviderContext, credentials: Mapping[str, Any], outgoing: Sequence[Outgoing]
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        outgoing: Sequence[Outgoing],
+        link: Link | None = None,
     ) -> list[SendUnit]:
         client = ViberClient(ctx.http, ctx.base_url)
         service_id = int(credentials["serviceId"])

@@ -21,6 +21,7 @@ from openmmp.providers.base import (
     CallbackEvent,
     CallbackRequest,
     Credentials,
+    Link,
     Outcomes,
     Outgoing,
     Provider,
@@ -92,7 +93,11 @@ class ViberBotProvider(Provider):
             raise
 
     def plan(
-        self, ctx: ProviderContext, credentials: Mapping[str, Any], outgoing: Sequence[Outgoing]
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        outgoing: Sequence[Outgoing],
+        link: Link | None = None,
     ) -> list[SendUnit]:
         client = ViberBotClient(ctx.http, ctx.base_url)
         auth = {
