@@ -28,6 +28,8 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
 from openmmp.kit.limits import Limiter, LocalLimiter
+from openmmp.kit.time import now_ms
+from openmmp.messages import fallback
 from openmmp.messages.tasks import expire_sent
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
@@ -130,8 +132,11 @@ class Workers:
                         session, max_age_ms=int(dispatch.unmatched_callback_max_age_seconds * 1000)
                     )
                     await prune_events(session, self.settings.callbacks)
-                if changed:
+                    legs = await fallback.run_due(session, now=now_ms(), skip_locked=not self.db.is_sqlite)
+                if changed or legs:
                     self.deliverer.wake()
+                if legs:
+                    self.dispatcher.wake()
             except Exception:
                 log.exception("periodic_round_failed")
             with contextlib.suppress(TimeoutError):

@@ -14,6 +14,19 @@ from openmmp.providers.applications import Application
 CredentialsInput = Annotated[dict[str, Any], WithJsonSchema(credentials_json_schema())]
 
 
+class FallbackTarget(RequestModel):
+    account_id: str = Field(min_length=1, max_length=36)
+
+
+class ChannelFallback(RequestModel):
+    """A channel's default fallback: the same message, to these channels in order."""
+
+    channels: list[FallbackTarget] = Field(min_length=1, max_length=5)
+    fallback_after_seconds: int | None = Field(
+        default=None, ge=1, le=604_800, description="Not DELIVERED within this time: try the next channel"
+    )
+
+
 class ChannelSettings(RequestModel):
     default_country: Country | None = Field(
         default=None, description="Region for national phone numbers, e.g. KH (then 012345678 → 85512345678)."
@@ -26,6 +39,9 @@ class ChannelSettings(RequestModel):
     )
     sender_name: str | None = Field(default=None, min_length=1, max_length=28)
     sender_avatar: HttpUrl | None = None
+    fallback: ChannelFallback | None = Field(
+        default=None, description="Channels to try next for sends that name none (see Broadcast Message)"
+    )
 
 
 class CreateChannelRequest(RequestModel):

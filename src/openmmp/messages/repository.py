@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from openmmp.api_keys.auth import Subject
 
 
+FALLBACK = "fallback"
+"""The job kind that tries a message's next fallback channel (messages/fallback.py)."""
+
 # The hot statements, built once (building an expression costs more than running it on SQLite).
 _BY_CLIENT_IDS = select(Message).where(
     Message.company_id == bindparam("company_id"),
@@ -137,3 +140,35 @@ async def record_parts(session: AsyncSession, sent: Sequence[tuple[Message, tupl
             for number, token in enumerate(parts, start=1)
         ],
     )
+
+
+async def insert_fallback_timers(session: AsyncSession, rows: list[dict[str, Any]], ids: list[int]) -> None:
+    """For the new messages whose fallback has a timer: a `fallback` job due when it runs out."""
+    timers = [
+        {
+            "kind": FALLBACK,
+            "company_id": row["company_id"],
+            "channel_id": row["channel_id"],
+            "message_id": message_id,
+            "priority": row["priority"],
+            "run_at": row["created_at"] + int(row["fallback"]["afterSeconds"]) * 1000,
+            "lease_until": 0,
+            "attempts": 0,
+            "created_at": row["created_at"],
+        }
+        for row, message_id in zip(rows, ids, strict=True)
+        if row.get("fallback") and row["fallback"]["rest"] and row["fallback"].get("afterSeconds")
+    ]
+    if timers:
+        await session.execute(insert(Job), timers)
+
+
+async def legs_of(session: AsyncSession, root_id: int) -> list[tuple[Message, Channel]]:
+    """The later legs of a fallback chain (by its first message's id), in order, with their channels."""
+    statement = (
+        select(Message, Channel)
+        .join(Channel, Channel.id == Message.channel_id)
+        .where(Message.parent_id == root_id)
+        .order_by(Message.id)
+    )
+    return [(row[0], row[1]) for row in await session.execute(statement)]

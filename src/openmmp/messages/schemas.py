@@ -135,6 +135,19 @@ class Expire(RequestModel):
 ParamValue = str | int | float | bool
 
 
+class FallbackChannel(RequestModel):
+    """A channel to try next, with the message to send there (default: the same message)."""
+
+    account_id: str = Field(min_length=1, max_length=36)
+    message: MessageObject | None = None
+
+
+class Fallback(RequestModel):
+    """Channels to try in order when a message FAILs, or is not DELIVERED within `fallbackAfterSeconds`."""
+
+    channels: list[FallbackChannel] = Field(min_length=1, max_length=5)
+
+
 class SendMessageBroadcast(RequestModel):
     """Broadcast Message: one message to one phone number (OA) or conversation (BOT)."""
 
@@ -147,6 +160,18 @@ class SendMessageBroadcast(RequestModel):
     )
     request_id: str | None = Field(default=None, max_length=100)
     expire: Expire | None = None
+    fallback: Fallback | None = Field(
+        default=None,
+        description="Channels to try next, each a message of its own (`parentMessageId`); default: the "
+        "channel's `settings.fallback`",
+    )
+    fallback_after_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=604_800,
+        description="Try the next channel when this message is not DELIVERED within this time (it always "
+        "is tried on FAIL)",
+    )
 
 
 class SendConversationMessage(RequestModel):
@@ -197,6 +222,17 @@ class HistoryItem(ResponseModel):
     timestamp: int
 
 
+class FallbackLeg(ResponseModel):
+    """A later message of a fallback chain."""
+
+    message_id: str
+    public_id: str = Field(description="Its channel (accountId)")
+    application_id: int
+    status: int
+    cause: str
+    timestamp: int
+
+
 class ResponseStatusMessage(ResponseModel):
     message_id: str
     client_message_id: str
@@ -209,3 +245,9 @@ class ResponseStatusMessage(ResponseModel):
     timestamp: int = Field(description="Epoch ms of the last status change")
     error: StatusError | None = None
     history: list[HistoryItem]
+    parent_message_id: str | None = Field(
+        default=None, description="A fallback leg: the first message of its chain"
+    )
+    fallback: list[FallbackLeg] | None = Field(
+        default=None, description="The first message of a fallback chain: the legs that followed, in order"
+    )

@@ -7,7 +7,7 @@ together (architecture.md invariant 1), before the answer leaves.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -17,7 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmmp.api_keys.auth import Subject
 from openmmp.channels.service import channels, open_credentials
 from openmmp.conversations import repository as conversations
-from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Invalid, NotFound, validation_items
+from openmmp.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    ErrorCode,
+    ErrorItem,
+    Invalid,
+    NotFound,
+    validation_items,
+)
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.ids import new_public_id
 from openmmp.kit.phone import normalise_phone
@@ -30,6 +39,7 @@ from openmmp.messages.rendering import render
 from openmmp.messages.schemas import (
     BroadcastResponseMessage,
     Expire,
+    FallbackLeg,
     HistoryItem,
     ResponseStatusMessage,
     SendConversationMessage,
@@ -66,6 +76,9 @@ class _Context:
     channel: Channel
     provider: Provider
     credentials: dict[str, Any]
+    keyring: Keyring
+    fallback_channels: dict[str, tuple[Channel, Provider, dict[str, Any]]] = field(default_factory=dict)
+    """Channels a fallback names, looked up once per call (a batch names the same ones again)."""
 
     @property
     def application(self) -> Application:
@@ -124,7 +137,7 @@ class MessageService:
             raise ChannelCannotSend(f"Sending on {application.name} channels is not available yet")
         if channel.status not in SENDING_STATUSES:
             raise ChannelCannotSend("The channel is not launched (status must be LAUNCH or ACCEPT)")
-        return _Context(channel, provider, open_credentials(keyring, channel))
+        return _Context(channel, provider, open_credentials(keyring, channel), keyring)
 
     async def _recipient(
         self, session: AsyncSession, ctx: _Context, *, phone: str | None, to: str | None
@@ -173,6 +186,7 @@ class MessageService:
         normalised, recipient, conversation_id = await self._recipient(
             session, ctx, phone=phone, to=request.to
         )
+        fallback = await self._fallback(session, ctx, subject, request, body, normalised)
         request_hash = _request_hash(ctx.channel, body)
         row = {
             "public_id": new_public_id(),
@@ -191,8 +205,80 @@ class MessageService:
             "expire_at": expire_at,
             "created_at": now,
             "updated_at": now,
+            "parent_id": None,
+            "fallback": fallback,
         }
+        if fallback is not None:
+            fallback["root"] = row["public_id"]
         return _Prepared(row, request_hash)
+
+    async def _fallback(
+        self,
+        session: AsyncSession,
+        ctx: _Context,
+        subject: Subject,
+        request: SendMessageBroadcast | SendConversationMessage,
+        body: dict[str, Any],
+        phone: str | None,
+    ) -> dict[str, Any] | None:
+        """The send's fallback plan (its own, else its channel's default), each channel checked now: it
+        is the company's, can send to a phone, and takes the message. None when there is none."""
+        given = getattr(request, "fallback", None)
+        after = getattr(request, "fallback_after_seconds", None)
+        if given is not None:
+            targets = [
+                (c.account_id, body["fallback"]["channels"][n].get("message"))
+                for n, c in enumerate(given.channels)
+            ]
+        else:
+            default = ctx.channel.settings.get("fallback")
+            if not default:
+                return None
+            targets = [(c["accountId"], None) for c in default["channels"]]
+            after = after or default.get("fallbackAfterSeconds")
+        if phone is None:
+            raise Invalid("a fallback goes to the recipient's phone: give phone", name="phone")
+        rest = []
+        for n, (account_id, message) in enumerate(targets):
+            name = f"fallback.channels[{n}]"
+            channel, provider, credentials = await self._fallback_channel(
+                session, ctx, subject, account_id, name
+            )
+            content = render(message or body["message"], request.params)
+            try:
+                check_content(provider, content, credentials)
+            except Invalid as exc:
+                items = [
+                    ErrorItem(name=f"{name}.{item.name}", code=item.code, message=item.message)
+                    for item in exc.items
+                ]
+                raise Invalid(items[0].message, items=items) from exc
+            rest.append({"accountId": channel.public_id, "message": content})
+        return {"leg": 0, "rest": rest, "afterSeconds": after}
+
+    async def _fallback_channel(
+        self, session: AsyncSession, ctx: _Context, subject: Subject, account_id: str, name: str
+    ) -> tuple[Channel, Provider, dict[str, Any]]:
+        known = ctx.fallback_channels.get(account_id)
+        if known is not None:
+            return known
+        try:
+            channel = await channels.get(session, subject, public_id=account_id)
+        except NotFound as exc:
+            raise Invalid("no such channel", name=f"{name}.accountId") from exc
+        provider = REGISTRY.for_application(channel.application_id)
+        if provider is None:
+            raise Invalid("this channel cannot send yet", name=f"{name}.accountId")
+        if channel.id == ctx.channel.id:
+            raise Invalid("the channel of the send itself", name=f"{name}.accountId")
+        if provider.addressing == Addressing.CONVERSATION:
+            raise Invalid(
+                f"{provider.application.name} channels send to conversations, not to a phone",
+                name=f"{name}.accountId",
+            )
+        found = (channel, provider, open_credentials(ctx.keyring, channel))
+        ctx.fallback_channels[account_id] = found
+        return found
 
     async def _store(
         self, session: AsyncSession, ctx: _Context, subject: Subject, prepared: list[_Prepared | AppError]
@@ -237,7 +323,8 @@ class MessageService:
                 fresh.append((index, item))
         rows = list({id(p): p.row for _, p in fresh}.values())
         if rows:
-            await repository.insert_with_jobs(session, rows)
+            ids = await repository.insert_with_jobs(session, rows)
+            await repository.insert_fallback_timers(session, rows, ids)
             status_machine.count_steps(session, ctx.channel.application_id, MessageStatus.PENDING, len(rows))
         by_client = {row["client_message_id"]: row for row in rows}
         final: list[dict[str, Any] | AppError] = []
@@ -356,7 +443,23 @@ class MessageService:
         error = None
         if message.error_code:
             error = StatusError(code=message.error_code, message=message.error_message or "")
+        plan = message.fallback or {}
+        legs = None
+        if plan and message.parent_id is None:
+            legs = [
+                FallbackLeg(
+                    message_id=leg.public_id,
+                    public_id=leg_channel.public_id,
+                    application_id=leg_channel.application_id,
+                    status=leg.status,
+                    cause=CAUSES[MessageStatus(leg.status)],
+                    timestamp=leg.updated_at,
+                )
+                for leg, leg_channel in await repository.legs_of(session, message.id)
+            ]
         return ResponseStatusMessage(
+            parent_message_id=plan.get("root") if message.parent_id is not None else None,
+            fallback=legs,
             message_id=message.public_id,
             client_message_id=message.client_message_id,
             phone=message.phone,

@@ -17,7 +17,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.metrics import MESSAGES, count_on_commit
-from openmmp.models import Channel, Message, MessageEvent
+from openmmp.messages.repository import FALLBACK
+from openmmp.models import Channel, Job, Message, MessageEvent
 from openmmp.models.message import CAUSES, MessageStatus
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
@@ -83,8 +84,9 @@ class Change:
 def status_webhook(
     message: Message, channel: Channel, status: MessageStatus, timestamp: int
 ) -> dict[str, Any]:
-    """The `type: 1` body of api.md §5.1, field for field."""
-    return {
+    """The `type: 1` body of api.md §5.1, field for field; a message of a fallback chain also says which
+    leg it is (`leg`, from 0) and, after the first, the chain's first message (`parentMessageId`)."""
+    body = {
         "messageId": message.public_id,
         "cause": CAUSES[status],
         "clientMessageId": message.client_message_id,
@@ -94,6 +96,18 @@ def status_webhook(
         "publicId": channel.public_id,
         "applicationId": channel.application_id,
     }
+    if message.fallback:
+        leg = int(message.fallback.get("leg", 0))
+        body["leg"] = leg
+        if leg:
+            body["parentMessageId"] = message.fallback.get("root")
+    return body
+
+
+def _falls_back(message: Message) -> bool:
+    """A FAIL of this message tries the next channel: it has one, and has not tried it yet."""
+    plan = message.fallback
+    return bool(plan and plan.get("rest") and not plan.get("next"))
 
 
 async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[int, Channel]) -> int:
@@ -104,6 +118,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
     """
     events: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
+    fallbacks: list[dict[str, Any]] = []
     steps_by_label: dict[tuple[int, MessageStatus], int] = {}
     for change in changes:
         message = change.message
@@ -142,6 +157,20 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
         if change.target == MessageStatus.FAIL:
             message.error_code = change.error_code
             message.error_message = (change.error_message or "")[:500] or None
+            if _falls_back(message):
+                fallbacks.append(
+                    {
+                        "kind": FALLBACK,
+                        "company_id": message.company_id,
+                        "channel_id": message.channel_id,
+                        "message_id": message.id,
+                        "priority": message.priority,
+                        "run_at": timestamp,
+                        "lease_until": 0,
+                        "attempts": 0,
+                        "created_at": timestamp,
+                    }
+                )
     if events:
         # Core inserts: the ORM's bulk path would flush the session first and cost more than the rows.
         await session.execute(_INSERT_EVENTS, events)
@@ -149,4 +178,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
         await notify(session, WEBHOOKS)
         for (application, status), amount in steps_by_label.items():
             count_steps(session, application, status, amount)
+    if fallbacks:
+        # The next channel is tried by the workers' fallback sweep (messages/fallback.py).
+        await session.execute(insert(Job), fallbacks)
     return len(events)

@@ -63,6 +63,14 @@ class Message(IdMixin, Base):
     segments: Mapped[int] = mapped_column(
         default=1, server_default="1", doc="Upstream messages it went as (the parts of a long SMS)"
     )
+    parent_id: Mapped[int | None] = mapped_column(
+        Id, index=True, doc="A fallback leg: the first message of its chain"
+    )
+    fallback: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True),
+        doc="Its place in a fallback chain: leg, root (first message's public id), rest (the channels "
+        "still to try), afterSeconds, next (the leg that followed it, once one did)",
+    )
     priority: Mapped[int] = mapped_column(default=Priority.TRANSACTIONAL)
     attempts: Mapped[int] = mapped_column(default=0)
     expire_at: Mapped[int | None] = mapped_column(BigInteger)
