@@ -18,11 +18,17 @@ bench/results.md. Scenarios so far:
 - webhooks: deliveries/s of one worker process to a local receiver (bench/outbox.py).
 - memory: RSS of the API and a worker with 1,000,000 messages queued (bench/outbox.py).
 - claims: what one claim costs with 10 and with 1,000,000 jobs queued (bench/claims.py).
+- sms: issue 13's SMS end to end: N single sends (default 10,000) from 32 clients through an SMS channel's
+  SMPP binds (`--sms-binds`, `--sms-window`; default 1 and 10) to ../shared/bench/smsc_sim.py (receipt
+  delay 0.1 s), the platform not in sandbox mode; accepted/s, DELIVERED webhooks/s end to end, accept →
+  DELIVERED webhook p50/p99, receipts lost, CPU per message, beside the peer's figures (bench/sms.py).
 - soak: a steady rate for 10 minutes, latency by minute and RSS over time (bench/soak.py; not in the
   default set, ask for it with --scenario soak).
 
 Usage: python bench/run.py [--db sqlite|postgresql] [--scenario NAME]... [--messages N] [--workers W]...
        [--seconds 10] [--limit 100] [--deliveries 20000] [--queued 1000000] [--soak-rate R] [--soak-seconds S]
+       [--sms-binds 1] [--sms-window 10] [--sms-worker-processes N]
+e.g. `cd bench && ../.venv/bin/python run.py --db sqlite --scenario sms --messages 10000`.
 PostgreSQL uses OPENMMP_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/openmmp_bench).
 """
 
@@ -44,6 +50,7 @@ from claims import claims
 from common import PY, ROOT, database_url, free_port, record, wait_up
 from e2e import end_to_end, reads_under_load
 from outbox import memory, webhooks
+from sms import sms
 from soak import soak
 from stages import stages
 
@@ -293,11 +300,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--scenario",
-        choices=["ingest", "limits", "e2e", "reads", "stages", "webhooks", "memory", "claims", "soak"],
+        choices=["ingest", "limits", "e2e", "reads", "stages", "webhooks", "memory", "claims", "sms", "soak"],
         action="append",
     )
     parser.add_argument("--limit", type=int, default=100, help="the upstream limit L (requests/s)")
-    parser.add_argument("--messages", type=int, default=100_000, help="end to end: messages sent")
+    parser.add_argument(
+        "--messages", type=int, help="end to end: messages sent (default 100,000; sms: 10,000)"
+    )
     parser.add_argument(
         "--workers", type=int, action="append", help="end to end on PostgreSQL: worker processes"
     )
@@ -318,6 +327,13 @@ def main() -> None:
     )
     parser.add_argument("--deliveries", type=int, default=20_000, help="webhooks: deliveries queued")
     parser.add_argument("--queued", type=int, default=1_000_000, help="memory, claims: jobs queued")
+    parser.add_argument("--sms-binds", type=int, default=1, help="sms: the channel's binds (1-10)")
+    parser.add_argument("--sms-window", type=int, default=10, help="sms: submit_sm in flight per bind")
+    parser.add_argument(
+        "--sms-worker-processes",
+        type=int,
+        help="sms, one serve: its --worker-processes (0: the workers in the API's process; default: serve's)",
+    )
     parser.add_argument("--soak-rate", type=float, default=50.0, help="soak: messages/s (half of e2e)")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak: how long")
     args = parser.parse_args()
@@ -330,7 +346,9 @@ def main() -> None:
         "webhooks",
         "memory",
         "claims",
+        "sms",
     ]
+    messages = args.messages or 100_000
     for kind in args.db or ["sqlite", "postgresql"]:
         work = Path(tempfile.mkdtemp(prefix="openmmp-bench-"))
         try:
@@ -343,23 +361,35 @@ def main() -> None:
                     end_to_end(
                         kind,
                         work,
-                        args.messages,
+                        messages,
                         workers,
                         status_rate=args.status_rate,
                         separate=args.separate,
                         unlimited=args.unlimited,
                     )
             if "reads" in scenarios:
-                reads_under_load(kind, work, min(args.messages, 10_000), separate=args.separate)
+                reads_under_load(kind, work, min(messages, 10_000), separate=args.separate)
             if "stages" in scenarios:
                 for workers in (args.workers or [2]) if kind == "postgresql" or args.separate else [1]:
-                    stages(kind, work, min(args.messages, 10_000), workers, separate=args.separate)
+                    stages(kind, work, min(messages, 10_000), workers, separate=args.separate)
             if "webhooks" in scenarios:
                 webhooks(kind, work, args.deliveries)
             if "memory" in scenarios:
                 memory(kind, work, args.queued)
             if "claims" in scenarios:
                 claims(kind, work, args.queued)
+            if "sms" in scenarios:
+                for workers in (args.workers or [1]) if kind == "postgresql" or args.separate else [1]:
+                    sms(
+                        kind,
+                        work,
+                        args.messages or 10_000,
+                        workers,
+                        binds=args.sms_binds,
+                        window=args.sms_window,
+                        separate=args.separate,
+                        worker_processes=args.sms_worker_processes,
+                    )
             if "soak" in scenarios:
                 soak(kind, work, args.soak_rate, args.soak_seconds)
         finally:
