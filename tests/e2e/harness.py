@@ -76,6 +76,16 @@ class Process:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def children(self) -> list[int]:
+        """The process ids of its child processes (`serve`'s worker process)."""
+        if self.popen is None:
+            return []
+        found: list[int] = []
+        for task in Path(f"/proc/{self.popen.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found += [int(pid) for pid in (task / "children").read_text().split()]
+        return found
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(sig)
@@ -266,8 +276,17 @@ class System:
         return process
 
     async def kill_workers(self) -> None:
-        """SIGKILL the process that runs the workers (on SQLite that is the API process too)."""
-        self.processes["worker" if self.separate_workers else "api"].kill(signal.SIGKILL)
+        """SIGKILL the process that runs the workers: on SQLite `serve`'s worker process together with the
+        API (alone, it would finish its work in flight once the API is gone, which is no crash)."""
+        if self.separate_workers:
+            self.processes["worker"].kill(signal.SIGKILL)
+            return
+        api = self.processes["api"]
+        children = api.children()
+        api.kill(signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     async def restart_workers(self) -> None:
         if self.separate_workers:

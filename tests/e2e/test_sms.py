@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any
 
 import httpx
@@ -95,6 +96,10 @@ async def test_sms_are_sent_in_parts_and_reported_by_receipts(
         refused: [3],
         flaky: [2, 4],
     }
+    if not system.separate_workers:  # serve's /metrics adds its worker process's
+        metrics = (await api.get("/metrics")).text
+        up = re.search(r'^openmmp_upstream_connections_up\{provider="smpp"\} (\S+)$', metrics, re.M)
+        assert up is not None and float(up[1]) >= 1
 
 
 async def test_a_reply_by_sms_becomes_a_type_2_webhook_in_a_conversation_per_phone(

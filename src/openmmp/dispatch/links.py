@@ -22,6 +22,7 @@ from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.channels.service import open_credentials
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
+from openmmp.kit.metrics import UPSTREAM_CONNECTIONS_UP, UPSTREAM_LINKS
 from openmmp.models import Channel
 from openmmp.models.channel import SENDING_STATUSES
 from openmmp.providers.base import CallbackRequest, EventSink, Link, Provider, ProviderContext
@@ -34,6 +35,7 @@ _STOP_WAIT_S = 10.0
 
 @dataclass
 class _Running:
+    provider: str
     link: Link
     credentials: str
     """The channel's sealed credentials the link was made with: new ones need a new link."""
@@ -88,11 +90,6 @@ class Links:
             if tasks:
                 await asyncio.wait(tasks, timeout=_STOP_WAIT_S)
 
-    @property
-    def up(self) -> dict[int, int]:
-        """Connections up per channel id."""
-        return {channel_id: running.link.up for channel_id, running in self._running.items()}
-
     async def _sync(self) -> None:
         async with self._db.read_sessions() as session:
             rows = await session.execute(
@@ -108,6 +105,10 @@ class Links:
             provider = REGISTRY.for_application(channel.application_id)
             if provider is not None:
                 self.get(channel, provider)
+        for name in {p.name for p in REGISTRY.providers if p.connected}:
+            mine = [running for running in self._running.values() if running.provider == name]
+            UPSTREAM_LINKS.labels(name).set(len(mine))
+            UPSTREAM_CONNECTIONS_UP.labels(name).set(sum(running.link.up for running in mine))
 
     def _start(self, channel: Channel, provider: Provider) -> Link:
         ctx = self._contexts[provider.name]
@@ -116,7 +117,7 @@ class Links:
         task = asyncio.create_task(
             self._keep(link, stop, channel.public_id), name=f"link-{channel.public_id}"
         )
-        self._running[channel.id] = _Running(link, channel.credentials, stop, task)
+        self._running[channel.id] = _Running(provider.name, link, channel.credentials, stop, task)
         log.info("link_started", channel=channel.public_id, provider=provider.name)
         return link
 

@@ -58,6 +58,16 @@ LIMITER_WAIT = Histogram(
     ["limit"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+UPSTREAM_LINKS = Gauge(
+    "openmmp_upstream_links",
+    "Channels whose connections to a connected upstream (SMPP binds) this worker process keeps",
+    ["provider"],
+)
+UPSTREAM_CONNECTIONS_UP = Gauge(
+    "openmmp_upstream_connections_up",
+    "Of those channels' connections, how many are up now (read at each sweep)",
+    ["provider"],
+)
 LIMITER_DEFERRED = Counter(
     "openmmp_limiter_deferred_total",
     "Upstream requests handed back to the queue instead of waiting for their rate limit, by provider and "
