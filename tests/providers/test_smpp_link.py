@@ -14,7 +14,15 @@ import pytest
 from tests.e2e.harness import wait_until
 
 from openmmp.kit.http import HttpClient
-from openmmp.providers.base import InboundEvent, Outgoing, ProviderContext, ProviderError, SendOk, StatusEvent
+from openmmp.providers.base import (
+    ChannelEvent,
+    InboundEvent,
+    Outgoing,
+    ProviderContext,
+    ProviderError,
+    SendOk,
+    StatusEvent,
+)
 from openmmp.providers.simulation import SimulatorConfig
 from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.smpp.smsc import SmscKnobs, SmscSimulator
@@ -177,3 +185,19 @@ async def test_an_smsc_host_that_is_not_allowed_is_never_connected_to(smsc: Smsc
             await wait_until(lambda: link.up, timeout=5, what="bound once allowed")
     finally:
         await impatient.aclose()
+
+
+async def test_an_account_the_smsc_refuses_rejects_the_channel_once(http: HttpClient):
+    strict = SmscSimulator(SimulatorConfig(), SmscKnobs(system_id="acme", password="right"))
+    port = await strict.start()
+    creds, sink = credentials(port, password="wrong"), Sink()
+    try:
+        async with running(http, creds, sink) as (_, link):
+            await wait_until(lambda: strict.stats["bind_refused"] >= 2, timeout=10, what="two refusals")
+            assert not link.up
+    finally:
+        await strict.stop()
+    [event] = sink.events()  # reported once, not at every try
+    assert isinstance(event, ChannelEvent)
+    assert event.status == "REJECT"
+    assert event.cause == "The SMSC refused the bind: invalid password (command_status 0x0000000E)"

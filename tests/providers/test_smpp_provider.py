@@ -68,7 +68,16 @@ def test_a_reply_is_an_inbound_text_from_its_phone():
     assert event.dedupe_key == "mo:7:ab"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"{}", b'{"kind": "other"}', b'{"kind": "receipt"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"{}",
+        b'{"kind": "other"}',
+        b'{"kind": "receipt"}',
+        b'{"kind": "channel", "status": "LAUNCH"}',
+    ],
+)
 def test_anything_else_is_rejected(body: bytes):
     with pytest.raises(CallbackRejected):
         PROVIDER.parse(body)

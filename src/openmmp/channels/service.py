@@ -232,6 +232,9 @@ class ChannelService:
             if status == ChannelStatus.PROCESSING:
                 channel.status, channel.status_cause = status, None
                 _queue_setup(session, channel)
+            elif status == ChannelStatus.LAUNCH and channel.status == ChannelStatus.REJECT:
+                # The upstream refused the old credentials (an SMSC refusing the bind): try the new ones.
+                channel.status, channel.status_cause = status, None
         if request.settings is not None:
             channel.settings = {**channel.settings, **_settings(request.settings)}
         if request.webhook_url is not None:

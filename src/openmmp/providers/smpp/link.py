@@ -46,6 +46,11 @@ PARTS_WAIT_S = 60.0
 """How long the first parts of a mobile-originated message wait for the rest."""
 FINAL_STATES = frozenset({"DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "UNKNOWN"})
 """Receipt states that end a message; intermediate ones (ENROUTE, ACCEPTD) are answered and dropped."""
+_CREDENTIALS_REFUSED = {
+    smpp.ESME_RINVPASWD: "invalid password",
+    smpp.ESME_RINVSYSID: "invalid system_id",
+}
+"""Bind refusals that name the channel's credentials: trying again cannot help until they change."""
 _BACKOFF_FIRST_S = 1.0
 _BACKOFF_MAX_S = 60.0
 _DELIVER_WINDOW = 64
@@ -112,6 +117,7 @@ class SmppLink(Link):
         self._turn = itertools.count()
         self._changed = asyncio.Event()
         self._partials: dict[tuple[str, str, int, int], _Partial] = {}
+        self._refusal_reported = False
 
     @property
     def up(self) -> int:
@@ -141,6 +147,8 @@ class SmppLink(Link):
                     error=str(exc) if isinstance(exc, BindRefused | ProviderError) else type(exc).__name__,
                     retry_in_s=delay,
                 )
+                if isinstance(exc, BindRefused) and exc.status in _CREDENTIALS_REFUSED:
+                    await self._credentials_refused(exc.status)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
@@ -227,6 +235,15 @@ class SmppLink(Link):
                 raise ProviderError("SMPP_NOT_BOUND", "No bind to the SMSC is up", retryable=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=left)
+
+    async def _credentials_refused(self, status: int) -> None:
+        """The SMSC refused the account itself: the channel is rejected (a `type: 4` webhook says why),
+        once per link; new credentials make a new link."""
+        if self._refusal_reported:
+            return
+        cause = f"The SMSC refused the bind: {_CREDENTIALS_REFUSED[status]} (command_status 0x{status:08X})"
+        reported = await self._store({"kind": "channel", "status": "REJECT", "cause": cause, "at": _now_ms()})
+        self._refusal_reported = reported == smpp.ESME_ROK
 
     # ---- sending ----
 

@@ -4,10 +4,11 @@ A worker keeps each SMS channel's binds open (`SmppLink`); a send submits the me
 GSM-7 or UCS-2 chosen by its text, a long text in UDH-concatenated parts, each asking for a delivery
 receipt. Receipts and end users' messages arrive on the binds and reach the core as JSON bodies of the
 link's making, which `parse` reads: `{"kind": "receipt", "id", "stat", "err", "done", "at"}` and
-`{"kind": "mo", "from", "to", "text", "parts", "at", "key"}`. Nothing comes over HTTP, so the callback
-route refuses every request for SMS channels. SMPP has no idempotency key: a submit repeated after a
-crash reaches the phone twice (its parts carry the same concatenation reference, so a phone that got
-them before puts the same message together).
+`{"kind": "mo", "from", "to", "text", "parts", "at", "key"}`, and when the SMSC refuses the account
+itself (wrong system_id or password) `{"kind": "channel", "status": "REJECT", "cause", "at"}`. Nothing
+comes over HTTP, so the callback route refuses every request for SMS channels. SMPP has no idempotency
+key: a submit repeated after a crash reaches the phone twice (its parts carry the same concatenation
+reference, so a phone that got them before puts the same message together).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from openmmp.providers.base import (
     CallbackEvent,
     CallbackRejected,
     CallbackRequest,
+    ChannelEvent,
     Contact,
     Credentials,
     EventSink,
@@ -140,6 +142,8 @@ class SmppProvider(Provider):
                 return [_status(event)]
             if kind == "mo":
                 return [_inbound(event)]
+            if kind == "channel":
+                return [_channel(event)]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise CallbackRejected("not an SMPP delivery of OpenMMP's") from exc
         raise CallbackRejected(f"unknown SMPP delivery kind {kind!r}")
@@ -191,6 +195,18 @@ def _status(event: Mapping[str, Any]) -> StatusEvent:
         raw=event,
         error_code=f"SMPP_{state}" if failed else None,
         error_message=f"{_FAILED_STATES[state]} (err:{error})" if failed else None,
+    )
+
+
+def _channel(event: Mapping[str, Any]) -> ChannelEvent:
+    if event["status"] != "REJECT":
+        raise ValueError("an SMPP link only rejects channels")
+    return ChannelEvent(
+        status="REJECT",
+        cause=str(event["cause"]),
+        timestamp_ms=int(event["at"]),
+        dedupe_key=f"channel:REJECT:{event['at']}",
+        raw=event,
     )
 
 
