@@ -129,6 +129,15 @@ async def test_a_reply_by_sms_becomes_a_type_2_webhook_in_a_conversation_per_pho
     assert first.signature_ok and second.signature_ok
 
 
+async def test_openmmp_simulate_says_where_its_smsc_listens(system: System):
+    async with httpx.AsyncClient(base_url=system.sim) as sim:
+        where = (await sim.get("/smpp/_sandbox/address")).json()
+    logged = re.search(
+        r'"port": (\d+), "event": "smsc_simulator_listening"', system.processes["simulator"].log()
+    )
+    assert logged is not None and int(logged[1]) == where["port"]
+
+
 async def test_callbacks_over_http_are_refused_for_sms(
     api: httpx.AsyncClient, system: System, launched_channel: ChannelFactory
 ):

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -59,6 +60,8 @@ from openmmp.providers.simulation import (
 from openmmp.providers.smpp import pdu as smpp
 from openmmp.providers.smpp import text as sms_text
 from openmmp.providers.smpp.pdu import Bind, Framer, MessageId, Pdu, PduError, ShortMessage, SystemId, decode
+
+logger = structlog.get_logger(__name__)
 
 _STATES = {"DELIVRD": 2, "UNDELIV": 5}
 """message_state values (SMPP 3.4 §5.2.28) of the receipts the simulator sends."""
@@ -370,6 +373,8 @@ def smsc_app(config: SimulatorConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await simulator.start(simulator.knobs.host, simulator.knobs.port)
+        host, port = simulator.address
+        logger.info("smsc_simulator_listening", host=host, port=port)
         try:
             yield
         finally:
