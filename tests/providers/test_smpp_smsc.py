@@ -104,7 +104,7 @@ async def test_submits_above_the_rate_are_throttled() -> None:
         await simulator.stop()
     statuses = [a.status for a in answers]
     assert statuses.count(smpp.ESME_ROK) == 5
-    assert statuses.count(smpp.ESME_RTHROTTLED) == 15 == simulator.stats["throttled"]
+    assert statuses.count(smpp.ESME_RTHROTTLED) == 15 == simulator.counts.rate_limited
 
 
 async def test_an_end_user_writes_in_to_a_bound_receiver(smsc: tuple[SmscSimulator, int]) -> None:

@@ -91,12 +91,11 @@ async def _lookup(
     return provider, channel, contexts[provider.name], open_credentials(keyring, channel)
 
 
-async def apply_status(
-    session: AsyncSession, channel: Channel, event: StatusEvent, *, parts: bool = False
-) -> bool:
-    """Apply a delivery report; False when no message carries its token (yet). `parts`: the channel's
-    provider sends messages in parts (`Provider.sends_parts`), so the report may name one."""
-    if parts:
+async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
+    """Apply a delivery report; False when no message carries its token (yet). On a channel whose
+    provider sends messages in parts (`Provider.sends_parts`), the report may name one of them."""
+    provider = REGISTRY.for_application(channel.application_id)
+    if provider is not None and provider.sends_parts:
         found = await repository.part_for(session, channel.id, event.provider_message_id)
         if found is not None:
             whole = await _part_reported(session, found, event)
@@ -133,8 +132,7 @@ async def _part_reported(session: AsyncSession, part: MessagePart, event: Status
     first_failed = next((p for p in parts if p.status == MessageStatus.FAIL), None)
     if first_failed is None and any(p.status != MessageStatus.DELIVERED for p in parts):
         return None
-    if message.provider_message_id is None:
-        return None
+    assert message.provider_message_id is not None  # recorded with its parts, in one transaction
     return dataclasses.replace(
         event,
         provider_message_id=message.provider_message_id,
@@ -313,7 +311,7 @@ async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_wi
         if not isinstance(event, StatusEvent) and event.timestamp_ms < stale_before:
             outcome = "stale"
         else:
-            outcome = await _apply(session, prepared.provider, prepared.channel, event, prepared.text)
+            outcome = await _apply(session, prepared.channel, event, prepared.text)
         CALLBACKS.labels(prepared.provider.name, outcome).inc()
         outcomes.append(outcome)
     return ",".join(outcomes)
@@ -417,9 +415,7 @@ async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> lis
     return answers
 
 
-async def _apply(
-    session: AsyncSession, provider: Provider, channel: Channel, event: CallbackEvent, text: str
-) -> str:
+async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
     """Store one event's raw callback once and apply it; returns its outcome."""
     token = event.provider_message_id if isinstance(event, StatusEvent) else None
     outcome = {
@@ -440,7 +436,7 @@ async def _apply(
     if event_id is None:
         return "duplicate"
     if isinstance(event, StatusEvent):
-        if await apply_status(session, channel, event, parts=provider.sends_parts):
+        if await apply_status(session, channel, event):
             return EventOutcome.APPLIED
         await repository.set_outcome(session, event_id, EventOutcome.UNMATCHED)
         log.info("callback_unmatched", channel=channel.public_id, token=event.provider_message_id)
@@ -523,7 +519,7 @@ async def reconcile(
         if report is None:
             await repository.set_outcome(session, event.id, EventOutcome.UNKNOWN)
             continue
-        if await apply_status(session, channel, report, parts=provider is not None and provider.sends_parts):
+        if await apply_status(session, channel, report):
             await repository.set_outcome(session, event.id, EventOutcome.APPLIED)
             recorded += 1
     if max_age_ms is not None:

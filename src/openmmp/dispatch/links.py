@@ -60,7 +60,9 @@ class Links:
         self._sync_seconds = sync_seconds
         self._running: dict[int, _Running] = {}
         self._stopping: list[_Running] = []
-        self._applications = [p.application.value for p in REGISTRY.providers if p.connected]
+        connected = [p for p in REGISTRY.providers if p.connected]
+        self._applications = [p.application.value for p in connected]
+        self._providers = [p.name for p in connected]
 
     def get(self, channel: Channel, provider: Provider) -> Link:
         """The channel's link, started now when it is not running (or runs on old credentials)."""
@@ -105,7 +107,7 @@ class Links:
             provider = REGISTRY.for_application(channel.application_id)
             if provider is not None:
                 self.get(channel, provider)
-        for name in {p.name for p in REGISTRY.providers if p.connected}:
+        for name in self._providers:
             mine = [running for running in self._running.values() if running.provider == name]
             UPSTREAM_LINKS.labels(name).set(len(mine))
             UPSTREAM_CONNECTIONS_UP.labels(name).set(sum(running.link.up for running in mine))

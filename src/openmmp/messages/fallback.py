@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.ids import new_public_id
@@ -26,6 +26,7 @@ from openmmp.models import Channel, Job, Message
 from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import MessageStatus
 from openmmp.providers.registry import REGISTRY
+from openmmp.queue.sql import acknowledge
 
 _FINISHED = (MessageStatus.DELIVERED, MessageStatus.READ)
 
@@ -61,7 +62,7 @@ async def run_due(session: AsyncSession, *, now: int, skip_locked: bool, limit: 
         leg = legs.get(message_id)
         if leg is not None and _due(leg, now):
             made += await _follow(session, leg, now)
-    await session.execute(delete(Job).where(Job.id.in_([job.id for job in jobs])))
+    await acknowledge(session, [job.id for job in jobs])
     return made
 
 

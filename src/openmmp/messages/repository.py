@@ -142,20 +142,33 @@ async def record_parts(session: AsyncSession, sent: Sequence[tuple[Message, tupl
     )
 
 
+def fallback_job(
+    company_id: int, channel_id: int, message_id: int, priority: int, run_at: int
+) -> dict[str, Any]:
+    """The row of a `fallback` job: try the message's next channel at `run_at` (messages/fallback.py)."""
+    return {
+        "kind": FALLBACK,
+        "company_id": company_id,
+        "channel_id": channel_id,
+        "message_id": message_id,
+        "priority": priority,
+        "run_at": run_at,
+        "lease_until": 0,
+        "attempts": 0,
+        "created_at": run_at,
+    }
+
+
 async def insert_fallback_timers(session: AsyncSession, rows: list[dict[str, Any]], ids: list[int]) -> None:
     """For the new messages whose fallback has a timer: a `fallback` job due when it runs out."""
     timers = [
-        {
-            "kind": FALLBACK,
-            "company_id": row["company_id"],
-            "channel_id": row["channel_id"],
-            "message_id": message_id,
-            "priority": row["priority"],
-            "run_at": row["created_at"] + int(row["fallback"]["afterSeconds"]) * 1000,
-            "lease_until": 0,
-            "attempts": 0,
-            "created_at": row["created_at"],
-        }
+        fallback_job(
+            row["company_id"],
+            row["channel_id"],
+            message_id,
+            row["priority"],
+            row["created_at"] + int(row["fallback"]["afterSeconds"]) * 1000,
+        )
         for row, message_id in zip(rows, ids, strict=True)
         if row.get("fallback") and row["fallback"]["rest"] and row["fallback"].get("afterSeconds")
     ]

@@ -186,10 +186,11 @@ class MessageService:
         normalised, recipient, conversation_id = await self._recipient(
             session, ctx, phone=phone, to=request.to
         )
-        fallback = await self._fallback(session, ctx, subject, request, body, normalised)
+        public_id = new_public_id()
+        fallback = await self._fallback(session, ctx, subject, request, body, normalised, public_id)
         request_hash = _request_hash(ctx.channel, body)
         row = {
-            "public_id": new_public_id(),
+            "public_id": public_id,
             "company_id": subject.company_id,
             "channel_id": ctx.channel.id,
             "conversation_id": conversation_id,
@@ -208,8 +209,6 @@ class MessageService:
             "parent_id": None,
             "fallback": fallback,
         }
-        if fallback is not None:
-            fallback["root"] = row["public_id"]
         return _Prepared(row, request_hash)
 
     async def _fallback(
@@ -220,9 +219,11 @@ class MessageService:
         request: SendMessageBroadcast | SendConversationMessage,
         body: dict[str, Any],
         phone: str | None,
+        root: str,
     ) -> dict[str, Any] | None:
-        """The send's fallback plan (its own, else its channel's default), each channel checked now: it
-        is the company's, can send to a phone, and takes the message. None when there is none."""
+        """The send's fallback plan (its own, else its channel's default) as the first leg (`root`, its
+        public id) carries it, each channel checked now: it is the company's, can send to a phone, and
+        takes the message. None when there is none."""
         given = getattr(request, "fallback", None)
         after = getattr(request, "fallback_after_seconds", None)
         if given is not None:
@@ -254,7 +255,7 @@ class MessageService:
                 ]
                 raise Invalid(items[0].message, items=items) from exc
             rest.append({"accountId": channel.public_id, "message": content})
-        return {"leg": 0, "rest": rest, "afterSeconds": after}
+        return {"leg": 0, "root": root, "rest": rest, "afterSeconds": after}
 
     async def _fallback_channel(
         self, session: AsyncSession, ctx: _Context, subject: Subject, account_id: str, name: str

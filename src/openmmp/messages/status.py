@@ -17,7 +17,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.metrics import MESSAGES, count_on_commit
-from openmmp.messages.repository import FALLBACK
+from openmmp.messages.repository import fallback_job
 from openmmp.models import Channel, Job, Message, MessageEvent
 from openmmp.models.message import CAUSES, MessageStatus
 from openmmp.providers.registry import REGISTRY
@@ -159,17 +159,9 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
             message.error_message = (change.error_message or "")[:500] or None
             if _falls_back(message):
                 fallbacks.append(
-                    {
-                        "kind": FALLBACK,
-                        "company_id": message.company_id,
-                        "channel_id": message.channel_id,
-                        "message_id": message.id,
-                        "priority": message.priority,
-                        "run_at": timestamp,
-                        "lease_until": 0,
-                        "attempts": 0,
-                        "created_at": timestamp,
-                    }
+                    fallback_job(
+                        message.company_id, message.channel_id, message.id, message.priority, timestamp
+                    )
                 )
     if events:
         # Core inserts: the ORM's bulk path would flush the session first and cost more than the rows.

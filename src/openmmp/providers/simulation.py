@@ -488,10 +488,14 @@ async def hang(request: Request, seconds: float) -> None:
         await asyncio.gather(watcher, return_exceptions=True)
 
 
+def wants_detail(request: Request) -> bool:
+    """`GET /_sandbox/stats?detail=1`: the per-key detail (`acceptedByKey`) is asked for."""
+    return request.query_params.get("detail") in ("1", "true", "yes")
+
+
 def stats_response(request: Request, stats: SimulatorStats, scheduler: CallbackScheduler) -> Response:
     """`GET /_sandbox/stats` (add `?detail=1` for `acceptedByKey`)."""
-    detail = request.query_params.get("detail") in ("1", "true", "yes")
-    return json_response(stats.as_json(detail=detail, pending_callbacks=scheduler.pending))
+    return json_response(stats.as_json(detail=wants_detail(request), pending_callbacks=scheduler.pending))
 
 
 async def faults_response(request: Request, faults: FaultInjector) -> Response:

@@ -211,7 +211,9 @@ class SmppLink(Link):
     async def _checked(self, host: str, port: int) -> str:
         """The first address of `host` the context's target check allows; ProviderError when none is."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), self._ctx.http.timeout
+        )
         check = self._ctx.target_check
         problems = []
         for *_, sockaddr in infos:

@@ -56,6 +56,7 @@ from openmmp.providers.simulation import (
     last_digit,
     read_json,
     sandbox_error,
+    wants_detail,
 )
 from openmmp.providers.smpp import pdu as smpp
 from openmmp.providers.smpp import text as sms_text
@@ -139,13 +140,11 @@ class SmscSimulator:
         self.faults = FaultInjector()
         self.counts = SimulatorStats(config)
         """The counters every simulator shares (`accepted`, `acceptedByKey`, ...)."""
+        # What only an SMSC counts; submits, acceptances, refusals and throttling are in `counts`.
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "binds",
                 "bind_refused",
-                "submit_sm",
-                "throttled",
-                "refused",
                 "receipts",
                 "mobile_originated",
                 "redelivered",
@@ -303,7 +302,6 @@ class SmscSimulator:
         return bound
 
     def _submit(self, link: _Link, pdu: Pdu, message: ShortMessage) -> None:
-        self.stats["submit_sm"] += 1
         self.counts.requests += 1
         fault = self.faults.take()
         if fault is not None:
@@ -318,7 +316,6 @@ class SmscSimulator:
             link.send(pdu.answer(status))
             return
         if self._limiter is not None and not self._limiter.try_acquire(link.system_id):
-            self.stats["throttled"] += 1
             self.counts.rate_limited += 1
             link.send(pdu.answer(smpp.ESME_RTHROTTLED))
             return
@@ -327,7 +324,6 @@ class SmscSimulator:
             attempt_key=f"{message.destination_addr}\x1f{message.short_message.hex()}",
         )
         if outcome in (Outcome.FINAL_ERROR, Outcome.RETRYABLE_ERROR):
-            self.stats["refused"] += 1
             status = smpp.ESME_RINVDSTADR if outcome is Outcome.FINAL_ERROR else smpp.ESME_RMSGQFUL
             self.counts.reject(status)
             link.send(pdu.answer(status))
@@ -385,8 +381,7 @@ def smsc_app(config: SimulatorConfig) -> Starlette:
         return json_response({"host": host, "port": port})
 
     async def stats(request: Request) -> Response:
-        detail = request.query_params.get("detail") in ("1", "true", "yes")
-        return json_response(simulator.stats_json(detail=detail))
+        return json_response(simulator.stats_json(detail=wants_detail(request)))
 
     async def faults(request: Request) -> Response:
         return await faults_response(request, simulator.faults)
