@@ -7,7 +7,7 @@ from openmmp.channels.endpoints import router as channels_router
 from openmmp.companies.endpoints import router as companies_router
 from openmmp.kit.paths import API_PREFIX
 from openmmp.messages.endpoints import channel_router as message_channel_router
-from openmmp.messages.endpoints import message_router
+from openmmp.messages.endpoints import email_router, message_router
 from openmmp.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter(prefix=API_PREFIX)
@@ -15,6 +15,7 @@ router = APIRouter(prefix=API_PREFIX)
 # status reads) first. The documentation groups operations by tag, whatever this order.
 router.include_router(message_channel_router)
 router.include_router(message_router)
+router.include_router(email_router)
 router.include_router(channels_router)
 router.include_router(webhooks_router)
 router.include_router(companies_router)

@@ -24,6 +24,7 @@ from openmmp.callbacks.service import prune_events, reconcile
 from openmmp.channels.tasks import ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
 from openmmp.dispatch.links import Links
+from openmmp.dispatch.listeners import ProviderListeners
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
@@ -71,6 +72,7 @@ class Workers:
         self.links = Links(
             db, keyring, contexts, receiver, sync_seconds=settings.dispatch.sweep_interval_seconds
         )
+        self.listeners = ProviderListeners(contexts, receiver)
         # Limits shared across processes live in Redis when configured; else each process keeps its own.
         self._redis_limiter = (
             RedisLimiter(settings.redis_url) if limiter is None and settings.redis_url else None
@@ -98,7 +100,13 @@ class Workers:
             finally:
                 links_stop.set()
 
-        loops = [dispatch(), self.deliverer.run(stop), self.links.run(links_stop), self._periodic(stop)]
+        loops = [
+            dispatch(),
+            self.deliverer.run(stop),
+            self.links.run(links_stop),
+            self.listeners.run(stop),
+            self._periodic(stop),
+        ]
         if not self.db.is_sqlite:
             handlers = {JOBS: self.dispatcher.wake, WEBHOOKS: self.deliverer.wake}
             loops.append(Listener(self.db.url, handlers).run(stop))

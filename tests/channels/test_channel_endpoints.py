@@ -37,7 +37,12 @@ class TestCreateChannel:
         assert channel["type"] == (2 if application.value in BOT_APPLICATIONS else 1)
         # Viber Bot waits for its set_webhook job (PROCESSING), Viber BM is launched at once; an
         # application that cannot send yet says so (REQUEST), never LAUNCH.
-        expected = {Application.VIBER_BOT: 2, Application.VIBER: 3, Application.SMS: 3}.get(application, 1)
+        expected = {
+            Application.VIBER_BOT: 2,
+            Application.VIBER: 3,
+            Application.SMS: 3,
+            Application.EMAIL: 3,
+        }.get(application, 1)
         assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)
         assert read.status_code == 200

@@ -420,6 +420,7 @@ def system_env(
         "OPENMMP_PROVIDERS__VIBER_BOT_BASE_URL": f"http://127.0.0.1:{sim_port}/viber-bot",
         "OPENMMP_PROVIDERS__VIBER_BASE_URL": f"http://127.0.0.1:{sim_port}/viber",
         "OPENMMP_PROVIDERS__SMPP_BASE_URL": f"http://127.0.0.1:{sim_port}/smpp",
+        "OPENMMP_PROVIDERS__SMTP_BASE_URL": f"http://127.0.0.1:{sim_port}/smtp",
         "OPENMMP_PROVIDERS__TIMEOUT_SECONDS": "2",
         "OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.1",
         "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "0.5",
@@ -503,6 +504,34 @@ async def running_system(
             process.stop()
         await receiver.stop()
         await system.dispose()
+
+
+async def all_final(system: System, account: str, count: int) -> dict[str, int]:
+    """The statuses of a channel's `count` messages, once every one is final."""
+
+    async def final() -> dict[str, int] | None:
+        statuses = await system.statuses(account)
+        done = len(statuses) == count and all(s in FINAL for s in statuses.values())
+        return statuses if done else None
+
+    result: dict[str, int] = await wait_until(final, timeout=120, interval=0.5, what="every message final")
+    return result
+
+
+async def status_webhooks(system: System, account: str, count: int) -> dict[str, list[int]]:
+    """The `type: 1` webhooks of a channel by message, each status in order of arrival, once `count` have
+    come; every one must be signed."""
+
+    def arrived() -> dict[str, list[int]] | None:
+        seen: dict[str, list[int]] = {}
+        for delivery in system.receiver.deliveries:
+            if delivery.body.get("publicId") == account and delivery.body.get("type") == 1:
+                assert delivery.signature_ok
+                seen.setdefault(delivery.body["messageId"], []).append(delivery.body["status"])
+        return seen if sum(len(v) for v in seen.values()) == count else None
+
+    result: dict[str, list[int]] = await wait_until(arrived, timeout=30, what="signed status webhooks")
+    return result
 
 
 # ---- business systems calling the API -----------------------------------------------------------------

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory, Launcher
-from tests.e2e.harness import FINAL, SIMULATOR_ARGS, System, wait_until
+from tests.e2e.harness import SIMULATOR_ARGS, System, all_final, status_webhooks, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -36,16 +36,6 @@ async def broadcast(api: httpx.AsyncClient, company: Tenant, account: str, items
     )
     assert response.status_code == 200, response.text
     return [m["messageId"] for m in response.json()["messages"]]
-
-
-async def all_final(system: System, account: str, count: int) -> dict[str, int]:
-    async def final() -> dict[str, int] | None:
-        statuses = await system.statuses(account)
-        done = len(statuses) == count and all(s in FINAL for s in statuses.values())
-        return statuses if done else None
-
-    result: dict[str, int] = await wait_until(final, timeout=120, interval=0.5, what="every SMS final")
-    return result
 
 
 async def test_sms_are_sent_in_parts_and_reported_by_receipts(
@@ -81,15 +71,7 @@ async def test_sms_are_sent_in_parts_and_reported_by_receipts(
     status = await api.get(f"/api/v1/message/{refused}/status", headers=company.headers)
     assert status.json()["error"] == {"code": "SMPP_0x0B", "message": "Invalid destination address"}
 
-    def webhooks() -> dict[str, list[int]] | None:
-        seen: dict[str, list[int]] = {}
-        for delivery in system.receiver.deliveries:
-            if delivery.body.get("publicId") == account and delivery.body.get("type") == 1:
-                assert delivery.signature_ok
-                seen.setdefault(delivery.body["messageId"], []).append(delivery.body["status"])
-        return seen if sum(len(v) for v in seen.values()) == 7 else None
-
-    seen = await wait_until(webhooks, timeout=30, what="signed status webhooks")
+    seen = await status_webhooks(system, account, 7)
     assert {k: sorted(v) for k, v in seen.items()} == {
         short: [2, 4],
         long: [2, 4],

@@ -5,8 +5,10 @@ provider only through the contract (`providers.base.Provider`): `set_up`, `plan`
 (the real client), `verify` and `parse` (the real verification code) on the callbacks its simulator sent
 to a real receiver, and `sandbox_inbound`. Outcomes follow the sandbox's last-digit rule and the
 simulators' shared fault injection (`/_sandbox/faults`), which every simulator serves. A `connected`
-provider runs its `Link` to the simulator, whose sink puts what arrives in the same receiver: those
-bodies come from our own connection, so nothing verifies them, and every request over HTTP is refused.
+provider runs its `Link` to the simulator, and one that `listens` its `listener`, whose sinks put what
+arrives in the same receiver: those bodies come from our own connection or server, so nothing verifies
+them, and every request over HTTP is refused. E-mail providers get an address ending in the phone's
+digits.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ READ_PHONE, DELIVERED_ONLY_PHONE, FINAL_PHONE, FLAKY_PHONE = (
     "85512345679",
 )
 _keys = iter(range(10_000_000, 20_000_000))
+ACCOUNT_ID = "0190f5c2-7a3e-7d4b-8c1a-5e6f7a8b9c0d"
 
 
 @pytest.fixture(params=PROVIDERS, ids=lambda p: p.name)
@@ -69,9 +72,19 @@ class Bench:
     link: Link | None = None
     """A `connected` provider's link to its simulator, running for the whole test."""
 
+    @property
+    def trusted(self) -> bool:
+        """What arrives comes from a connection or a server of ours, not over HTTP."""
+        return self.provider.connected or self.provider.listens
+
     @asynccontextmanager
     async def linked(self, ctx: ProviderContext) -> AsyncIterator[Link | None]:
-        """A running link for `ctx` (None for a provider that is not `connected`), stopped at the end."""
+        """A running link for `ctx` (None for a provider that is not `connected`), stopped at the end;
+        for one that `listens`, its listener runs meanwhile."""
+        if self.provider.listens:
+            async with self._running(self.provider.listener(ctx, self._channel_sink), "the listener"):
+                yield None
+            return
         if not self.provider.connected:
             yield None
             return
@@ -80,11 +93,20 @@ class Bench:
             await self.inbox.add(Received(path="link", headers={}, body=body))
             return "applied"
 
-        link = self.provider.link(ctx, self.credentials, sink)
+        async with self._running(self.provider.link(ctx, self.credentials, sink), "the link") as link:
+            yield link
+
+    async def _channel_sink(self, account_id: str, body: bytes) -> str:
+        assert account_id == ACCOUNT_ID
+        await self.inbox.add(Received(path="listener", headers={}, body=body))
+        return "applied"
+
+    @asynccontextmanager
+    async def _running(self, link: Link, what: str) -> AsyncIterator[Link]:
         stop = asyncio.Event()
         running = asyncio.create_task(link.run(stop))
         try:
-            await wait_until(lambda: link.up, timeout=5, what="the link bound")
+            await wait_until(lambda: link.up, timeout=5, what=f"{what} up")
             yield link
         finally:
             stop.set()
@@ -98,6 +120,8 @@ class Bench:
         """Who to send to for `phone`: the phone itself, or the end user (made to write first) by it."""
         if self.provider.addressing in (Addressing.PHONE, Addressing.BOTH):
             return phone
+        if self.provider.addressing == Addressing.EMAIL:
+            return f"conformance{phone}@bank.example"
         written = await self.provider.sandbox_inbound(
             self.ctx, self.credentials, SandboxUser(name="Conformance", text="hello", phone=phone)
         )
@@ -105,7 +129,7 @@ class Bench:
 
     async def send(self, recipient: str, content: Mapping[str, Any] | None = None) -> SendOutcome:
         key = next(_keys)
-        message = Outgoing(key, recipient, content or self.provider.example_message)
+        message = Outgoing(key, recipient, content or self.provider.example_message, account_id=ACCOUNT_ID)
         units = self.provider.plan(self.ctx, self.credentials, [message], self.link)
         assert [unit.keys for unit in units] == [(key,)]
         outcomes = await units[0].call()
@@ -119,7 +143,7 @@ class Bench:
         """Every callback received so far, verified (each must be) and parsed."""
         events: list[CallbackEvent] = []
         for item in self.inbox.received if received is None else received:
-            if not self.provider.connected:
+            if not self.trusted:
                 assert self.provider.verify(self.ctx, self.request(item), self.credentials), item.body
             events += self.provider.parse(item.body)
         return events
@@ -255,7 +279,10 @@ class TestErrors:
                 await bench.sim.fault(bench.provider.name, kind="timeout")
                 key = next(_keys)
                 [unit] = bench.provider.plan(
-                    ctx, bench.credentials, [Outgoing(key, recipient, bench.provider.example_message)], link
+                    ctx,
+                    bench.credentials,
+                    [Outgoing(key, recipient, bench.provider.example_message, account_id=ACCOUNT_ID)],
+                    link,
                 )
                 outcome = (await unit.call())[key]
         finally:
@@ -272,7 +299,7 @@ class TestErrors:
     async def test_a_passing_failure_is_retryable_and_a_retry_goes_through(self, bench: Bench):
         recipient = await bench.recipient(FLAKY_PHONE)
         key = next(_keys)
-        message = Outgoing(key, recipient, bench.provider.example_message)
+        message = Outgoing(key, recipient, bench.provider.example_message, account_id=ACCOUNT_ID)
         outcomes = []
         for _ in range(3):
             [unit] = bench.provider.plan(bench.ctx, bench.credentials, [message], bench.link)
@@ -305,7 +332,7 @@ class TestCallbacks:
     async def test_a_forged_callback_is_refused(self, bench: Bench):
         genuine = await self._one_callback(bench)
         request = bench.request(genuine)
-        if bench.provider.connected:
+        if bench.trusted:
             # What arrives on the link is trusted as ours; over HTTP even its exact bytes are refused.
             assert not bench.provider.verify(bench.ctx, request, bench.credentials)
             return

@@ -41,7 +41,7 @@ async def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
 async def simulator(mailbox: tuple[Mailbox, int]) -> AsyncIterator[SmtpSimulator]:
     sim = SmtpSimulator(
         SimulatorConfig(),
-        SmtpKnobs(username="acme", password="s3cret", dsn_host="127.0.0.1", dsn_port=mailbox[1]),
+        SmtpKnobs(username="acme", password="s3cret", bounce_host="127.0.0.1", bounce_port=mailbox[1]),
     )
     await sim.start()
     yield sim
@@ -186,3 +186,51 @@ def test_a_relays_dsn_is_read_recipient_by_recipient():
 def test_anything_else_is_not_a_dsn(raw: bytes):
     with pytest.raises(dsn.NotADsn):
         dsn.parse(raw)
+
+
+async def test_the_last_digit_decides_as_for_phones(simulator: SmtpSimulator):
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+        await send(simulator, "user85512345678@bank.example")
+    assert refused.value.recipients[0].code == 550
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as deferred:
+        await send(simulator, "user85512345679@bank.example")
+    assert deferred.value.recipients[0].code == 451
+
+
+async def test_a_delivery_is_reported_when_the_sender_asks_and_only_then(
+    simulator: SmtpSimulator, mailbox: tuple[Mailbox, int]
+):
+    box, _ = mailbox
+    await send(simulator, "quiet@bank.example")
+    await send(
+        simulator, "dara@bank.example", mail_options=["ENVID=msg-1"], rcpt_options=["NOTIFY=SUCCESS,FAILURE"]
+    )
+    await wait_until(lambda: box.messages, timeout=5, what="the success DSN")
+    await asyncio.sleep(0.3)  # the other message's would have come by now
+    [report] = [dsn.parse(m) for m in box.messages]
+    [verdict] = report.verdicts
+    assert (report.envelope_id, verdict.recipient, verdict.action) == (
+        "msg-1",
+        "dara@bank.example",
+        "delivered",
+    )
+
+
+async def test_a_listener_that_says_where_it_is_gets_the_reports_first(
+    simulator: SmtpSimulator, mailbox: tuple[Mailbox, int]
+):
+    box, port = mailbox
+    simulator.report_to("127.0.0.1", 9)  # newest first; nothing listens there, so the next one is tried
+    assert simulator.targets[0] == ("127.0.0.1", 9)
+    await send(simulator, "dara+bounce@bank.example")
+    await wait_until(lambda: box.messages, timeout=5, what="the DSN through the older listener")
+    assert simulator.targets == [("127.0.0.1", 9), ("127.0.0.1", port)]
+
+
+@pytest.mark.parametrize(("kind", "code"), [("http_503", 451), ("rate_limit", 421), ("final_error", 554)])
+async def test_faults_answer_mail_from(simulator: SmtpSimulator, kind: str, code: int):
+    simulator.faults.configure({"kind": kind})
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+        await send(simulator, "dara@bank.example")
+    assert refused.value.code == code
+    await send(simulator, "dara@bank.example")  # a fault hits one request unless told otherwise

@@ -287,7 +287,7 @@ class Dispatcher:
                     round_, message, "NOT_SUPPORTED", "Sending on this application is not available", now
                 )
             return []
-        outgoing = [Outgoing(m.id, m.recipient, m.content, m.expire_at) for m in pending]
+        outgoing = [Outgoing(m.id, m.recipient, m.content, m.expire_at, channel.public_id) for m in pending]
         try:
             credentials = open_credentials(self.keyring, channel)
             link = self.links.get(channel, provider) if provider.connected and self.links else None

@@ -8,18 +8,24 @@ from openmmp.deps import KeyringDep
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep, after_commit
 from openmmp.kit.schemas import AccountId, MessageId
+from openmmp.messages.mail import email_statuses, send_mail
 from openmmp.messages.schemas import (
     BroadcastBatchRequest,
     BroadcastBatchResponse,
     BroadcastResponseMessage,
+    EmailStatusRequest,
+    EmailStatusResponse,
     ResponseStatusMessage,
     SendConversationMessage,
+    SendMail,
+    SendMailResponse,
     SendMessageBroadcast,
 )
 from openmmp.messages.service import messages
 
 channel_router = APIRouter(prefix="/channel", tags=["Message"])
 message_router = APIRouter(prefix="/message", tags=["Message"])
+email_router = APIRouter(prefix="/email", tags=["E-mail"])
 
 SEND_ERRORS = responses(400, 401, 403, 404, 409, 413, 429)
 
@@ -120,3 +126,42 @@ async def get_status(
     message_id: MessageId, subject: CompanyKey, session: SessionDep
 ) -> ResponseStatusMessage:
     return await messages.status(session, subject, message_id=message_id, client_message_id=None)
+
+
+@email_router.post(
+    "/send",
+    summary="Send Mail",
+    description=(
+        "One e-mail (`subject`, `text` and/or `html`, `{{name}}` placeholders) to up to 1,000 addresses of "
+        "an EMAIL channel. Each address is a message of its own, as Broadcast Message would make it: its "
+        "own `messageId`, idempotent by its own `clientMessageId`, webhooks per status change. The answer "
+        "lists, in the order of `to`, each accepted address (EmailStatus 1 PENDING) or a refused one's "
+        "`errors`."
+    ),
+    response_model=SendMailResponse,
+    responses=SEND_ERRORS,
+)
+async def send_mail_endpoint(
+    body: SendMail, request: Request, subject: CompanyKey, session: SessionDep, keyring: KeyringDep
+) -> SendMailResponse:
+    result = await send_mail(session, keyring, subject, body)
+    after_commit(request, request.app.state.wake_workers)
+    return result
+
+
+@email_router.post(
+    "/status",
+    summary="Get Batch Email Status",
+    description=(
+        "Where up to 1,000 e-mails stand, by `messageIds` or `clientMessageIds`, in EmailStatus terms: 1 "
+        "PENDING (not yet taken by the relay), 2 SUCCESS (taken, or reported delivered), 3 FAIL (refused "
+        "or bounced: `error.code` `SMTP_<code>`). Ids that name no e-mail of the company are listed in "
+        "`notFound`."
+    ),
+    response_model=EmailStatusResponse,
+    responses=responses(400, 401, 403),
+)
+async def email_status_endpoint(
+    body: EmailStatusRequest, subject: CompanyKey, session: SessionDep
+) -> EmailStatusResponse:
+    return await email_statuses(session, subject, body)

@@ -185,3 +185,31 @@ async def legs_of(session: AsyncSession, root_id: int) -> list[tuple[Message, Ch
         .order_by(Message.id)
     )
     return [(row[0], row[1]) for row in await session.execute(statement)]
+
+
+async def of_applications(
+    session: AsyncSession,
+    subject: Subject,
+    applications: Sequence[int],
+    ids: Sequence[str],
+    *,
+    by_client_id: bool,
+) -> list[Message]:
+    """The company's messages on channels of `applications`, by public id or by clientMessageId."""
+    if by_client_id:
+        column, wanted = Message.client_message_id, [i for i in ids if "\x00" not in i]
+    else:
+        column, wanted = Message.public_id, [c for c in map(canonical_public_id, ids) if c is not None]
+    if not wanted or not applications:
+        return []
+    statement = (
+        select(Message)
+        .join(Channel, Channel.id == Message.channel_id)
+        .where(
+            Message.company_id == subject.company_id,
+            Channel.application_id.in_(applications),
+            column.in_(wanted),
+        )
+        .order_by(Message.id)
+    )
+    return list((await session.execute(statement)).scalars())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from openmmp.kit.schemas import RequestModel, ResponseModel
-from openmmp.kit.validators import HttpUrl, http_url
+from openmmp.kit.validators import HttpUrl, Mailbox, http_url
 
 
 class MessageType(StrEnum):
@@ -149,10 +149,20 @@ class Fallback(RequestModel):
 
 
 class SendMessageBroadcast(RequestModel):
-    """Broadcast Message: one message to one phone number (OA) or conversation (BOT)."""
+    """Broadcast Message: one message to one phone number (OA), conversation (BOT) or e-mail address."""
 
     phone: str | None = Field(default=None, max_length=32, description="Required on OA channels")
     to: str | None = Field(default=None, max_length=64, description="BOT channels: a conversation id")
+    email: Mailbox | None = Field(default=None, description="EMAIL channels: the address, in place of phone")
+    subject: str | None = Field(
+        default=None, min_length=1, max_length=900, description="EMAIL (and MMS) channels; may hold {{name}}"
+    )
+    html: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="EMAIL channels: an HTML body sent beside the text of `message`; may hold {{name}}",
+    )
     message: MessageObject
     params: dict[str, ParamValue] | None = Field(default=None, description="Values for {{name}} placeholders")
     client_message_id: str | None = Field(
@@ -191,11 +201,24 @@ class BroadcastBatchRequest(RequestModel):
     messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
 
 
-class BroadcastResponseMessage(ResponseModel):
+class _EmailWhenSet(ResponseModel):
+    """`email` appears on the wire only for messages to an address: the other answers keep the MMP
+    API's exact shape."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_email(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("email", "") is None:
+            del data["email"]
+        return data
+
+
+class BroadcastResponseMessage(_EmailWhenSet):
     message_id: str
     client_message_id: str
     request_id: str | None
     phone: str | None
+    email: str | None = Field(default=None, description="EMAIL channels: the address")
     status: int = Field(description="1 PENDING, 2 SENT, 3 FAIL, 4 DELIVERED, 5 READ")
     cause: str
     application_id: int
@@ -233,10 +256,11 @@ class FallbackLeg(ResponseModel):
     timestamp: int
 
 
-class ResponseStatusMessage(ResponseModel):
+class ResponseStatusMessage(_EmailWhenSet):
     message_id: str
     client_message_id: str
     phone: str | None
+    email: str | None = Field(default=None, description="EMAIL channels: the address")
     status: int
     cause: str
     application_id: int
@@ -251,3 +275,79 @@ class ResponseStatusMessage(ResponseModel):
     fallback: list[FallbackLeg] | None = Field(
         default=None, description="The first message of a fallback chain: the legs that followed, in order"
     )
+
+
+class MailRecipient(RequestModel):
+    """One receiver of a Send Mail, with values of its own for the placeholders."""
+
+    email: Mailbox
+    params: dict[str, ParamValue] | None = Field(default=None, description="Override the shared `params`")
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class SendMail(RequestModel):
+    """Send Mail: one e-mail to up to 1,000 addresses, each its own message (and `messageId`)."""
+
+    account_id: str = Field(min_length=1, max_length=36, description="The EMAIL channel's `publicId`")
+    to: list[Mailbox | MailRecipient] = Field(min_length=1, max_length=1000)
+    subject: str = Field(min_length=1, max_length=900, description="May hold {{name}}")
+    text: str | None = Field(default=None, min_length=1, max_length=100_000, description="Plain-text body")
+    html: str | None = Field(default=None, min_length=1, max_length=100_000, description="HTML body")
+    params: dict[str, ParamValue] | None = Field(default=None, description="Values for {{name}} placeholders")
+    request_id: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _a_body(self) -> SendMail:
+        if self.text is None and self.html is None:
+            raise ValueError("give text, html or both")
+        return self
+
+
+class MailAccepted(ResponseModel):
+    message_id: str
+    client_message_id: str
+    email: str
+    status: int = Field(description="EmailStatus: 1 PENDING")
+    cause: str
+
+
+class MailRefused(ResponseModel):
+    email: str
+    errors: list[dict[str, str]]
+
+
+class SendMailResponse(ResponseModel):
+    request_id: str | None
+    messages: list[MailAccepted | MailRefused] = Field(description="In the order of `to`")
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class EmailStatusRequest(RequestModel):
+    """Get Batch Email Status: up to 1,000 messages by `messageId` or by `clientMessageId`."""
+
+    message_ids: list[Identifier] | None = Field(default=None, min_length=1, max_length=1000)
+    client_message_ids: list[Identifier] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EmailStatusRequest:
+        if (self.message_ids is None) == (self.client_message_ids is None):
+            raise ValueError("give messageIds or clientMessageIds")
+        return self
+
+
+class EmailStatusItem(ResponseModel):
+    message_id: str
+    client_message_id: str
+    email: str
+    status: int = Field(description="EmailStatus: 1 PENDING, 2 SUCCESS (the relay took it), 3 FAIL")
+    cause: str = Field(description="PENDING, SUCCESS or FAIL")
+    message_status: int = Field(description="The message's own status (1 PENDING ... 5 READ, 3 FAIL)")
+    error: StatusError | None = None
+    timestamp: int = Field(description="Epoch ms of the last status change")
+
+
+class EmailStatusResponse(ResponseModel):
+    items: list[EmailStatusItem]
+    not_found: list[str] = Field(description="Ids that name no e-mail of the company")

@@ -109,6 +109,7 @@ def _answer(
     client_message_id: str,
     request_id: str | None,
     phone: str | None,
+    email: str | None,
     created_at: int,
 ) -> dict[str, Any]:
     """A send's BroadcastResponseMessage with its wire names (tests hold it to the schema). A replay
@@ -123,7 +124,22 @@ def _answer(
         "applicationId": channel.application_id,
         "publicId": channel.public_id,
         "createdDate": created_at,
-    }
+    } | ({"email": email} if email is not None else {})
+
+
+def _send_fields(provider: Provider, body: dict[str, Any]) -> dict[str, Any]:
+    """The send's fields besides `message` that go into the content (`Provider.send_fields`); a 400 for
+    one the channel does not take."""
+    given: dict[str, Any] = {name: body[name] for name in ("subject", "html") if name in body}
+    for name in given:
+        if name not in provider.send_fields:
+            raise Invalid(f"{provider.application.name} channels take no {name}", name=name)
+    return given
+
+
+def _email_of(provider: Provider | None, recipient: str) -> str | None:
+    """The address a message went to, on channels that send e-mail."""
+    return recipient if provider is not None and provider.addressing == Addressing.EMAIL else None
 
 
 class MessageService:
@@ -140,9 +156,16 @@ class MessageService:
         return _Context(channel, provider, open_credentials(keyring, channel), keyring)
 
     async def _recipient(
-        self, session: AsyncSession, ctx: _Context, *, phone: str | None, to: str | None
+        self,
+        session: AsyncSession,
+        ctx: _Context,
+        *,
+        phone: str | None,
+        to: str | None,
+        email: str | None = None,
     ) -> tuple[str | None, str, int | None]:
-        """(normalised phone, upstream address, conversation id) for a send."""
+        """(normalised phone, upstream address, conversation id) for a send. An e-mail's phone is only
+        where a fallback goes."""
         default_region = ctx.channel.settings.get("defaultCountry")
         normalised = None
         if phone is not None:
@@ -151,6 +174,12 @@ class MessageService:
             except ValueError as exc:
                 raise Invalid(str(exc), name="phone") from exc
         addressing = ctx.provider.addressing
+        if (addressing == Addressing.EMAIL) != (email is not None):
+            if email is None:
+                raise Invalid(f"required on {ctx.application.name} channels", name="email")
+            raise Invalid(f"{ctx.application.name} channels do not send to e-mail addresses", name="email")
+        if email is not None:
+            return normalised, email, None
         if addressing == Addressing.PHONE or (addressing == Addressing.BOTH and to is None):
             if normalised is None:
                 raise Invalid(f"required on {ctx.application.name} channels", name="phone")
@@ -180,11 +209,11 @@ class MessageService:
         now: int,
     ) -> _Prepared:
         body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
-        content = render(body["message"], request.params)
+        content = render({**body["message"], **_send_fields(ctx.provider, body)}, request.params)
         expire_at = _expire_at(request.expire, now)
         check_content(ctx.provider, content, ctx.credentials)
         normalised, recipient, conversation_id = await self._recipient(
-            session, ctx, phone=phone, to=request.to
+            session, ctx, phone=phone, to=request.to, email=getattr(request, "email", None)
         )
         public_id = new_public_id()
         fallback = await self._fallback(session, ctx, subject, request, body, normalised, public_id)
@@ -272,9 +301,10 @@ class MessageService:
             raise Invalid("this channel cannot send yet", name=f"{name}.accountId")
         if channel.id == ctx.channel.id:
             raise Invalid("the channel of the send itself", name=f"{name}.accountId")
-        if provider.addressing == Addressing.CONVERSATION:
+        if provider.addressing in (Addressing.CONVERSATION, Addressing.EMAIL):
+            where = "conversations" if provider.addressing == Addressing.CONVERSATION else "e-mail addresses"
             raise Invalid(
-                f"{provider.application.name} channels send to conversations, not to a phone",
+                f"{provider.application.name} channels send to {where}, not to a phone",
                 name=f"{name}.accountId",
             )
         found = (channel, provider, open_credentials(ctx.keyring, channel))
@@ -312,6 +342,7 @@ class MessageService:
                         original.client_message_id,
                         original.request_id,
                         original.phone,
+                        _email_of(ctx.provider, original.recipient),
                         original.created_at,
                     )
                 )
@@ -341,6 +372,7 @@ class MessageService:
                         row["client_message_id"],
                         row["request_id"],
                         row["phone"],
+                        _email_of(ctx.provider, row["recipient"]),
                         row["created_at"],
                     )
                 )
@@ -374,7 +406,7 @@ class MessageService:
         request: SendConversationMessage,
     ) -> BroadcastResponseMessage:
         ctx = await self._context(session, keyring, subject, account_id)
-        if ctx.provider.addressing == Addressing.PHONE:
+        if ctx.provider.addressing in (Addressing.PHONE, Addressing.EMAIL):
             raise ChannelCannotSend(f"{ctx.application.name} channels have no conversations; use broadcast")
         prepared = await self._prepare(session, ctx, subject, request, phone=None, now=now_ms())
         [result] = await self._store(session, ctx, subject, [prepared])
@@ -390,11 +422,15 @@ class MessageService:
         *,
         account_id: str,
         items: list[dict[str, Any]],
+        only: Addressing | None = None,
     ) -> list[dict[str, Any]]:
         """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent.
 
-        The answer is BroadcastBatchResponse's `messages` as they go on the wire."""
+        The answer is BroadcastBatchResponse's `messages` as they go on the wire. `only`: the channel
+        must address its receivers so (Send Mail takes e-mail channels only), else a 400."""
         ctx = await self._context(session, keyring, subject, account_id)
+        if only is not None and ctx.provider.addressing != only:
+            raise Invalid(f"a {ctx.application.name} channel does not send to {only.value}", name="accountId")
         now = now_ms()
         prepared: list[_Prepared | AppError] = []
         for raw in items:
@@ -464,6 +500,7 @@ class MessageService:
             message_id=message.public_id,
             client_message_id=message.client_message_id,
             phone=message.phone,
+            email=_email_of(REGISTRY.for_application(channel.application_id), message.recipient),
             status=message.status,
             cause=CAUSES[MessageStatus(message.status)],
             application_id=channel.application_id,

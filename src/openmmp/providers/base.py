@@ -19,6 +19,9 @@ Upstreams reached over sessions kept open (SMPP binds) rather than request by re
 `connected`: a worker process keeps a `Link` per channel (`Provider.link`), sends go through it (`plan`
 is handed it), and what the upstream delivers on it (reports, inbound messages) is handed to the core as
 bodies `parse` reads, so that it is stored, deduplicated and applied exactly as a callback would be.
+Upstreams that report to a server of ours rather than to the callback route (bounces mailed to an SMTP
+server) declare `listens`: each worker process runs the provider's `listener`, whose sink names the
+channel of each body.
 
 `tests/providers/conformance/` proves every registered provider against its own simulator.
 """
@@ -206,6 +209,8 @@ class Addressing(StrEnum):
     """By the end user's conversation (`to`), or by a phone number the conversation has shared (bots)."""
     BOTH = "both"
     """By phone number, or by conversation when replying to one (WhatsApp, SMS with replies)."""
+    EMAIL = "email"
+    """By e-mail address (`email` in place of `phone`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +298,9 @@ class Outgoing:
     recipient: str
     content: Mapping[str, Any]
     expire_at_ms: int | None = None
+    account_id: str = ""
+    """The channel's accountId, for upstreams whose reports come back by a route that must name it (a
+    bounce address); dispatch always sets it."""
 
 
 SendOutcome = SendOk | ProviderError
@@ -365,6 +373,13 @@ EventSink = Callable[[bytes], Awaitable[str]]
 outcome once the event is stored (a repeat is "duplicate"); raises when it could not be stored, and the
 link then has the upstream deliver it again."""
 
+ChannelSink = Callable[[str, bytes], Awaitable[str]]
+"""Where a provider's `listener` hands what arrived: the channel's accountId and one body that
+`Provider.parse` reads. Returns as `EventSink` does, or `REFUSED` when no such channel exists or `parse`
+refused the body: the listener then refuses it for good. Raises when it could not be stored."""
+
+REFUSED = "refused"
+
 
 class Link(ABC):
     """A channel's connections to a `connected` upstream, owned by one worker process.
@@ -429,6 +444,13 @@ class Provider(ABC):
     connected: ClassVar[bool] = False
     """Reached over connections a worker keeps open per channel (`link`), not request by request: its
     reports and inbound messages arrive on them, and its callback route refuses every request."""
+    listens: ClassVar[bool] = False
+    """Its reports arrive at a server each worker process runs for it (`listener`), such as an SMTP
+    server taking bounces, and its callback route refuses every request."""
+    send_fields: ClassVar[frozenset[str]] = frozenset()
+    """Fields of a send request besides `message` that it takes (`subject`, `html`): the core renders
+    their placeholders and hands them over in the content under the same names; a send giving one that
+    is not here is refused."""
 
     # ---- accept time (pure, fast: called inside the API's request) ----
 
@@ -474,6 +496,11 @@ class Provider(ABC):
     def link(self, ctx: ProviderContext, credentials: Mapping[str, Any], sink: EventSink) -> Link:
         """The channel's `Link` (not yet running); only `connected` providers have one."""
         raise NotImplementedError(f"{self.title} is not reached over kept connections")
+
+    def listener(self, ctx: ProviderContext, sink: ChannelSink) -> Link:
+        """The server a worker process runs for a provider that `listens` (not yet running): it keeps
+        listening until stopped, and acknowledges what arrives only once the sink has stored it."""
+        raise NotImplementedError(f"{self.title} reports to no server of ours")
 
     # ---- callbacks ----
 

@@ -90,11 +90,6 @@ class MmsCredentials(Credentials):
     password: str | None = Field(default=None, max_length=4096)
 
 
-class EmailCredentials(Credentials):
-    from_: str = Field(alias="from", min_length=3, max_length=320)
-    smtp_url: str | None = Field(default=None, max_length=2000)
-
-
 def _zalo(oa_id: str) -> dict[str, str]:
     return {"oaId": oa_id, "appId": oa_id, "accessToken": "demo", "refreshToken": "demo", "secretKey": "demo"}
 
@@ -133,5 +128,4 @@ NOT_AVAILABLE = (
         MmsCredentials,
         {"url": "http://127.0.0.1:9/mm7", "vaspId": "demo", "vasId": "demo", "senderAddress": "DEMO"},
     ),
-    NotAvailable(Application.EMAIL, EmailCredentials, {"from": "demo@openmmp.local"}),
 )

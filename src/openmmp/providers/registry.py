@@ -14,6 +14,7 @@ from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable, Provider
 from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.smpp.provider import SmppProvider
+from openmmp.providers.smtp.provider import EmailProvider
 from openmmp.providers.viber.provider import ViberProvider
 from openmmp.providers.viber_bot.provider import ViberBotProvider
 
@@ -99,6 +100,7 @@ REGISTRY = Registry(
         ViberProvider(),
         ViberBotProvider(),
         SmppProvider(),
+        EmailProvider(),
     ],
     not_available=NOT_AVAILABLE,
 )

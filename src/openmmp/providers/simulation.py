@@ -23,18 +23,18 @@ import contextlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import orjson
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.base import ProviderError
@@ -505,6 +505,61 @@ async def faults_response(request: Request, faults: FaultInjector) -> Response:
     except ValueError as exc:
         return sandbox_error(str(exc))
     return json_response(applied)
+
+
+class SocketSimulator(Protocol):
+    """A simulator speaking its upstream's protocol on a TCP port of its own (an SMSC, an SMTP server)."""
+
+    address: tuple[str, int]
+    faults: FaultInjector
+
+    async def stop(self) -> None: ...
+
+    def stats_json(self, *, detail: bool) -> Mapping[str, Any]: ...
+
+
+def socket_simulator_app(
+    simulator: SocketSimulator,
+    start: Callable[[], Awaitable[object]],
+    *,
+    event: str,
+    routes: list[BaseRoute],
+) -> Starlette:
+    """The app of a `SocketSimulator`: its lifespan `start`s it (logging `event` with where it listens)
+    and stops it; its routes are the controls every such simulator has (`GET /_sandbox/address`, `GET
+    /_sandbox/stats`, `POST /_sandbox/faults`) and its own `routes`."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await start()
+        host, port = simulator.address
+        logger.info(event, host=host, port=port)
+        try:
+            yield
+        finally:
+            await simulator.stop()
+
+    async def address(_request: Request) -> Response:
+        host, port = simulator.address
+        return json_response({"host": host, "port": port})
+
+    async def stats(request: Request) -> Response:
+        return json_response(simulator.stats_json(detail=wants_detail(request)))
+
+    async def faults(request: Request) -> Response:
+        return await faults_response(request, simulator.faults)
+
+    app = Starlette(
+        routes=[
+            Route("/_sandbox/address", address, methods=["GET"]),
+            Route("/_sandbox/stats", stats, methods=["GET"]),
+            Route("/_sandbox/faults", faults, methods=["POST"]),
+            *routes,
+        ],
+        lifespan=lifespan,
+    )
+    app.state.simulator = simulator
+    return app
 
 
 def scheduler_lifespan(

@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import itertools
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,13 +28,13 @@ from typing import Any
 import orjson
 import structlog
 
-from openmmp.kit.http import IpAddress
 from openmmp.providers.base import EventSink, Link, ProviderContext, ProviderError, SendOk, SendOutcome
 from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.smpp import pdu as smpp
 from openmmp.providers.smpp import text as sms_text
 from openmmp.providers.smpp.pdu import Bind, MessageId, PduError, ShortMessage, parse_receipt
 from openmmp.providers.smpp.session import BindRefused, Session, SessionClosed
+from openmmp.providers.targets import checked_address
 
 log = structlog.get_logger(__name__)
 
@@ -206,23 +204,7 @@ class SmppLink(Link):
             )
             return str(where["host"]), int(where["port"])
         host, port = str(self._credentials["host"]), int(self._credentials["port"])
-        return await self._checked(host, port), port
-
-    async def _checked(self, host: str, port: int) -> str:
-        """The first address of `host` the context's target check allows; ProviderError when none is."""
-        loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), self._ctx.http.timeout
-        )
-        check = self._ctx.target_check
-        problems = []
-        for *_, sockaddr in infos:
-            address = str(sockaddr[0])
-            problem = check(host, _ip(address)) if check is not None else None
-            if problem is None:
-                return address
-            problems.append(f"{address} is {problem}")
-        raise ProviderError("SMPP_TARGET_REFUSED", f"{host}: " + "; ".join(problems), retryable=True)
+        return await checked_address(self._ctx, host, port, code="SMPP_TARGET_REFUSED"), port
 
     async def _session(self) -> Session:
         """The next bound connection in turn, waiting for one as long as an answer may take."""
@@ -368,10 +350,6 @@ def _mo_body(message: ShortMessage, text: str, parts: int = 1) -> dict[str, Any]
         "at": at,
         "key": f"{at}:{digest[:16]}",
     }
-
-
-def _ip(address: str) -> IpAddress:
-    return ipaddress.ip_address(address.split("%", 1)[0])
 
 
 def _now_ms() -> int:

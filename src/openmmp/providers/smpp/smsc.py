@@ -32,8 +32,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 
 import structlog
@@ -50,13 +49,12 @@ from openmmp.providers.simulation import (
     SimulatorConfig,
     SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
     json_response,
     knobs,
     last_digit,
     read_json,
     sandbox_error,
-    wants_detail,
+    socket_simulator_app,
 )
 from openmmp.providers.smpp import pdu as smpp
 from openmmp.providers.smpp import text as sms_text
@@ -366,26 +364,6 @@ def smsc_app(config: SimulatorConfig) -> Starlette:
     and port, and its routes are the sandbox controls of the module's docstring."""
     simulator = SmscSimulator(config, knobs(config, "smpp", SmscKnobs))
 
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await simulator.start(simulator.knobs.host, simulator.knobs.port)
-        host, port = simulator.address
-        logger.info("smsc_simulator_listening", host=host, port=port)
-        try:
-            yield
-        finally:
-            await simulator.stop()
-
-    async def address(_request: Request) -> Response:
-        host, port = simulator.address
-        return json_response({"host": host, "port": port})
-
-    async def stats(request: Request) -> Response:
-        return json_response(simulator.stats_json(detail=wants_detail(request)))
-
-    async def faults(request: Request) -> Response:
-        return await faults_response(request, simulator.faults)
-
     async def inbound(request: Request) -> Response:
         try:
             body = await read_json(request)
@@ -404,14 +382,9 @@ def smsc_app(config: SimulatorConfig) -> Starlette:
         )
         return json_response({"userId": body["phone"], "bound": bound})
 
-    app = Starlette(
-        routes=[
-            Route("/_sandbox/address", address, methods=["GET"]),
-            Route("/_sandbox/stats", stats, methods=["GET"]),
-            Route("/_sandbox/faults", faults, methods=["POST"]),
-            Route("/_sandbox/inbound", inbound, methods=["POST"]),
-        ],
-        lifespan=lifespan,
+    return socket_simulator_app(
+        simulator,
+        lambda: simulator.start(simulator.knobs.host, simulator.knobs.port),
+        event="smsc_simulator_listening",
+        routes=[Route("/_sandbox/inbound", inbound, methods=["POST"])],
     )
-    app.state.simulator = simulator
-    return app
