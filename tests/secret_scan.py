@@ -236,7 +236,7 @@ class _Patches:
 
 
 def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
-    from openmmp.providers.viber import provider as viber_provider
+    from openmmp.providers.base import ProviderContext
 
     generate_api_key = crypto.generate_api_key
 
@@ -259,17 +259,17 @@ def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
         secrets.add(secret, "server secret")
         return secret, created
 
-    viber_callback_secret = viber_provider.callback_secret
+    operator_secret = ProviderContext.secret
 
-    def recorded_viber_callback_secret(ctx: Any) -> str:
-        secret = viber_callback_secret(ctx)
-        secrets.add(secret, "Viber callback secret")
+    def recorded_operator_secret(ctx: ProviderContext, option: str, sandbox_default: str) -> str:
+        secret = operator_secret(ctx, option, sandbox_default)
+        secrets.add(secret, f"provider option {option}")
         return secret
 
     patches.everywhere(generate_api_key, recorded_generate_api_key)
     patches.everywhere(new_webhook_secret, recorded_new_webhook_secret)
     patches.everywhere(load_or_create_secret, recorded_load_or_create_secret)
-    patches.everywhere(viber_callback_secret, recorded_viber_callback_secret)
+    patches.attribute(ProviderContext, "secret", recorded_operator_secret)
 
     encrypt = crypto.Keyring.encrypt
 

@@ -41,6 +41,7 @@ class TestCreateChannel:
             Application.VIBER_BOT: 2,
             Application.VIBER: 3,
             Application.SMS: 3,
+            Application.MMS: 3,
             Application.EMAIL: 3,
         }.get(application, 1)
         assert channel["status"] == expected

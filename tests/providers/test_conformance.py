@@ -337,10 +337,11 @@ class TestCallbacks:
             assert not bench.provider.verify(bench.ctx, request, bench.credentials)
             return
         assert bench.provider.verify(bench.ctx, request, bench.credentials)
-        tampered = bytearray(genuine.body)
-        tampered[len(tampered) // 2] ^= 0x01
-        forged = CallbackRequest("POST", request.headers, {}, bytes(tampered))
-        assert not bench.provider.verify(bench.ctx, forged, bench.credentials)
+        if bench.provider.callback_proof == "body":
+            tampered = bytearray(genuine.body)
+            tampered[len(tampered) // 2] ^= 0x01
+            forged = CallbackRequest("POST", request.headers, {}, bytes(tampered))
+            assert not bench.provider.verify(bench.ctx, forged, bench.credentials)
         unsigned = CallbackRequest("POST", {"content-type": "application/json"}, {}, genuine.body)
         assert not bench.provider.verify(bench.ctx, unsigned, bench.credentials)
 

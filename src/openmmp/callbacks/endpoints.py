@@ -46,16 +46,24 @@ async def _request(request: Request) -> CallbackRequest:
 @router.post(
     "/{provider}/{accountId}",
     summary="Provider callbacks (delivery reports, inbound messages, channel and template events)",
-    description="Each provider proves its callbacks its own way:\n\n" + _PROVIDERS,
+    description="Each provider proves its callbacks its own way:\n\n"
+    + _PROVIDERS
+    + "\n\nThe answer is a CallbackAck, except for upstreams that expect one in their own protocol (as "
+    "said above).",
     response_model=CallbackAck,
     responses=responses(400, 401, 404, 413),
 )
 async def callback(provider: ProviderName, account_id: AccountId, request: Request) -> Response:
     receiver: CallbackReceiver = request.app.state.callbacks
+    received = await _request(request)
     try:
-        outcome = await receiver.receive(provider, account_id, await _request(request))
+        outcome = await receiver.receive(provider, account_id, received)
     except CallbackRejected as exc:
         raise BadRequest(str(exc), name="body") from exc
+    upstream = REGISTRY.by_name(provider)
+    reply = upstream.acknowledge(received, outcome) if upstream is not None else None
+    if reply is not None:
+        return Response(content=reply.body, status_code=reply.status_code, media_type=reply.media_type)
     # Two or three callbacks come per message sent: the body is written directly (it is a CallbackAck,
     # as documented), without a validation round through the model on each one.
     return Response(orjson.dumps({"status": "ok", "outcome": outcome}), media_type="application/json")

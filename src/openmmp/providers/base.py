@@ -279,6 +279,12 @@ class ProviderContext:
     """Applied when connecting to a tenant's target (`Credentials.target_fields`): to each address its
     host resolves to then, since a name can change after the channel was saved. None: no check."""
 
+    def secret(self, option: str, sandbox_default: str) -> str:
+        """The operator's secret `option` (e.g. a callback secret); when unset, in sandbox mode the
+        simulator's published `sandbox_default`, else "" (nothing can be proven with it)."""
+        configured = str(self.options.get(option) or "")
+        return configured or (sandbox_default if self.sandbox else "")
+
 
 TargetCheck = Callable[[str, IpAddress], str | None]
 """Why the server may not connect to `address` for a tenant's `host` (a phrase following "<address> is"),
@@ -429,6 +435,9 @@ class Provider(ABC):
     """The real upstream's base URL, used outside sandbox mode when the operator configures none."""
     callback_auth: ClassVar[str]
     """How its callbacks are proven, in a sentence for the OpenAPI document."""
+    callback_proof: ClassVar[Literal["body", "sender"]] = "body"
+    """What `verify` proves: "body", a signature over the raw body (a changed byte is refused); "sender",
+    only who sent it (HTTP Basic, as MM7's MMSCs do), the body's integrity being left to TLS."""
     verifies_with_get: ClassVar[bool] = False
     """The upstream verifies a callback URL with a GET handshake (`challenge`); for the others, a GET on
     the callback route is a 405 whatever the channel, so it reveals nothing."""
@@ -516,6 +525,12 @@ class Provider(ABC):
         Raises `CallbackUnverified` for a handshake with a wrong token.
         """
         raise CallbackUnverified(f"{self.title} has no GET handshake")
+
+    def acknowledge(self, request: CallbackRequest, outcome: str) -> CallbackReply | None:
+        """The answer to a callback once it is stored (`outcome` as the route reports it, e.g. "applied"
+        or "duplicate"), for upstreams that expect one in their protocol (MM7's DeliveryReportRsp);
+        None: the route's own JSON acknowledgement."""
+        return None
 
     @abstractmethod
     def parse(self, body: bytes) -> Sequence[CallbackEvent]:

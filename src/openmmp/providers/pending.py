@@ -77,19 +77,6 @@ class TelegramCredentials(Credentials):
     bot_token: str = Secret
 
 
-class MmsCredentials(Credentials):
-    """An MM7 (3GPP TS 23.140) VASP account at the operator's MMSC."""
-
-    identity_fields = ("url", "vasp_id")
-
-    url: str = Field(min_length=1, max_length=2000)
-    vasp_id: str = Ident
-    vas_id: str = Ident
-    sender_address: str = Field(min_length=1, max_length=40)
-    username: str | None = Field(default=None, max_length=200)
-    password: str | None = Field(default=None, max_length=4096)
-
-
 def _zalo(oa_id: str) -> dict[str, str]:
     return {"oaId": oa_id, "appId": oa_id, "accessToken": "demo", "refreshToken": "demo", "secretKey": "demo"}
 
@@ -122,10 +109,5 @@ NOT_AVAILABLE = (
             "accessToken": "demo-token",
             "appSecret": "demo-app-secret",
         },
-    ),
-    NotAvailable(
-        Application.MMS,
-        MmsCredentials,
-        {"url": "http://127.0.0.1:9/mm7", "vaspId": "demo", "vasId": "demo", "senderAddress": "DEMO"},
     ),
 )

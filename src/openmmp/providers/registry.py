@@ -12,6 +12,7 @@ from typing import Any
 
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable, Provider
+from openmmp.providers.mm7.provider import Mm7Provider
 from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.smtp.provider import EmailProvider
@@ -100,6 +101,7 @@ REGISTRY = Registry(
         ViberProvider(),
         ViberBotProvider(),
         SmppProvider(),
+        Mm7Provider(),
         EmailProvider(),
     ],
     not_available=NOT_AVAILABLE,

@@ -57,8 +57,7 @@ def message_id(key: int) -> str:
 def bounce_secret(ctx: ProviderContext) -> str:
     """The operator's bounce secret; the sandbox's published one in sandbox mode. "" means bounces are
     not tracked (outside sandbox mode, until the operator sets one)."""
-    configured = str(ctx.options.get("bounce_secret") or "")
-    return configured or (SANDBOX_BOUNCE_SECRET if ctx.sandbox else "")
+    return ctx.secret("bounce_secret", SANDBOX_BOUNCE_SECRET)
 
 
 def _signature(secret: str, account_id: str, key: int) -> str:

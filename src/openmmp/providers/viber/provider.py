@@ -59,14 +59,6 @@ class ViberOptions(BaseModel):
     )
 
 
-def callback_secret(ctx: ProviderContext) -> str:
-    """The partner-level secret signing callbacks; the simulator's default in sandbox mode."""
-    configured = str(ctx.options.get("callback_secret") or "")
-    if configured:
-        return configured
-    return callbacks.SANDBOX_CALLBACK_SECRET if ctx.sandbox else ""
-
-
 class ViberProvider(Provider):
     name = "viber"
     application = Application.VIBER
@@ -136,7 +128,7 @@ class ViberProvider(Provider):
         return [unit(message) for message in outgoing]
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
-        secret = callback_secret(ctx)
+        secret = ctx.secret("callback_secret", callbacks.SANDBOX_CALLBACK_SECRET)
         signature = request.header(callbacks.SIGNATURE_HEADER)
         return bool(secret) and callbacks.verify_signature(request.body, signature, secret)
 
