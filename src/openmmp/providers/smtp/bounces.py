@@ -175,7 +175,8 @@ class BounceListener(Link):
     async def run(self, stop: asyncio.Event) -> None:
         secret = bounce_secret(self._ctx)
         if not secret:
-            log.warning("bounces_not_tracked", reason="OPENMMP_PROVIDERS__SMTP_BOUNCE_SECRET is not set")
+            # A deployment that sends no e-mail needs no secret: said, not warned.
+            log.info("bounces_not_tracked", reason="OPENMMP_PROVIDERS__SMTP_BOUNCE_SECRET is not set")
             return
         host = str(self._ctx.options.get("bounce_host") or "127.0.0.1")
         port = int(self._ctx.options.get("bounce_port") or 0)
