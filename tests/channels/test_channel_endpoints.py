@@ -42,7 +42,9 @@ class TestCreateChannel:
             Application.VIBER: 3,
             Application.SMS: 3,
             Application.MMS: 3,
+            Application.RCS: 3,
             Application.EMAIL: 3,
+            Application.WHATSAPP: 3,
         }.get(application, 1)
         assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)

@@ -506,6 +506,38 @@ async def running_system(
         await system.dispose()
 
 
+async def send_one(
+    api: httpx.AsyncClient, company: Tenant, account: str, body: dict[str, Any], path: str = "broadcast"
+) -> str:
+    """One send on a channel (`broadcast`, or `conversation`): its messageId."""
+    response = await api.post(f"/api/v1/channel/{account}/{path}", json=body, headers=company.headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["messageId"])
+
+
+async def final_status(api: httpx.AsyncClient, company: Tenant, message_id: str) -> dict[str, Any]:
+    """A message's Get Message Status once it is final."""
+
+    async def final() -> dict[str, Any] | None:
+        status = (await api.get(f"/api/v1/message/{message_id}/status", headers=company.headers)).json()
+        return status if status["status"] in FINAL else None
+
+    found: dict[str, Any] = await wait_until(final, timeout=60, interval=0.2, what=f"{message_id} final")
+    return found
+
+
+async def signed_webhooks(system: System, message_id: str, count: int) -> list[int]:
+    """The statuses of a message's first `count` type 1 webhooks, each signed."""
+
+    def seen() -> list[int] | None:
+        deliveries = system.receiver.of_message(message_id)
+        assert all(d.signature_ok for d in deliveries)
+        return [d.body["status"] for d in deliveries] if len(deliveries) >= count else None
+
+    found: list[int] = await wait_until(seen, timeout=30, what="signed status webhooks")
+    return found
+
+
 async def all_final(system: System, account: str, count: int) -> dict[str, int]:
     """The statuses of a channel's `count` messages, once every one is final."""
 

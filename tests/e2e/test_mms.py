@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory
-from tests.e2e.harness import FINAL, System, wait_until
+from tests.e2e.harness import System, final_status, send_one, signed_webhooks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -25,31 +25,6 @@ def mms_credentials() -> dict[str, Any]:
     }
 
 
-async def send(api: httpx.AsyncClient, company: Tenant, account: str, body: dict[str, Any]) -> str:
-    response = await api.post(f"/api/v1/channel/{account}/broadcast", json=body, headers=company.headers)
-    assert response.status_code == 200, response.text
-    return str(response.json()["messageId"])
-
-
-async def final_status(api: httpx.AsyncClient, company: Tenant, message_id: str) -> dict[str, Any]:
-    async def final() -> dict[str, Any] | None:
-        status = (await api.get(f"/api/v1/message/{message_id}/status", headers=company.headers)).json()
-        return status if status["status"] in FINAL else None
-
-    found: dict[str, Any] = await wait_until(final, timeout=60, interval=0.2, what=f"{message_id} final")
-    return found
-
-
-async def signed_webhooks(system: System, message_id: str, count: int) -> list[int]:
-    def seen() -> list[int] | None:
-        deliveries = system.receiver.of_message(message_id)
-        assert all(d.signature_ok for d in deliveries)
-        return [d.body["status"] for d in deliveries] if len(deliveries) >= count else None
-
-    found: list[int] = await wait_until(seen, timeout=30, what="signed status webhooks")
-    return found
-
-
 async def test_a_picture_mms_with_a_subject_reaches_read(
     api: httpx.AsyncClient, system: System, company: Tenant, launched_channel: ChannelFactory
 ):
@@ -60,7 +35,7 @@ async def test_a_picture_mms_with_a_subject_reaches_read(
         "message": "Hello {{name}}, your new card is ready",
         "fileUrl": f"{system.api}/sim/mm7/_sandbox/media/sample.png",
     }
-    message_id = await send(
+    message_id = await send_one(
         api,
         company,
         account,
@@ -98,10 +73,10 @@ async def test_a_final_refusal_fails_with_its_cause(
 ):
     channel = await launched_channel(15, mms_credentials())
     account = channel["publicId"]
-    refused = await send(
+    refused = await send_one(
         api, company, account, {"phone": "85512345678", "message": {"type": "text", "message": "never"}}
     )
-    missing = await send(
+    missing = await send_one(
         api,
         company,
         account,

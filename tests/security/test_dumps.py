@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import inspect, make_url, select, text
 from tests.conftest import Tenant, create_channel
 
@@ -45,7 +47,14 @@ def every_application() -> list[tuple[int, dict[str, Any], list[str]]]:
     apple, fb_token, fb_secret, telegram = token("apple"), token("fb-page"), token("fb-app"), token("tg")
     smpp = secrets.token_hex(3) + "x"  # SMPP passwords have at most 8 characters
     mm7 = token("mm7")
-    private_key = token("rsa-private-key")
+    # RCS key files are checked when saved: the key must be a real RSA key (its PEM lines are the secret).
+    private_key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     rcs = json.dumps({"type": "service_account", "client_email": "a@b.iam", "private_key": private_key})
     smtp_password = token("smtp")
     zalo_credentials = {
@@ -57,7 +66,11 @@ def every_application() -> list[tuple[int, dict[str, Any], list[str]]]:
     }
     return [
         (1, {"serviceId": uuid.uuid4().int % 10**9 + 1}, []),
-        (2, {"agentId": "agent-1", "serviceAccountJson": rcs}, [rcs, private_key]),
+        (
+            2,
+            {"agentId": "agent-1", "serviceAccountJson": rcs},
+            [rcs, private_key, private_key.splitlines()[1]],
+        ),
         (
             3,
             {

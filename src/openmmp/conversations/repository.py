@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.ids import canonical_public_id
-from openmmp.models import Conversation
+from openmmp.models import Conversation, InboundMessage
 
 
 async def get_on_channel(session: AsyncSession, channel_id: int, public_id: str) -> Conversation | None:
@@ -34,3 +34,24 @@ async def by_external_id(session: AsyncSession, channel_id: int, external_id: st
         Conversation.channel_id == channel_id, Conversation.external_id == external_id
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def last_written_at(
+    session: AsyncSession, channel_id: int, *, conversation_id: int | None, phone: str | None
+) -> int | None:
+    """When the end user last wrote to the channel (epoch ms): in the conversation, or from the phone
+    in any of the channel's conversations; None when they never did."""
+    who = []
+    if conversation_id is not None:
+        who.append(Conversation.id == conversation_id)
+    if phone is not None:
+        who.append(Conversation.phone == phone)
+    if not who:
+        return None
+    statement = (
+        select(func.max(InboundMessage.timestamp))
+        .join(Conversation, Conversation.id == InboundMessage.conversation_id)
+        .where(Conversation.channel_id == channel_id, InboundMessage.kind == "message", or_(*who))
+    )
+    found = (await session.execute(statement)).scalar_one_or_none()
+    return int(found) if found is not None else None

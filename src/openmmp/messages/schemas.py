@@ -291,7 +291,7 @@ class SendMail(RequestModel):
     account_id: str = Field(min_length=1, max_length=36, description="The EMAIL channel's `publicId`")
     to: list[Mailbox | MailRecipient] = Field(min_length=1, max_length=1000)
     subject: str = Field(min_length=1, max_length=900, description="May hold {{name}}")
-    text: str | None = Field(default=None, min_length=1, max_length=100_000, description="Plain-text body")
+    text: str | None = Field(default=None, min_length=1, max_length=10_000, description="Plain-text body")
     html: str | None = Field(default=None, min_length=1, max_length=100_000, description="HTML body")
     params: dict[str, ParamValue] | None = Field(default=None, description="Values for {{name}} placeholders")
     request_id: str | None = Field(default=None, max_length=100)

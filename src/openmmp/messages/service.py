@@ -127,6 +127,33 @@ def _answer(
     } | ({"email": email} if email is not None else {})
 
 
+async def _check_window(
+    session: AsyncSession,
+    ctx: _Context,
+    content: dict[str, Any],
+    phone: str | None,
+    conversation_id: int | None,
+    now: int,
+) -> None:
+    """A 400 for a free-form message to an end user outside the provider's customer-service window
+    (`Provider.session_window_seconds`): the upstream would refuse it (WhatsApp's 131047)."""
+    window = ctx.provider.session_window_seconds
+    if window is None or content.get("type") in ctx.provider.window_free_types:
+        return
+    wrote = await conversations.last_written_at(
+        session, ctx.channel.id, conversation_id=conversation_id, phone=phone
+    )
+    if wrote is None or now - wrote > window * 1000:
+        hours = f"{window / 3600:g}-hour"
+        since = "has never written to this channel" if wrote is None else "last wrote more than that ago"
+        allowed = ", ".join(sorted(ctx.provider.window_free_types)) or "none"
+        raise Invalid(
+            f"outside the {hours} customer-service window (the end user {since}): only a template may "
+            f"start the conversation ({allowed})",
+            name="message.type",
+        )
+
+
 def _send_fields(provider: Provider, body: dict[str, Any]) -> dict[str, Any]:
     """The send's fields besides `message` that go into the content (`Provider.send_fields`); a 400 for
     one the channel does not take."""
@@ -215,6 +242,7 @@ class MessageService:
         normalised, recipient, conversation_id = await self._recipient(
             session, ctx, phone=phone, to=request.to, email=getattr(request, "email", None)
         )
+        await _check_window(session, ctx, content, normalised, conversation_id, now)
         public_id = new_public_id()
         fallback = await self._fallback(session, ctx, subject, request, body, normalised, public_id)
         request_hash = _request_hash(ctx.channel, body)

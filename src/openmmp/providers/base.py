@@ -456,6 +456,12 @@ class Provider(ABC):
     listens: ClassVar[bool] = False
     """Its reports arrive at a server each worker process runs for it (`listener`), such as an SMTP
     server taking bounces, and its callback route refuses every request."""
+    session_window_seconds: ClassVar[float | None] = None
+    """Free-form messages go only within this long after the end user last wrote (WhatsApp's 24-hour
+    customer-service window); outside it only `window_free_types` (templates). The core refuses the
+    others when they are sent. None: no window."""
+    window_free_types: ClassVar[frozenset[str]] = frozenset()
+    """Message types that may go outside `session_window_seconds`."""
     send_fields: ClassVar[frozenset[str]] = frozenset()
     """Fields of a send request besides `message` that it takes (`subject`, `html`): the core renders
     their placeholders and hands them over in the content under the same names; a send giving one that

@@ -7,42 +7,13 @@ the entry in the registry.
 
 from __future__ import annotations
 
-import json
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable
 
 Secret = Field(min_length=1, max_length=4096)
 Ident = Field(min_length=1, max_length=200)
-
-
-class RcsCredentials(Credentials):
-    identity_fields = ("agent_id",)
-
-    agent_id: str = Ident
-    service_account_json: str = Field(min_length=2, max_length=20_000)
-
-    @field_validator("service_account_json")
-    @classmethod
-    def _json_object(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise ValueError("must be the service account key file's JSON text") from exc
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object")
-        return value
-
-
-class WhatsappCredentials(Credentials):
-    identity_fields = ("phone_number_id",)
-
-    phone_number_id: str = Ident
-    waba_id: str = Ident
-    access_token: str = Secret
-    app_secret: str = Secret
 
 
 class ZaloCredentials(Credentials):
@@ -83,11 +54,6 @@ def _zalo(oa_id: str) -> dict[str, str]:
 
 NOT_AVAILABLE = (
     NotAvailable(
-        Application.RCS,
-        RcsCredentials,
-        {"agentId": "demo-agent", "serviceAccountJson": '{"type": "service_account"}'},
-    ),
-    NotAvailable(
         Application.APPLE,
         AppleCredentials,
         {"businessId": "demo-business", "mspId": "demo-msp", "secret": "demo-secret"},
@@ -100,14 +66,4 @@ NOT_AVAILABLE = (
     ),
     NotAvailable(Application.ZALO, ZaloCredentials, _zalo("1001")),
     NotAvailable(Application.ZALO_ZNS, ZaloCredentials, _zalo("1002")),
-    NotAvailable(
-        Application.WHATSAPP,
-        WhatsappCredentials,
-        {
-            "phoneNumberId": "1001",
-            "wabaId": "1001",
-            "accessToken": "demo-token",
-            "appSecret": "demo-app-secret",
-        },
-    ),
 )

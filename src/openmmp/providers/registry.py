@@ -14,10 +14,12 @@ from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable, Provider
 from openmmp.providers.mm7.provider import Mm7Provider
 from openmmp.providers.pending import NOT_AVAILABLE
+from openmmp.providers.rbm.provider import RbmProvider
 from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.smtp.provider import EmailProvider
 from openmmp.providers.viber.provider import ViberProvider
 from openmmp.providers.viber_bot.provider import ViberBotProvider
+from openmmp.providers.whatsapp.provider import WhatsappProvider
 
 
 class Registry:
@@ -102,7 +104,9 @@ REGISTRY = Registry(
         ViberBotProvider(),
         SmppProvider(),
         Mm7Provider(),
+        RbmProvider(),
         EmailProvider(),
+        WhatsappProvider(),
     ],
     not_available=NOT_AVAILABLE,
 )

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from openmmp.providers.simulation import SimulatorConfig
 
 SUBJECT_MAX = 900
-TEXT_MAX = 100_000
 
 
 class EmailCredentials(Credentials):
@@ -135,8 +134,6 @@ class EmailProvider(Provider):
         text = content.get("message")
         if not text and not content.get("html"):
             raise ValueError("message.message: an e-mail needs a text (or an html body)")
-        if isinstance(text, str) and len(text) > TEXT_MAX:
-            raise ValueError(f"message.message: at most {TEXT_MAX} characters")
         if content.get("suggestions") or content.get("fileUrl") or content.get("attachments"):
             raise ValueError("message: an e-mail takes text, subject and html only")
 

@@ -1,0 +1,1 @@
+"""RCS Business Messaging (Google RBM): agent messages, the service account token flow, webhooks."""

@@ -1,0 +1,188 @@
+"""WhatsApp Business Platform (Cloud API) on the provider contract (providers.md §3).
+
+A channel is one business phone number (`phoneNumberId`) of a WhatsApp Business account, sending with a
+system-user or business token (`accessToken`). End users are reached by phone number, or, replying, by
+the conversation their message opened (its id is their `wa_id`). One request per message
+(`payload`, `client`); the Cloud API has no idempotency key. Free-form messages go only within 24 hours
+of the end user's last message (`session_window_seconds`): the core refuses the others when they are
+sent, and the Cloud API's 131047 fails those it cannot see (`errors`).
+
+Webhooks come to `{public_url}/callbacks/whatsapp/{accountId}`, signed with the app secret
+(`callbacks`). In sandbox mode the set-up registers that URL and the app secret with the simulator;
+outside it the business sets the callback URL and the channel's verify token in its Meta app (README),
+so the channel is launched at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from openmmp.kit.http import HttpClient
+from openmmp.providers.applications import Application
+from openmmp.providers.base import (
+    Addressing,
+    CallbackEvent,
+    CallbackReply,
+    CallbackRequest,
+    CallbackUnverified,
+    Credentials,
+    Link,
+    Outcomes,
+    Outgoing,
+    Provider,
+    ProviderContext,
+    ProviderError,
+    RateLimit,
+    SandboxUser,
+    SandboxWritten,
+    SendUnit,
+)
+from openmmp.providers.simulation import sandbox_control
+from openmmp.providers.whatsapp import callbacks
+from openmmp.providers.whatsapp.client import WhatsappClient
+from openmmp.providers.whatsapp.payload import to_whatsapp_payload
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from openmmp.providers.simulation import SimulatorConfig
+
+Secret = Field(min_length=1, max_length=4096)
+Ident = Field(min_length=1, max_length=200)
+
+
+class WhatsappCredentials(Credentials):
+    """A business phone number of a WhatsApp Business account, and the Meta app that acts for it."""
+
+    identity_fields = ("phone_number_id",)
+
+    phone_number_id: str = Ident
+    waba_id: str = Ident
+    access_token: str = Secret
+    app_secret: str = Secret
+
+
+class WhatsappProvider(Provider):
+    name = "whatsapp"
+    application = Application.WHATSAPP
+    title = "WhatsApp Business (Cloud API)"
+    message_types = frozenset(
+        {"text", "picture", "video", "file", "location", "fb_whatsapp_template", "FB_WHATSAPP_INTERACTIVE"}
+    )
+    # The one message that reaches anybody: a template (Meta's own sample), outside any window.
+    example_message = {
+        "type": "fb_whatsapp_template",
+        "whatsappTemplateParam": {"templateId": "hello_world", "language": "en_US"},
+    }
+    rate_limit = RateLimit(requests=80, window_seconds=1.0, per="phone number")
+    idempotent = False
+    addressing = Addressing.BOTH
+    credentials_model = WhatsappCredentials
+    default_base_url = "https://graph.facebook.com/v21.0"
+    callback_auth = (
+        "`X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the raw body, keyed by the channel's "
+        "`appSecret`. The GET handshake (`hub.mode=subscribe`) is answered with `hub.challenge` when "
+        "`hub.verify_token` is the channel's verify token."
+    )
+    verifies_with_get = True
+    reports_read = True
+    session_window_seconds = 86400.0
+    window_free_types = frozenset({"fb_whatsapp_template"})
+    sandbox_credentials = {
+        "phoneNumberId": "1001",
+        "wabaId": "1001",
+        "accessToken": "demo-token",
+        "appSecret": "demo-app-secret",
+    }
+
+    def check_message(self, content: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
+        to_whatsapp_payload(content)
+
+    def needs_setup(self, *, sandbox: bool) -> bool:
+        return sandbox
+
+    async def set_up(
+        self, ctx: ProviderContext, *, callback_url: str, credentials: Mapping[str, Any]
+    ) -> None:
+        body = {
+            "phoneNumberId": str(credentials["phoneNumberId"]),
+            "wabaId": str(credentials["wabaId"]),
+            "callbackUrl": callback_url,
+            "appSecret": str(credentials["appSecret"]),
+        }
+        await sandbox_control(ctx.http, f"{ctx.base_url}/_sandbox/webhooks", body, simulator=self.title)
+
+    def plan(
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        outgoing: Sequence[Outgoing],
+        link: Link | None = None,
+    ) -> list[SendUnit]:
+        client = WhatsappClient(
+            ctx.http,
+            ctx.base_url,
+            phone_number_id=str(credentials["phoneNumberId"]),
+            access_token=str(credentials["accessToken"]),
+        )
+        units = []
+        for message in outgoing:
+
+            async def send(message: Outgoing = message) -> Outcomes:
+                try:
+                    return {message.key: await client.send(message.recipient, message.content)}
+                except ProviderError as exc:
+                    return {message.key: exc}
+
+            units.append(SendUnit((message.key,), send))
+        return units
+
+    def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
+        header = request.header(callbacks.SIGNATURE_HEADER)
+        return callbacks.verify_signature(request.body, header, str(credentials.get("appSecret") or ""))
+
+    def challenge(
+        self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]
+    ) -> CallbackReply:
+        answer = callbacks.challenge_answer(request.query, str(credentials.get("appSecret") or ""))
+        if answer is None:
+            raise CallbackUnverified("hub.mode, hub.verify_token or hub.challenge is missing or wrong")
+        return CallbackReply(200, answer)
+
+    def parse(self, body: bytes) -> Sequence[CallbackEvent]:
+        return callbacks.parse_callback(body)
+
+    def simulator(self, config: SimulatorConfig, http: HttpClient) -> Starlette:
+        from openmmp.providers.whatsapp.simulator import create_whatsapp_simulator
+
+        return create_whatsapp_simulator(config, http)
+
+    async def sandbox_inbound(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], user: SandboxUser
+    ) -> SandboxWritten:
+        if not user.phone:
+            raise ValueError("phone: required: a WhatsApp user writes from their phone number")
+        body = {
+            "phoneNumberId": str(credentials["phoneNumberId"]),
+            "from": user.phone,
+            "name": user.name,
+            "text": user.text,
+        }
+        answer = await sandbox_control(
+            ctx.http, f"{ctx.base_url}/_sandbox/inbound", body, simulator=self.title
+        )
+        if not answer.get("webhook"):
+            # The simulator forgets the number's callback URL when it restarts, and the channel's set-up
+            # registers it again only once the workers run: until then the message would go nowhere.
+            raise ProviderError(
+                "SIMULATOR_NOT_SET_UP",
+                "the channel's callback URL is not registered with the simulator yet (the channel's "
+                "set-up runs when the workers start); retry in a few seconds",
+                retryable=True,
+            )
+        return SandboxWritten(
+            user_id=str(answer.get("waId", "")), message_token=str(answer.get("messageId", ""))
+        )

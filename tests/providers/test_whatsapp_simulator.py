@@ -1,0 +1,406 @@
+"""The WhatsApp provider against its simulator over real HTTP, with webhooks to a real receiver.
+
+Sandbox outcomes by the phone's last digit, the 24-hour window, throughput and the pair rate, Meta's
+checks and envelopes, signed webhooks (held until the number's first set-up), and end users writing in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from tests.providers.viber_harness import Received, Sim, StartSim
+
+from openmmp.kit.http import HttpResponse
+from openmmp.providers.base import (
+    CallbackRequest,
+    InboundEvent,
+    Outgoing,
+    ProviderContext,
+    ProviderError,
+    SandboxUser,
+    SendOk,
+    SendOutcome,
+    StatusEvent,
+)
+from openmmp.providers.whatsapp.provider import WhatsappProvider
+
+PROVIDER = WhatsappProvider()
+TEXT = {"type": "text", "message": "Your card is ready"}
+TEMPLATE = PROVIDER.example_message
+BUTTONS = {
+    "type": "FB_WHATSAPP_INTERACTIVE",
+    "whatsappInteractive": {
+        "type": "button",
+        "header": {"type": "text", "text": "Delivery"},
+        "body": {"text": "Is 10:00 fine?"},
+        "action": {"buttons": [{"type": "reply", "reply": {"id": "yes", "title": "Yes"}}]},
+    },
+}
+
+
+@dataclass
+class Number:
+    """One business phone number (a channel) at the simulator."""
+
+    sim: Sim
+    credentials: dict[str, Any]
+    keys: Any
+
+    @property
+    def ctx(self) -> ProviderContext:
+        return ProviderContext(
+            self.sim.http, f"{self.sim.base_url}/whatsapp", "http://127.0.0.1:9", sandbox=True
+        )
+
+    async def set_up(self) -> None:
+        await PROVIDER.set_up(self.ctx, callback_url=self.sim.inbox.url, credentials=self.credentials)
+
+    async def send(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> SendOutcome:
+        key = next(self.keys)
+        [unit] = PROVIDER.plan(self.ctx, self.credentials, [Outgoing(key, to, content)])
+        return (await unit.call())[key]
+
+    async def sent(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> str:
+        outcome = await self.send(to, content)
+        assert isinstance(outcome, SendOk), outcome
+        return outcome.provider_message_id
+
+    async def refused(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> ProviderError:
+        outcome = await self.send(to, content)
+        assert isinstance(outcome, ProviderError), outcome
+        return outcome
+
+    async def writes(self, phone: str, text: str = "hello", name: str = "Sokha") -> str:
+        user = SandboxUser(name=name, text=text, phone=phone)
+        return (await PROVIDER.sandbox_inbound(self.ctx, self.credentials, user)).user_id
+
+    def events(self) -> list[Any]:
+        """Every webhook so far, verified with this number's app secret, then parsed."""
+        found = []
+        for item in self.sim.inbox.received:
+            request = CallbackRequest("POST", {k.lower(): v for k, v in item.headers.items()}, {}, item.body)
+            assert PROVIDER.verify(self.ctx, request, self.credentials), item.body
+            found += PROVIDER.parse(item.body)
+        return found
+
+    def statuses(self, wamid: str) -> list[str]:
+        return [
+            e.status for e in self.events() if isinstance(e, StatusEvent) and e.provider_message_id == wamid
+        ]
+
+    async def wait_statuses(self, wamid: str, *wanted: str) -> list[str]:
+        await self.sim.inbox.wait_for(lambda _: set(wanted) <= set(self.statuses(wamid)))
+        return self.statuses(wamid)
+
+    async def raw(self, body: Any, *, bearer: bool = True) -> HttpResponse:
+        headers = {"authorization": f"Bearer {self.credentials['accessToken']}"} if bearer else {}
+        pnid = self.credentials["phoneNumberId"]
+        return await self.sim.post(f"/whatsapp/{pnid}/messages", body, headers=headers)
+
+
+def number_on(sim: Sim, **credentials: Any) -> Number:
+    pnid = str(random.randrange(10**14, 10**15))
+    base = {
+        "phoneNumberId": pnid,
+        "wabaId": f"9{pnid}",
+        "accessToken": "EAAJ-token",
+        "appSecret": f"secret-{pnid}",
+    }
+    return Number(sim, {**base, **credentials}, iter(range(1, 10**6)))
+
+
+@pytest.fixture
+async def number(sim: Sim) -> Number:
+    made = number_on(sim)
+    await made.set_up()
+    return made
+
+
+async def settled(sim: Sim) -> dict[str, Any]:
+    """Stats once no webhook is in flight: the way to assert that something did not come."""
+    async with asyncio.timeout(5):
+        while True:
+            stats = await sim.stats("whatsapp")
+            if stats["callbacksPending"] == 0:
+                return stats
+            await asyncio.sleep(0.01)
+
+
+def raw_statuses(items: list[Received], wamid: str) -> list[str]:
+    return [
+        status["status"]
+        for item in items
+        for change in item.json()["entry"][0]["changes"]
+        for status in change["value"].get("statuses", [])
+        if status["id"] == wamid
+    ]
+
+
+class TestSandboxOutcomesByPhoneDigit:
+    @pytest.mark.parametrize("digit", [0, 3, 6])
+    async def test_0_to_6_are_sent_delivered_then_read(self, number: Number, digit: int):
+        wamid = await number.sent(f"8551234567{digit}")
+        assert await number.wait_statuses(wamid, "READ") == ["DELIVERED", "READ"]
+        assert raw_statuses(number.sim.inbox.received, wamid) == ["sent", "delivered", "read"]
+
+    async def test_7_is_delivered_and_never_read(self, number: Number):
+        wamid = await number.sent("85512345677")
+        await number.wait_statuses(wamid, "DELIVERED")
+        await settled(number.sim)
+        assert number.statuses(wamid) == ["DELIVERED"]
+
+    async def test_8_is_undeliverable_at_send_and_final(self, number: Number):
+        error = await number.refused("85512345678")
+        assert (error.code, error.retryable) == ("WHATSAPP_131026", False)
+        assert "Message undeliverable" in error.message
+        assert (await settled(number.sim))["rejected"] == {"131026": 1}
+
+    async def test_9_fails_twice_retryably_then_goes(self, number: Number):
+        for _ in range(2):
+            error = await number.refused("85512345679")
+            assert (error.code, error.retryable, error.rate_limited) == ("WHATSAPP_131000", True, False)
+        wamid = await number.sent("85512345679")
+        assert await number.wait_statuses(wamid, "READ") == ["DELIVERED", "READ"]
+
+    async def test_in_rates_mode_an_undelivered_message_fails_with_its_code(self, start_sim: StartSim):
+        sim = await start_sim(mode="rates", seed=1, fail_rate=0, retryable_error_rate=0, delivered_rate=0)
+        number = number_on(sim)
+        await number.set_up()
+        wamid = await number.sent("85512345670")
+        await number.wait_statuses(wamid, "FAIL")
+        [event] = [e for e in number.events() if isinstance(e, StatusEvent)]
+        assert (event.error_code, event.error_message) == ("WHATSAPP_131026", "Message undeliverable")
+
+
+class TestTheTwentyFourHourWindow:
+    async def test_a_free_form_message_to_someone_who_never_wrote_is_refused(self, number: Number):
+        error = await number.refused("85512345670", TEXT)
+        assert (error.code, error.retryable) == ("WHATSAPP_131047", False)
+        assert "only a template (fb_whatsapp_template)" in error.message
+        assert "more than 24 hours have passed" in error.message
+
+    async def test_once_the_user_wrote_free_form_messages_go(self, number: Number):
+        assert await number.writes("+85512345670") == "85512345670"
+        for content in (TEXT, BUTTONS):
+            wamid = await number.sent("85512345670", content)
+            await number.wait_statuses(wamid, "READ")
+
+    async def test_a_template_goes_to_anybody(self, number: Number):
+        wamid = await number.sent("85512345671", TEMPLATE)
+        await number.wait_statuses(wamid, "READ")
+
+    async def test_the_window_is_the_business_numbers(self, sim: Sim, number: Number):
+        other = number_on(sim)
+        await other.set_up()
+        await number.writes("85512345670")
+        assert (await other.refused("85512345670", TEXT)).code == "WHATSAPP_131047"
+        assert isinstance(await number.send("85512345670", TEXT), SendOk)
+
+    async def test_the_window_closes(self, start_sim: StartSim):
+        sim = await start_sim(options={"whatsapp": {"session_window_s": 0.3}})
+        number = number_on(sim)
+        await number.set_up()
+        await number.writes("85512345670")
+        assert isinstance(await number.send("85512345670", TEXT), SendOk)
+        await asyncio.sleep(0.4)
+        assert (await number.refused("85512345670", TEXT)).code == "WHATSAPP_131047"
+
+    async def test_a_knob_turns_the_rule_off(self, start_sim: StartSim):
+        sim = await start_sim(options={"whatsapp": {"session_window_s": 0}})
+        number = number_on(sim)
+        assert isinstance(await number.send("85512345670", TEXT), SendOk)
+
+
+class TestLimits:
+    async def test_throughput_beyond_the_numbers_rate_is_130429(self, start_sim: StartSim):
+        sim = await start_sim(options={"whatsapp": {"messages_per_second": 3}})
+        number = number_on(sim)
+        outcomes = [await number.send(f"8551234560{n}") for n in range(4)]
+        assert [isinstance(o, SendOk) for o in outcomes] == [True, True, True, False]
+        error = outcomes[3]
+        assert isinstance(error, ProviderError)
+        assert (error.code, error.retryable, error.rate_limited, error.retry_after) == (
+            "WHATSAPP_130429",
+            True,
+            True,
+            1.0,
+        )
+        assert (await sim.stats("whatsapp"))["rateLimited"] == 1
+
+    async def test_one_user_gets_a_burst_then_one_message_per_interval(self, start_sim: StartSim):
+        sim = await start_sim(options={"whatsapp": {"pair_burst": 2, "pair_interval_s": 0.3}})
+        number = number_on(sim)
+        for _ in range(2):
+            assert isinstance(await number.send("85512345670"), SendOk)
+        error = await number.refused("85512345670")
+        assert (error.code, error.retryable, error.rate_limited, error.retry_after) == (
+            "WHATSAPP_131056",
+            True,
+            True,
+            6.0,
+        )
+        assert isinstance(await number.send("85512345671"), SendOk)  # another user is not held back
+        await asyncio.sleep(0.35)
+        assert isinstance(await number.send("85512345670"), SendOk)
+
+    async def test_the_default_burst_lets_a_conversation_through(self, number: Number):
+        await number.writes("85512345670")
+        for n in range(20):
+            assert isinstance(await number.send("85512345670", {"type": "text", "message": f"m{n}"}), SendOk)
+
+
+class TestMetasChecksAndEnvelopes:
+    @pytest.mark.parametrize(
+        ("body", "code"),
+        [
+            ({"messaging_product": "sms", "to": "85512345670", "type": "text", "text": {"body": "x"}}, 100),
+            ({"messaging_product": "whatsapp", "type": "text", "text": {"body": "x"}}, 131008),
+            ({"messaging_product": "whatsapp", "to": "x1", "type": "text", "text": {"body": "x"}}, 131009),
+            ({"messaging_product": "whatsapp", "to": "85512345670", "type": "poll", "poll": {}}, 131051),
+            (
+                {
+                    "messaging_product": "whatsapp",
+                    "to": "85512345670",
+                    "type": "text",
+                    "text": {"body": "x" * 4097},
+                },
+                100,
+            ),
+            ({"messaging_product": "whatsapp", "to": "85512345670", "type": "image", "image": {}}, 131008),
+            (
+                {"messaging_product": "whatsapp", "to": "85512345670", "type": "template", "template": {}},
+                131008,
+            ),
+        ],
+    )
+    async def test_a_malformed_send_gets_metas_envelope(
+        self, number: Number, body: dict[str, Any], code: int
+    ):
+        response = await number.raw(body)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["code"], error["type"]) == (code, "OAuthException")
+        assert error["message"].startswith(f"(#{code}) ")
+        assert error["fbtrace_id"]
+
+    async def test_interactive_limits_are_the_cloud_apis(self, number: Number):
+        await number.writes("85512345670")
+        four = [{"type": "reply", "reply": {"id": str(n), "title": f"B{n}"}} for n in range(4)]
+        interactive = {"type": "button", "body": {"text": "?"}, "action": {"buttons": four}}
+        body = {
+            "messaging_product": "whatsapp",
+            "to": "85512345670",
+            "type": "interactive",
+            "interactive": interactive,
+        }
+        assert (await number.raw(body)).json()["error"]["code"] == 131009
+
+    async def test_without_a_bearer_token_the_answer_is_190(self, number: Number):
+        response = await number.raw(
+            {"messaging_product": "whatsapp", "to": "85512345670", "type": "text", "text": {"body": "x"}},
+            bearer=False,
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (401, 190)
+
+    async def test_only_known_templates_when_the_number_has_a_list(self, start_sim: StartSim):
+        sim = await start_sim(options={"whatsapp": {"templates": "hello_world, order_ready"}})
+        number = number_on(sim)
+        assert isinstance(await number.send("85512345670", TEMPLATE), SendOk)
+        other = {"type": "fb_whatsapp_template", "whatsappTemplateParam": {"templateId": "promo"}}
+        error = await number.refused("85512345670", other)
+        assert (error.code, error.retryable) == ("WHATSAPP_132001", False)
+
+    async def test_the_cloud_api_gets_what_the_payload_builds(self, number: Number):
+        await number.writes("85512345670")
+        wamid = await number.sent("+85512345670", BUTTONS)
+        response = await number.sim.http.get(f"{number.sim.base_url}/whatsapp/_sandbox/messages/{wamid}")
+        request = response.json()["request"]
+        assert request["to"] == "+85512345670"
+        assert request["interactive"] == BUTTONS["whatsappInteractive"]
+
+
+class TestWebhooks:
+    async def test_they_are_signed_with_the_numbers_app_secret_and_name_it(self, number: Number):
+        wamid = await number.sent("85512345670")
+        await number.wait_statuses(wamid, "READ")
+        item = number.sim.inbox.received[0]
+        entry = item.json()["entry"][0]
+        assert entry["id"] == number.credentials["wabaId"]
+        assert (
+            entry["changes"][0]["value"]["metadata"]["phone_number_id"] == number.credentials["phoneNumberId"]
+        )
+        forged = CallbackRequest(
+            "POST", {"x-hub-signature-256": item.headers["x-hub-signature-256"]}, {}, item.body
+        )
+        other = {**number.credentials, "appSecret": "another-secret"}
+        assert not PROVIDER.verify(number.ctx, forged, other)
+
+    async def test_until_the_first_set_up_they_wait_then_come(self, sim: Sim):
+        number = number_on(sim)
+        wamid = await number.sent("85512345670")
+        await asyncio.sleep(0.1)
+        assert sim.inbox.received == []
+        await number.set_up()
+        assert await number.wait_statuses(wamid, "READ") == ["DELIVERED", "READ"]
+
+    async def test_set_up_again_does_not_double_them(self, number: Number):
+        await number.set_up()
+        wamid = await number.sent("85512345670")
+        await number.wait_statuses(wamid, "READ")
+        await settled(number.sim)
+        assert raw_statuses(number.sim.inbox.received, wamid) == ["sent", "delivered", "read"]
+
+    async def test_a_number_without_a_callback_url_gets_none(self, number: Number):
+        body = {"phoneNumberId": number.credentials["phoneNumberId"], "callbackUrl": ""}
+        assert (await number.sim.post("/whatsapp/_sandbox/webhooks", body)).status_code == 200
+        await number.sent("85512345670")
+        await settled(number.sim)
+        assert number.sim.inbox.received == []
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"callbackUrl": "http://127.0.0.1:9/x", "appSecret": "s"},
+            {"phoneNumberId": "1", "callbackUrl": "ftp://127.0.0.1/x", "appSecret": "s"},
+            {"phoneNumberId": "1", "callbackUrl": "http://127.0.0.1:9/x"},
+        ],
+    )
+    async def test_a_set_up_without_what_signing_needs_is_refused(self, sim: Sim, body: dict[str, Any]):
+        assert (await sim.post("/whatsapp/_sandbox/webhooks", body)).status_code == 400
+
+
+class TestEndUsersWriting:
+    async def test_before_the_set_up_the_provider_says_so(self, sim: Sim):
+        number = number_on(sim)
+        with pytest.raises(ProviderError) as refused:
+            await number.writes("85512345670")
+        assert (refused.value.code, refused.value.retryable) == ("SIMULATOR_NOT_SET_UP", True)
+        assert sim.inbox.received == []
+
+    async def test_a_message_becomes_an_inbound_event_with_the_profile(self, number: Number):
+        user_id = await number.writes("85512345670", "Is my card ready? ស្រី", name="Sokha")
+        await number.sim.inbox.wait_for(lambda items: bool(items))
+        [event] = number.events()
+        assert isinstance(event, InboundEvent)
+        assert (event.contact.id, event.contact.name, event.contact.phone) == (
+            user_id,
+            "Sokha",
+            "85512345670",
+        )
+        assert {k: v for k, v in event.message.items() if k != "extra"} == {
+            "type": "text",
+            "message": "Is my card ready? ស្រី",
+        }
+
+    async def test_a_user_writes_from_a_phone(self, number: Number):
+        with pytest.raises(ValueError, match=r"^phone: required"):
+            await PROVIDER.sandbox_inbound(number.ctx, number.credentials, SandboxUser(name="A", text="hi"))
+        response = await number.sim.post(
+            "/whatsapp/_sandbox/inbound", {"phoneNumberId": "1", "from": "not a phone", "text": "hi"}
+        )
+        assert response.status_code == 400
