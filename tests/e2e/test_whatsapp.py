@@ -11,7 +11,7 @@ import httpx
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory
-from tests.e2e.harness import System, final_status, send_one, signed_webhooks, wait_until
+from tests.e2e.harness import System, all_final, final_status, send_one, signed_webhooks, wait_until
 
 from openmmp.providers.whatsapp.callbacks import callback_verify_token
 
@@ -211,3 +211,27 @@ async def test_metas_handshake_is_answered_and_a_forged_webhook_refused(
         headers={"content-type": "application/json", "x-hub-signature-256": "sha256=" + "0" * 64},
     )
     assert forged.status_code == 401
+
+
+async def test_many_messages_to_one_user_wait_for_the_pair_rate_instead_of_being_refused(
+    api: httpx.AsyncClient, system: System, company: Tenant, launched_channel: ChannelFactory
+):
+    """Meta's pair rate (about 45 at once, then one per 6 s) is kept by dispatch: no 131056 comes back
+    (about 50 s: the 8 beyond the channel's burst of 40 go 6 s apart)."""
+    channel = await launched_channel(11, whatsapp_credentials())
+    account = channel["publicId"]
+    async with httpx.AsyncClient(base_url=system.api, timeout=10) as sim:
+        refused_before = (await sim.get("/sim/whatsapp/_sandbox/stats")).json()["rateLimited"]
+        ids = [
+            await send_one(
+                api,
+                company,
+                account,
+                {"phone": "85512345674", "message": TEMPLATE, "params": {"name": f"n{n}"}},
+            )
+            for n in range(48)  # 3 more than the simulator's burst of 45: refused without the limit
+        ]
+        statuses = await all_final(system, account, len(ids))
+        assert set(statuses.values()) == {5}
+        refused_after = (await sim.get("/sim/whatsapp/_sandbox/stats")).json()["rateLimited"]
+    assert refused_after == refused_before

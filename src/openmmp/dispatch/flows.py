@@ -311,7 +311,15 @@ class Dispatcher:
         """The unit's outcome per message id, or None when it was handed back to wait for its limit."""
         limit = channel_limit(unit.channel, unit.provider, self.settings)
         max_wait = self.settings.dispatch.max_limit_wait_seconds
+        recipient = self._recipient_limit(unit)
         try:
+            if recipient is not None:
+                # A recipient's limit is seconds apart (WhatsApp's pair rate): never waited out in a round.
+                wait = await reserve_within(self.limiter, *recipient, max_wait=0.0)
+                if wait > 0:
+                    _LIMITER_DEFERRED(unit.provider.name, "recipient").inc()
+                    self._hand_back(round_, unit, now_ms() + int(wait * 1000))
+                    return None
             wait = await reserve_within(self.limiter, f"channel:{unit.channel.id}", limit, max_wait)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
@@ -323,6 +331,9 @@ class Dispatcher:
             # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later
             # (their slot was not kept, or the schedule would run ahead and nothing would be sent again).
             _LIMITER_DEFERRED(unit.provider.name, "over_max_wait").inc()
+            if recipient is not None:
+                with contextlib.suppress(LimiterUnavailable):
+                    await self.limiter.reserve(*recipient, cost=-1)
             self._hand_back(round_, unit, now_ms() + int(wait * 1000))
             return None
         _LIMITER_WAIT(unit.provider.name).observe(wait)
@@ -346,6 +357,18 @@ class Dispatcher:
         # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
         missing = ProviderError("INTERNAL_ERROR", "Sending failed inside OpenMMP; retried", retryable=True)
         return {m.id: results.get(m.id, missing) for m in unit.messages}
+
+    def _recipient_limit(self, unit: _Unit) -> tuple[str, Limit] | None:
+        """The limiter key and limit to the unit's one recipient, when its provider has such a limit."""
+        rate = unit.provider.recipient_rate
+        recipients = {m.recipient for m in unit.messages}
+        if rate is None or len(recipients) != 1:
+            return None
+        limit = Limit(
+            rate=self.settings.limits.safety * rate.requests / rate.window_seconds,
+            burst=float(max(1, unit.provider.recipient_burst)),
+        )
+        return f"recipient:{unit.channel.id}:{recipients.pop()}", limit
 
     @staticmethod
     def _hand_back(round_: _Round, unit: _Unit, run_at: int) -> None:

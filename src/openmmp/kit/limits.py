@@ -37,10 +37,15 @@ class Limiter(Protocol):
 
 
 class LocalLimiter:
-    """In-process limiter: exact for one process (one node or the embedded worker)."""
+    """In-process limiter: exact for one process (one node or the embedded worker).
 
-    def __init__(self) -> None:
+    Keys can be many (one per end user, for limits to a recipient): beyond `max_keys` those whose time
+    has passed are forgotten, which changes nothing (a key met again starts from now, as it would).
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
         self._tat: dict[str, float] = {}
+        self._max_keys = max_keys
 
     async def reserve(self, key: str, limit: Limit, cost: int = 1) -> float:
         now = time.monotonic()
@@ -49,6 +54,8 @@ class LocalLimiter:
         tat = max(self._tat.get(key, now), now)
         wait = max(0.0, tat - tolerance - now)
         self._tat[key] = tat + cost * interval
+        if len(self._tat) > self._max_keys:
+            self._tat = {k: t for k, t in self._tat.items() if t > now}
         return wait
 
 

@@ -71,7 +71,7 @@ UPSTREAM_CONNECTIONS_UP = Gauge(
 LIMITER_DEFERRED = Counter(
     "openmmp_limiter_deferred_total",
     "Upstream requests handed back to the queue instead of waiting for their rate limit, by provider and "
-    "reason (over_max_wait, limiter_unavailable)",
+    "reason (over_max_wait, limiter_unavailable, recipient)",
     ["limit", "reason"],
 )
 

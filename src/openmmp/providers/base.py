@@ -425,6 +425,11 @@ class Provider(ABC):
     """A message this provider can send as it is (the banner's example, the conformance suite's send)."""
     rate_limit: ClassVar[RateLimit]
     """The upstream's published limit; the operator may override it (`OPENMMP_LIMITS__{NAME}_...`)."""
+    recipient_rate: ClassVar[RateLimit | None] = None
+    """The upstream's limit to one end user (WhatsApp's pair rate: about one message per 6 s), after a
+    burst of `recipient_burst`; dispatch holds a recipient's further messages back until it allows them.
+    None: no such limit."""
+    recipient_burst: ClassVar[int] = 1
     idempotent: ClassVar[bool]
     """True when the upstream collapses a repeated send (it takes `Outgoing.key` as idempotency key)."""
     addressing: ClassVar[Addressing]

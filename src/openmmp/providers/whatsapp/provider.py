@@ -78,6 +78,9 @@ class WhatsappProvider(Provider):
         "whatsappTemplateParam": {"templateId": "hello_world", "language": "en_US"},
     }
     rate_limit = RateLimit(requests=80, window_seconds=1.0, per="phone number")
+    # Meta's pair rate is about 45 at once, then one per 6 s: a little below, so no 131056 comes back.
+    recipient_rate = RateLimit(requests=1, window_seconds=6.0, per="recipient")
+    recipient_burst = 40
     idempotent = False
     addressing = Addressing.BOTH
     credentials_model = WhatsappCredentials
