@@ -20,6 +20,7 @@ from openmmp.api import router as api_router
 from openmmp.api_keys import ratelimit
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
+from openmmp.channels.endpoints import onboard_router
 from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
@@ -205,6 +206,7 @@ def create_app(
     # Routes are matched in order, one by one: the providers' callbacks (two or three per message) first.
     app.include_router(callbacks_router)
     app.include_router(api_router)
+    app.include_router(onboard_router)
     app.include_router(ops_router)
     install_docs(app)
     if simulators is not None:

@@ -165,6 +165,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing object (EXISTED).",
     413: "Body larger than the configured limit (PAYLOAD_TOO_LARGE).",
     429: "Rate limited (TOO_MANY_REQUESTS); see Retry-After.",
+    502: "An upstream provider could not be reached or failed (SERVICE_UNAVAILABLE): nothing was stored.",
     503: "A dependency is unavailable (SERVICE_UNAVAILABLE).",
 }
 

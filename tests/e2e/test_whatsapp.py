@@ -235,3 +235,51 @@ async def test_many_messages_to_one_user_wait_for_the_pair_rate_instead_of_being
         assert set(statuses.values()) == {5}
         refused_after = (await sim.get("/sim/whatsapp/_sandbox/stats")).json()["rateLimited"]
     assert refused_after == refused_before
+
+
+async def test_a_company_onboards_its_number_through_embedded_signup_and_talks_on_it(
+    api: httpx.AsyncClient, system: System, company: Tenant
+):
+    """Generate token → the simulator's sign-up page → its redirect to our callback: the channel is made
+    for the company, its set-up launches it, and an end user's message and the reply go through it."""
+    issued = await api.post(
+        "/api/v1/channel/onboard/token",
+        json={"applicationId": 11, "name": "Onboarded number", "webhookUrl": system.receiver.url},
+        headers=company.headers,
+    )
+    assert issued.status_code == 200, issued.text
+    async with httpx.AsyncClient(follow_redirects=True, timeout=30) as browser:
+        landed = await browser.get(issued.json()["url"])
+    assert [r.status_code for r in landed.history] == [302]
+    assert (landed.status_code, landed.url.path) == (201, "/onboard/whatsapp/callback"), landed.text
+    channel = landed.json()
+    account = channel["publicId"]
+    assert (channel["applicationId"], channel["name"]) == (11, "Onboarded number")
+    system.receiver.secrets[account] = channel["webhookSecret"]
+
+    async def launched() -> bool:
+        status = await api.get(f"/api/v1/channel/{account}/status", headers=company.headers)
+        return bool(status.json()["status"] == 3)
+
+    await wait_until(launched, timeout=90, what="the onboarded channel's launch")
+    listed = await api.get("/api/v1/channel", params={"applicationId": 11}, headers=company.headers)
+    assert account in [c["publicId"] for c in listed.json()["items"]]
+
+    wrote = await api.post(
+        f"/sandbox/{account}/inbound",
+        json={"name": "Dara", "text": "Hello, new number", "phone": "+855 12 345 660"},
+        headers=company.headers,
+    )
+    assert wrote.status_code == 200, wrote.text
+    webhook = await inbound_webhook(system, account, "Hello, new number")
+    reply = await send_one(
+        api,
+        company,
+        account,
+        {"to": webhook["from"], "message": {"type": "text", "message": "Welcome!"}},
+        "conversation",
+    )
+    await reaches_read(api, system, company, reply)
+
+    again = await api.get(str(landed.url))
+    assert again.status_code == 409, again.text

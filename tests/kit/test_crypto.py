@@ -50,6 +50,31 @@ class TestEncryption:
             Keyring.from_secret("two").decrypt(sealed)
 
 
+class TestTokens:
+    def test_a_token_is_url_safe_opaque_and_opens_under_the_same_secret_only(self):
+        token = Keyring.from_secret("one").seal_token('{"company": "Acme"}')
+        assert "Acme" not in token
+        assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
+        assert Keyring.from_secret("one").open_token(token) == '{"company": "Acme"}'
+        assert Keyring.from_secret("two").open_token(token) is None
+
+    @given(st.integers(min_value=0, max_value=99), st.sampled_from("Ab9-_"))
+    def test_a_changed_token_opens_to_nothing(self, position: int, char: str):
+        keyring = Keyring.from_secret("s")
+        token = keyring.seal_token("payload")
+        position %= len(token) - 4  # the last characters may only carry base64 padding bits
+        changed = token[:position] + char + token[position + 1 :]
+        assert keyring.open_token(changed) == (None if changed != token else "payload")
+
+    @pytest.mark.parametrize("garbage", ["", "x", "not a token ☃", "gAAAAA" + "A" * 100])
+    def test_anything_else_opens_to_nothing(self, garbage: str):
+        assert Keyring.from_secret("s").open_token(garbage) is None
+
+    def test_stored_ciphertext_is_no_token(self):
+        keyring = Keyring.from_secret("s")
+        assert keyring.open_token(keyring.encrypt('{"accessToken": "x"}')) is None
+
+
 class TestServerSecret:
     def test_generated_once_with_owner_only_permissions_then_reused(self, tmp_path: Path):
         first, created = load_or_create_secret("", tmp_path)

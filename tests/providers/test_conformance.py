@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from tests.e2e.harness import wait_until
@@ -389,3 +390,34 @@ class TestInbound:
         assert event.contact.id == written.user_id
         assert event.dedupe_key
         assert "extra" in event.message
+
+
+class TestOnboarding:
+    """A provider that hands out accounts through a sign-up: its simulator's page sends the browser back
+    at once, and what it sent back becomes credentials that send. The others say they have none."""
+
+    REDIRECT = "https://mmp.example.com/onboard/callback"
+
+    async def test_a_signup_ends_in_credentials_that_send(self, bench: Bench):
+        provider = bench.provider
+        if not provider.onboarding:
+            with pytest.raises(NotImplementedError):
+                provider.onboarding_url(bench.ctx, state="s", redirect_url=self.REDIRECT)
+            with pytest.raises(NotImplementedError):
+                await provider.complete_onboarding(bench.ctx, {}, redirect_url=self.REDIRECT)
+            return
+        page = await bench.sim.http.get(
+            provider.onboarding_url(bench.ctx, state="the-state", redirect_url=self.REDIRECT)
+        )
+        assert page.status_code in (302, 303), page.content
+        location = urlsplit(page.headers["location"])
+        assert f"{location.scheme}://{location.netloc}{location.path}" == self.REDIRECT
+        answer = dict(parse_qsl(location.query))
+        assert answer.pop("state") == "the-state"
+        credentials = await provider.complete_onboarding(bench.ctx, answer, redirect_url=self.REDIRECT)
+        provider.credentials_model.model_validate(credentials)
+        onboarded = Bench(provider, bench.ctx, credentials, bench.sim, bench.inbox, bench.link)
+        await onboarded.set_up()
+        outcome = await onboarded.send(await onboarded.recipient(READ_PHONE))
+        assert isinstance(outcome, SendOk), outcome
+        await onboarded.wait_statuses(outcome.provider_message_id, *_reports(provider))

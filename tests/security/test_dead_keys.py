@@ -20,10 +20,12 @@ from openmmp.kit.time import now_ms
 
 KEYS = "/api/v1/onboard/api-key"
 
-# Public by construction (style.md habit 6): provider callbacks are proven by the upstream's signature.
+# Public by construction (style.md habit 6): provider callbacks are proven by the upstream's signature,
+# the end of a sign-up (where the admin's browser lands) by the onboarding token a company's key asked for.
 PUBLIC = {
     ("POST", "/callbacks/{provider}/{accountId}"),
     ("GET", "/callbacks/{provider}/{accountId}"),
+    ("GET", "/onboard/{provider}/callback"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

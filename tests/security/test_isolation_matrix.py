@@ -235,6 +235,18 @@ HANDSHAKES: dict[tuple[str, str], list[Probe]] = {
     ],
 }
 
+# The end of a sign-up is public as well, proven by the token a company's key asked for, which names
+# that company: B can bring its own (it makes B's channel) or one it made up, which is a 401 whatever A has.
+SIGNUP = "/onboard/{provider}/callback"
+SIGNUPS: dict[tuple[str, str], list[Probe]] = {
+    ("GET", SIGNUP): [
+        lambda w, i: w.client.get(
+            "/onboard/whatsapp/callback",
+            params={"state": i.account, "code": "c", "waba_id": "1", "phone_number_id": "2"},
+        ),
+    ],
+}
+
 
 def normalised(response: httpx.Response, ids: Ids) -> tuple[int, Any]:
     """The response with the probe's ids blanked, so answers for A's ids and for no ids compare."""
@@ -396,7 +408,7 @@ async def _mark_sent(app: Any, message_id: str, provider_token: str) -> None:
 class TestTheMatrixIsComplete:
     def test_every_operation_with_an_id_in_its_path_has_a_probe(self):
         with_ids = {op.key: op for op in operations() if op.path_params}
-        probed = TENANT.keys() | CALLBACKS.keys() | HANDSHAKES.keys()
+        probed = TENANT.keys() | CALLBACKS.keys() | HANDSHAKES.keys() | SIGNUPS.keys()
         assert sorted(with_ids.keys() - probed) == [], (
             "operations without an isolation probe: add them to TENANT"
         )
@@ -405,7 +417,7 @@ class TestTheMatrixIsComplete:
     def test_tenant_probes_are_authenticated_and_callback_probes_are_not(self):
         by_key = {op.key: op for op in operations()}
         assert [k for k in TENANT if not by_key[k].authenticated] == []
-        assert [k for k in CALLBACKS | HANDSHAKES if by_key[k].authenticated] == []
+        assert [k for k in CALLBACKS | HANDSHAKES | SIGNUPS if by_key[k].authenticated] == []
 
 
 class TestCompanyBWithCompanyAsIds:
@@ -446,6 +458,15 @@ class TestCompanyBWithCompanyAsIds:
             for probe in probes:
                 real = await probe(world, world.a_ids)
                 assert normalised(real, world.a_ids) == normalised(await probe(world, nowhere), nowhere), key
+        assert await snapshot(app, world.a.company_id) == before
+
+    async def test_the_end_of_a_signup_with_a_made_up_token_is_refused(self, app, world: World):
+        before = await snapshot(app, world.a.company_id)
+        for key, probes in SIGNUPS.items():
+            for probe in probes:
+                response = await probe(world, world.a_ids)
+                assert response.status_code == 401, (key, response.text)
+                assert response.json()["errors"][0]["name"] == "state", key
         assert await snapshot(app, world.a.company_id) == before
 
     async def test_as_client_message_id_is_free_for_b(self, app, world: World):

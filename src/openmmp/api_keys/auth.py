@@ -18,6 +18,8 @@ from openmmp.kit.time import now_ms
 from openmmp.models.company import CompanyStatus, CompanyType
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from openmmp.api_keys.ratelimit import ApiRateLimiter
 
 
@@ -55,6 +57,31 @@ def _presented_key(request: Request, api_key: str | None) -> str | None:
     return None
 
 
+def _standing(found: repository.PresentedKey) -> Subject:
+    """The caller `found` stands for, once its key and its company are checked to be in force now."""
+    now = now_ms()
+    if found.revoked_at is not None or (found.expires_at is not None and found.expires_at <= now):
+        raise Unauthenticated("API key is revoked or expired")
+    if found.company_status != CompanyStatus.ACTIVE:
+        raise CompanyNotActive("The company of this API key is not active")
+    return Subject(
+        company_id=found.company_id,
+        company_public_id=found.company_public_id,
+        company_type=found.company_type,
+        api_key_id=found.key_id,
+    )
+
+
+async def subject_of_key(session: AsyncSession, api_key_id: int) -> Subject:
+    """The caller a key stands for now, checked as a request with it would be: for work the key asked
+    for that is finished later without it (an onboarding token used after the sign-up). A key revoked or
+    expired since, or a company no longer active, raises as authenticating would (401, 403)."""
+    found = await repository.find_by_id(session, api_key_id)
+    if found is None:
+        raise Unauthenticated("API key is not valid")
+    return _standing(found)
+
+
 async def _authenticate(
     request: Request,
     session: SessionDep,
@@ -69,17 +96,7 @@ async def _authenticate(
     found = await repository.find_by_hash(session, keyring.hash_api_key(presented))
     if found is None:
         raise Unauthenticated("API key is not valid")
-    now = now_ms()
-    if found.revoked_at is not None or (found.expires_at is not None and found.expires_at <= now):
-        raise Unauthenticated("API key is revoked or expired")
-    if found.company_status != CompanyStatus.ACTIVE:
-        raise CompanyNotActive("The company of this API key is not active")
-    subject = Subject(
-        company_id=found.company_id,
-        company_public_id=found.company_public_id,
-        company_type=found.company_type,
-        api_key_id=found.key_id,
-    )
+    subject = _standing(found)
     request.state.subject = subject
     # After the checks above, so only real keys get a budget (their number bounds the limiter's memory).
     limiter: ApiRateLimiter = request.app.state.api_rate_limiter

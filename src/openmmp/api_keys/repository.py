@@ -34,24 +34,28 @@ class PresentedKey(NamedTuple):
 
 
 # Built once: every authenticated request runs it, and building the expression costs more than the query.
-_BY_HASH = (
-    select(
-        ApiKey.id,
-        ApiKey.public_id,
-        ApiKey.revoked_at,
-        ApiKey.expires_at,
-        Company.id,
-        Company.public_id,
-        Company.type,
-        Company.status,
-    )
-    .join(Company, Company.id == ApiKey.company_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
-)
+_PRESENTED = select(
+    ApiKey.id,
+    ApiKey.public_id,
+    ApiKey.revoked_at,
+    ApiKey.expires_at,
+    Company.id,
+    Company.public_id,
+    Company.type,
+    Company.status,
+).join(Company, Company.id == ApiKey.company_id)
+_BY_HASH = _PRESENTED.where(ApiKey.key_hash == bindparam("key_hash"))
+_BY_ID = _PRESENTED.where(ApiKey.id == bindparam("key_id"))
 
 
 async def find_by_hash(session: AsyncSession, key_hash: str) -> PresentedKey | None:
     row = (await session.execute(_BY_HASH, {"key_hash": key_hash})).first()
+    return PresentedKey(*row) if row else None
+
+
+async def find_by_id(session: AsyncSession, key_id: int) -> PresentedKey | None:
+    """A key by its internal id (named by something the server sealed, never by a client)."""
+    row = (await session.execute(_BY_ID, {"key_id": key_id})).first()
     return PresentedKey(*row) if row else None
 
 

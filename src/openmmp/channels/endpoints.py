@@ -1,9 +1,12 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from openmmp.api_keys.auth import CompanyKey
+from openmmp.channels.onboarding import TOKEN_TTL_MS, onboarding
 from openmmp.channels.schemas import (
+    ChanelOnboardGenerateTokenRequest,
+    ChanelOnboardGenerateTokenResponse,
     ChannelResponse,
     ChannelSaved,
     CommonGetChannelStatusResponse,
@@ -19,9 +22,15 @@ from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import AccountId, Page, PageNumber, PageSize
 from openmmp.models import Channel
 from openmmp.providers.applications import Application, channel_type
+from openmmp.providers.registry import REGISTRY
 from openmmp.webhooks.guard import webhooks_allow_private
 
 router = APIRouter(prefix="/channel", tags=["Channel"])
+onboard_router = APIRouter(prefix="/onboard", tags=["Channel"])
+"""The end of a sign-up, outside /api/v1: public, the admin's browser lands there (no API key)."""
+
+_SIGNUPS = [provider for provider in REGISTRY.providers if provider.onboarding]
+_SIGNUP_LIST = "\n".join(f"- `{p.name}` (applicationId {int(p.application)}): {p.title}" for p in _SIGNUPS)
 
 
 def _read(channel: Channel) -> ChannelResponse:
@@ -176,3 +185,72 @@ async def set_channel_webhook(
     )
     assert channel.webhook_url is not None
     return SetWebhookResponse(url=channel.webhook_url, secret=secret, status=channel.webhook_status)
+
+
+@router.post(
+    "/onboard/token",
+    summary="Generate token for onboarding (" + ", ".join(p.title for p in _SIGNUPS) + ")",
+    description="For applications whose upstream hands a company its account through a sign-up:\n\n"
+    + _SIGNUP_LIST
+    + "\n\nSend the company's admin to `url`. When they have signed up, the upstream sends their browser "
+    "to `/onboard/{provider}/callback`, which makes the channel (with `name` and `webhookUrl`) for this "
+    "company, without anybody handling its credentials. The `token` is single-use and works for "
+    f"{TOKEN_TTL_MS // 60_000} minutes, for as long as the key that asked for it does. 400 naming "
+    "`applicationId` for an application without a sign-up (or one the operator has not set up).",
+    response_model=ChanelOnboardGenerateTokenResponse,
+    responses=responses(400, 401, 403, 413),
+)
+async def generate_onboard_token(
+    body: ChanelOnboardGenerateTokenRequest,
+    subject: CompanyKey,
+    request: Request,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> ChanelOnboardGenerateTokenResponse:
+    issued = await onboarding.issue(
+        keyring, subject, request=body, settings=settings, http=request.app.state.http
+    )
+    return ChanelOnboardGenerateTokenResponse(
+        token=issued.token, url=issued.url, expired_at=issued.expires_at
+    )
+
+
+@onboard_router.get(
+    "/{provider}/callback",
+    summary="End of a sign-up: make the channel",
+    description="Where an upstream's sign-up sends the admin's browser (the redirect URL the operator "
+    "registers with it, `{public URL}/onboard/{provider}/callback`), with the token as `state` and the "
+    "upstream's own answer in the query (WhatsApp: `code`, `waba_id`, `phone_number_id`). Public: the "
+    "token proves who asked. The platform finishes the sign-up with the upstream and makes the channel as "
+    "Create a channel would; the answer is that channel, with `webhookSecret` when it has a webhook URL "
+    "(shown this once). Refused, with nothing made: 401 for a token that is changed, expired or whose key "
+    "is revoked, 409 for one used before, 400 for an answer that cannot be used or that the upstream "
+    "refused, 502 when the upstream could not be reached.",
+    status_code=201,
+    response_model=ChannelSaved,
+    responses=responses(400, 401, 403, 404, 409, 502),
+)
+async def onboarding_callback(
+    provider: Annotated[
+        str,
+        Path(description="The provider whose sign-up ended: " + ", ".join(f"`{p.name}`" for p in _SIGNUPS)),
+    ],
+    state: Annotated[
+        str,
+        Query(min_length=1, max_length=8192, description="The token of Generate token for onboarding"),
+    ],
+    request: Request,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+) -> ChannelSaved:
+    answer = {name: value for name, value in request.query_params.items() if name != "state"}
+    saved = await onboarding.finish(
+        request.app.state.db,
+        keyring,
+        provider_name=provider,
+        state=state,
+        answer=answer,
+        settings=settings,
+        http=request.app.state.http,
+    )
+    return _saved(saved)

@@ -49,3 +49,10 @@ async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Channel | N
     claim (channels.service), never returned to a caller."""
     statement = select(Channel).where(Channel.identity_fingerprint == fingerprint)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def public_id_taken(session: AsyncSession, public_id: str) -> bool:
+    """Whether any channel, whichever company's, has `public_id`: only ever used to refuse making a
+    channel with a public id chosen ahead a second time (channels.service), never to read one."""
+    statement = select(Channel.id).where(Channel.public_id == public_id)
+    return (await session.execute(statement)).first() is not None

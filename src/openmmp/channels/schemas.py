@@ -130,3 +130,31 @@ class SetWebhookResponse(ResponseModel):
     url: str
     secret: str = Field(description="Signs every webhook of the channel (Standard Webhooks).")
     status: int = Field(description="1 ACTIVATED, 2 FAILED, 3 BLOCKED")
+
+
+class ChanelOnboardGenerateTokenRequest(RequestModel):
+    """Start making a channel through its upstream's sign-up (the MMP name, spelled as published)."""
+
+    application_id: Application = Field(
+        description="The channel's application; only those whose upstream hands out accounts through a "
+        "sign-up (WhatsApp: Embedded Signup)."
+    )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The new channel's name; default: its upstream's.",
+    )
+    webhook_url: HttpUrl | None = Field(default=None, description="The new channel's webhook URL.")
+
+
+class ChanelOnboardGenerateTokenResponse(ResponseModel):
+    token: str = Field(
+        description="Opaque and single-use: it makes one channel at most, for this company, until "
+        "`expiredAt`. The sign-up carries it (`state`)."
+    )
+    url: str = Field(
+        description="Where the company's admin signs up (the upstream's sign-up page); at the end the "
+        "browser is sent to `{public URL}/onboard/{provider}/callback`, which makes the channel."
+    )
+    expired_at: int = Field(description="When the token stops working (epoch ms).")

@@ -38,6 +38,12 @@ class IdentityTaken(Conflict):
     """The upstream account is another channel's (whose, is not said)."""
 
 
+class ChannelExists(Conflict):
+    """A channel with the public id chosen ahead (`ChannelService.create(public_id=...)`) exists."""
+
+    default_name = "publicId"
+
+
 async def _owner(session: AsyncSession, subject: Subject, company_public_id: str | None) -> tuple[int, bool]:
     """(company id the channel is for, whether the partner acts for it). A partner may create a channel
     for a company it onboarded; any other `companyId` looks absent."""
@@ -85,13 +91,16 @@ async def _identity(
 
 
 async def _flush_claiming(session: AsyncSession, name: str) -> None:
-    """Flush; a concurrent claim of the same upstream account (the unique index) is the same 409."""
+    """Flush; a concurrent claim of the same upstream account (the unique index) is the same 409, and so
+    is a concurrent creation with the same chosen public id."""
     try:
         await session.flush()
     except IntegrityError as exc:
-        if "identity_fingerprint" not in str(exc.orig):
-            raise
-        raise IdentityTaken("already used by another channel", name=name) from exc
+        if "identity_fingerprint" in str(exc.orig):
+            raise IdentityTaken("already used by another channel", name=name) from exc
+        if "public_id" in str(exc.orig):
+            raise ChannelExists("a channel with this public id exists") from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -142,14 +151,18 @@ class ChannelService:
         allow_private_webhooks: bool = False,
         sandbox: bool = False,
         allowed_hosts: Collection[str] = (),
+        public_id: str | None = None,
     ) -> Saved:
         """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in);
         `allowed_hosts`: private upstream hosts the operator allows in credentials (outside sandbox mode,
-        where they are used).
+        where they are used); `public_id`: the channel's, chosen ahead (an onboarding token names the
+        channel it makes): `ChannelExists` (409) when a channel has it, so it is made once at most.
 
         The channel starts as `initial_status` says; a PROCESSING one gets its set-up job in the same
         transaction (channels/tasks.py).
         """
+        if public_id is not None and await repository.public_id_taken(session, public_id):
+            raise ChannelExists("a channel with this public id exists")
         company_id, for_company = await _owner(session, subject, request.company_id)
         credentials = validate_credentials(request.application_id, request.credentials)
         if not sandbox:
@@ -179,6 +192,8 @@ class ChannelService:
             webhook_secret=keyring.encrypt(secret) if secret else None,
             webhook_status=WebhookStatus.ACTIVATED,
         )
+        if public_id is not None:
+            channel.public_id = public_id
         session.add(channel)
         await _flush_claiming(session, credentials.identity_name() if fingerprint else "credentials")
         if channel.status == ChannelStatus.PROCESSING:

@@ -2,7 +2,9 @@
 
 One server secret (from settings, or generated into the data folder on first start) is stretched with
 HKDF into independent keys: one for API-key hashes, one (Fernet) for channel credentials and webhook
-secrets. Changing the server secret invalidates every API key and every stored credential.
+secrets, one for fingerprints, and one (Fernet) for the tokens the server hands out and takes back
+(onboarding tokens). Changing the server secret invalidates every API key, every stored credential and
+every token out there.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Keyring:
     api_key_hmac: bytes
     fernet: Fernet
     fingerprint_hmac: bytes
+    token_fernet: Fernet
     _opened: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -104,6 +107,7 @@ class Keyring:
             api_key_hmac=_derive(secret, b"openmmp/api-keys/v1"),
             fernet=Fernet(fernet_key),
             fingerprint_hmac=_derive(secret, b"openmmp/fingerprints/v1"),
+            token_fernet=Fernet(base64.urlsafe_b64encode(_derive(secret, b"openmmp/tokens/v1"))),
         )
 
     def hash_api_key(self, key: str) -> str:
@@ -113,6 +117,20 @@ class Keyring:
         """A keyed fingerprint of `value` (hex HMAC-SHA256): equal values compare equal, and it reveals
         nothing of a secret value without the server secret (a bot token's fingerprint is no token)."""
         return hmac.new(self.fingerprint_hmac, value.encode(), hashlib.sha256).hexdigest()
+
+    def seal_token(self, payload: str) -> str:
+        """A URL-safe token carrying `payload`, encrypted and authenticated with the token key: whoever
+        holds it can neither read it nor change a bit of it. Its own key, not the credentials' one, so
+        that no stored ciphertext can ever be presented as a token."""
+        return self.token_fernet.encrypt(payload.encode()).decode()
+
+    def open_token(self, token: str) -> str | None:
+        """The payload of a token `seal_token` made under this server secret; None for anything else
+        (changed, cut short, made elsewhere, not a token at all)."""
+        try:
+            return self.token_fernet.decrypt(token.encode()).decode()
+        except (InvalidToken, ValueError):
+            return None
 
     def encrypt(self, plaintext: str) -> str:
         return self.fernet.encrypt(plaintext.encode()).decode()

@@ -13,6 +13,8 @@ never touch the database. They translate:
   neutral events the core applies: `StatusEvent`, `InboundEvent`, `TemplateEvent`, `ChannelEvent`,
   `PingEvent`;
 - set-up: telling the upstream where to call back (idempotent; re-run at every start);
+- onboarding, for upstreams that hand a company its account through a sign-up flow (`onboarding`): the
+  page its admin signs up on, and the steps that turn what the flow sent back into credentials;
 - sandbox: a simulator that speaks the same protocol, and a way to make a sandbox end user write in.
 
 Upstreams reached over sessions kept open (SMPP binds) rather than request by request declare
@@ -279,11 +281,16 @@ class ProviderContext:
     """Applied when connecting to a tenant's target (`Credentials.target_fields`): to each address its
     host resolves to then, since a name can change after the channel was saved. None: no check."""
 
+    def option(self, option: str, sandbox_default: str) -> str:
+        """The operator's setting `option` (e.g. an app id); when unset, in sandbox mode the simulator's
+        published `sandbox_default`, else "" (the feature it serves is not configured)."""
+        configured = str(self.options.get(option) or "")
+        return configured or (sandbox_default if self.sandbox else "")
+
     def secret(self, option: str, sandbox_default: str) -> str:
         """The operator's secret `option` (e.g. a callback secret); when unset, in sandbox mode the
         simulator's published `sandbox_default`, else "" (nothing can be proven with it)."""
-        configured = str(self.options.get(option) or "")
-        return configured or (sandbox_default if self.sandbox else "")
+        return self.option(option, sandbox_default)
 
 
 TargetCheck = Callable[[str, IpAddress], str | None]
@@ -471,6 +478,11 @@ class Provider(ABC):
     """Fields of a send request besides `message` that it takes (`subject`, `html`): the core renders
     their placeholders and hands them over in the content under the same names; a send giving one that
     is not here is refused."""
+    onboarding: ClassVar[bool] = False
+    """The upstream can hand a company its account through a sign-up flow (WhatsApp's Embedded Signup):
+    the company's admin signs up on the upstream's page (`onboarding_url`), which sends the browser back
+    to the platform, and `complete_onboarding` turns what came back into the new channel's credentials.
+    The company never handles those credentials itself."""
 
     # ---- accept time (pure, fast: called inside the API's request) ----
 
@@ -495,6 +507,34 @@ class Provider(ABC):
         Raises `ProviderError`: retryable when trying again later can help, final otherwise.
         """
         return None
+
+    # ---- onboarding (only providers that declare `onboarding`) ----
+
+    def onboarding_url(self, ctx: ProviderContext, *, state: str, redirect_url: str) -> str:
+        """Where the company's admin goes to sign up: the upstream's sign-up page, which sends the browser
+        back to `redirect_url` with `state` unchanged and what the flow produced in the query. In sandbox
+        mode it is its simulator's page, which answers the GET with that redirect at once (an admin who
+        signs up straight away).
+
+        `state` is the core's opaque token; the page must hand it back as it is. Raises ValueError (its
+        text says what is missing) when the operator has not configured what the flow needs.
+        """
+        raise NotImplementedError(f"{self.title} accounts are not handed out through a sign-up flow")
+
+    async def complete_onboarding(
+        self, ctx: ProviderContext, answer: Mapping[str, str], *, redirect_url: str
+    ) -> dict[str, Any]:
+        """Finish a sign-up from `answer`, the query the flow sent the browser back with (`state` aside):
+        the server-to-server steps the upstream wants (exchanging a code, registering the account), then
+        the new channel's credentials (wire names of `credentials_model`). `redirect_url` is the one the
+        sign-up was started with (OAuth's code exchange must name it again).
+
+        Called once per sign-up, before the channel exists: the core creates it (and runs its set-up)
+        only when this returns. Raises ValueError("<field of the answer>: ...") for an answer that cannot
+        be used (a sign-up that was cancelled, a field missing), `ProviderError` when the upstream refused
+        a step (final) or could not be reached (retryable). Never logs what it returns: it holds secrets.
+        """
+        raise NotImplementedError(f"{self.title} accounts are not handed out through a sign-up flow")
 
     # ---- sending ----
 

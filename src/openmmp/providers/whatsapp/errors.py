@@ -87,6 +87,20 @@ def send_outcome(response: HttpResponse) -> SendOk:
     return SendOk(provider_message_id=wamid)
 
 
+def graph_answer(response: HttpResponse) -> dict[str, Any]:
+    """The JSON object answering a Graph API call other than a send (onboarding's code exchange and
+    registrations), or raise its error, classified as a send's would be."""
+    if not response.ok:
+        raise _failure(response, parse_retry_after(response.headers.get("retry-after")))
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise bad_response("the Graph API answered with something that is not JSON") from exc
+    if not isinstance(body, dict):
+        raise bad_response("the Graph API answered with something that is not a JSON object")
+    return body
+
+
 def _failure(response: HttpResponse, retry_after: float | None) -> ProviderError:
     status = response.status_code
     try:

@@ -11,6 +11,9 @@ Webhooks come to `{public_url}/callbacks/whatsapp/{accountId}`, signed with the 
 (`callbacks`). In sandbox mode the set-up registers that URL and the app secret with the simulator;
 outside it the business sets the callback URL and the channel's verify token in its Meta app (README),
 so the channel is launched at once.
+
+A company may instead hand its number to the operator's Meta app through Embedded Signup (`onboarding`):
+the channel is then made from what the sign-up produced, with the operator's app secret.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ from openmmp.providers.base import (
 from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.whatsapp import callbacks
 from openmmp.providers.whatsapp.client import WhatsappClient
+from openmmp.providers.whatsapp.onboarding import (
+    SANDBOX_APP_SECRET,
+    WhatsappOptions,
+    complete_signup,
+    signup_url,
+)
 from openmmp.providers.whatsapp.payload import to_whatsapp_payload
 
 if TYPE_CHECKING:
@@ -84,6 +93,7 @@ class WhatsappProvider(Provider):
     idempotent = False
     addressing = Addressing.BOTH
     credentials_model = WhatsappCredentials
+    options_model = WhatsappOptions
     default_base_url = "https://graph.facebook.com/v21.0"
     callback_auth = (
         "`X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the raw body, keyed by the channel's "
@@ -94,11 +104,14 @@ class WhatsappProvider(Provider):
     reports_read = True
     session_window_seconds = 86400.0
     window_free_types = frozenset({"fb_whatsapp_template"})
+    onboarding = True
+    # The demo number stands for one onboarded through the sandbox's own Meta app: its webhooks are
+    # signed with that app's published secret, as those of every number onboarded in sandbox mode are.
     sandbox_credentials = {
         "phoneNumberId": "1001",
         "wabaId": "1001",
         "accessToken": "demo-token",
-        "appSecret": "demo-app-secret",
+        "appSecret": SANDBOX_APP_SECRET,
     }
 
     def check_message(self, content: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
@@ -117,6 +130,14 @@ class WhatsappProvider(Provider):
             "appSecret": str(credentials["appSecret"]),
         }
         await sandbox_control(ctx.http, f"{ctx.base_url}/_sandbox/webhooks", body, simulator=self.title)
+
+    def onboarding_url(self, ctx: ProviderContext, *, state: str, redirect_url: str) -> str:
+        return signup_url(ctx, state=state, redirect_url=redirect_url)
+
+    async def complete_onboarding(
+        self, ctx: ProviderContext, answer: Mapping[str, str], *, redirect_url: str
+    ) -> dict[str, Any]:
+        return await complete_signup(ctx, answer, redirect_url=redirect_url)
 
     def plan(
         self,

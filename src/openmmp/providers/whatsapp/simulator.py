@@ -20,7 +20,24 @@ the Cloud API checks it (`messaging_product`, `to`, the type's object and its li
 
 Webhooks go to the callback URL registered for the phone number, signed with `X-Hub-Signature-256`
 keyed by its app secret; until a number's first registration since the start they wait
-(`HeldUntilRegistered`). Errors use Meta's envelope and HTTP 400 (190: 401; 131000: 500).
+(`HeldUntilRegistered`). Errors use Meta's envelope and HTTP 400 (190: 401; 200: 403; 131000: 500).
+
+Embedded Signup (providers.md §3), with the operator's Meta app of the knobs `app_id`, `app_secret` and
+`config_id` (the platform's own options; the published sandbox values by default):
+
+- `GET /_sandbox/signup?client_id&config_id&state&redirect_uri` plays Meta's sign-up dialog: an admin who
+  signs up at once, with a new WhatsApp Business account and phone number. It answers 302 to
+  `redirect_uri` with `state`, a `code`, `waba_id` and `phone_number_id`. A code is good for one exchange
+  within `signup_code_ttl_s` seconds;
+- `GET /oauth/access_token?client_id&client_secret&code&redirect_uri` exchanges it for a business token
+  (OAuthException, HTTP 400: 101 for another app id; 100 for a wrong secret, a redirect URI other than
+  the sign-up's, and an unknown, expired or used code);
+- `POST /{waba_id}/subscribed_apps` and `POST /{phone_number_id}/register {"messaging_product",
+  "pin"}` (6 digits), each with that token as Bearer (190 for another token, 200 for one of another
+  account). Registering the number makes it the operator app's: its webhooks are signed with the app's
+  secret, and sends from it must carry the business token (190 otherwise).
+
+The fault injector (`/_sandbox/faults`) also answers the code exchange and the two registrations.
 
 Sandbox control (OpenMMP's own): `POST /_sandbox/webhooks` `{"phoneNumberId", "wabaId", "callbackUrl",
 "appSecret"}` (the analogue of configuring the app's webhook; an empty `callbackUrl` removes it),
@@ -36,18 +53,22 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import random
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from openmmp.kit.crypto import constant_time_equals
 from openmmp.kit.http import HttpClient
 from openmmp.providers.simulation import (
     CallbackScheduler,
@@ -71,9 +92,17 @@ from openmmp.providers.simulation import (
 )
 from openmmp.providers.whatsapp import payload as limits
 from openmmp.providers.whatsapp.callbacks import SIGNATURE_HEADER, sign
+from openmmp.providers.whatsapp.onboarding import (
+    PIN_DIGITS,
+    SANDBOX_APP_ID,
+    SANDBOX_APP_SECRET,
+    SANDBOX_CONFIG_ID,
+)
 
 INVALID_PARAMETER = 100
+INVALID_APP = 101
 TOKEN_INVALID = 190
+PERMISSION = 200
 GENERIC_ERROR = 131000
 MISSING_PARAMETER = 131008
 INVALID_VALUE = 131009
@@ -86,7 +115,9 @@ NO_TEMPLATE = 132001
 
 TITLES = {
     INVALID_PARAMETER: "Invalid parameter",
+    INVALID_APP: "Error validating application. Invalid application ID.",
     TOKEN_INVALID: "Invalid OAuth access token",
+    PERMISSION: "Permissions error",
     GENERIC_ERROR: "Something went wrong",
     MISSING_PARAMETER: "Required parameter is missing",
     INVALID_VALUE: "Parameter value is not valid",
@@ -97,7 +128,7 @@ TITLES = {
     THROUGHPUT: "Rate limit hit",
     NO_TEMPLATE: "Template name does not exist in the translation",
 }
-_HTTP_STATUS = {TOKEN_INVALID: 401, GENERIC_ERROR: 500}
+_HTTP_STATUS = {TOKEN_INVALID: 401, PERMISSION: 403, GENERIC_ERROR: 500}
 _TYPES = frozenset(
     {"text", "image", "video", "audio", "document", "sticker", "location", "template", "interactive"}
 )
@@ -118,6 +149,13 @@ class WhatsappKnobs:
     """Free-form messages only to users who wrote within this long (131047 otherwise); 0: no window."""
     templates: str = ""
     """Comma-separated template names the number has; others get 132001. Empty: any name."""
+    app_id: str = SANDBOX_APP_ID
+    app_secret: str = SANDBOX_APP_SECRET
+    config_id: str = SANDBOX_CONFIG_ID
+    """The operator's Meta app that companies sign up through (Embedded Signup); must be the platform's
+    `OPENMMP_PROVIDERS__WHATSAPP_APP_ID`, `_APP_SECRET` and `_CONFIG_ID` (empty: the sandbox's)."""
+    signup_code_ttl_s: float = 60.0
+    """How long a sign-up's code can be exchanged (upstream: seconds to minutes)."""
 
 
 class _Refused(Exception):
@@ -137,6 +175,19 @@ class _Number:
     waba_id: str
     callback_url: str | None = None
     app_secret: str = ""
+    access_token: str | None = None
+    """Set when the number was registered through a sign-up: sends must carry this business token."""
+
+
+@dataclass
+class _Signup:
+    """One admin's sign-up: the account and number it made, its code, and the token the code became."""
+
+    waba_id: str
+    phone_number_id: str
+    redirect_uri: str
+    issued_at: float
+    exchanged: bool = False
 
 
 def create_whatsapp_simulator(config: SimulatorConfig, http: HttpClient) -> Starlette:
@@ -161,13 +212,22 @@ class _WhatsappSimulator:
         self._wrote: LruMap[str, float] = LruMap(config.max_tracked_keys)
         self._messages: LruMap[str, dict[str, Any]] = LruMap(config.max_tracked_keys)
         self._sequence = itertools.count(1)
+        self._app_id = self._knobs.app_id or SANDBOX_APP_ID
+        self._app_secret = self._knobs.app_secret or SANDBOX_APP_SECRET
+        self._config_id = self._knobs.config_id or SANDBOX_CONFIG_ID
+        self._codes: LruMap[str, _Signup] = LruMap(config.max_tracked_keys)
+        self._business_tokens: LruMap[str, _Signup] = LruMap(config.max_tracked_keys)
         routes = [
             Route("/_sandbox/webhooks", self._sandbox_webhooks, methods=["POST"]),
             Route("/_sandbox/inbound", self._sandbox_inbound, methods=["POST"]),
             Route("/_sandbox/messages/{wamid}", self._sandbox_message, methods=["GET"]),
             Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
             Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
+            Route("/_sandbox/signup", self._signup_page, methods=["GET"]),
+            Route("/oauth/access_token", self._access_token, methods=["GET"]),
             Route("/{phone_number_id}/messages", self._send, methods=["POST"]),
+            Route("/{waba_id}/subscribed_apps", self._subscribed_apps, methods=["POST"]),
+            Route("/{phone_number_id}/register", self._register, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
         self.app.state.simulator = self
@@ -192,11 +252,13 @@ class _WhatsappSimulator:
         fault = self._faults.take()
         if fault is not None:
             return await self._fault(request, fault.kind, fault.status)
-        authorization = request.headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _bearer(request)
+        if token is None:
             return self._error(_Refused(TOKEN_INVALID, "Cannot parse access token"))
         phone_number_id = request.path_params["phone_number_id"]
+        registered = self._numbers.get(phone_number_id)
+        if registered is not None and registered.access_token not in (None, token):
+            return self._error(_Refused(TOKEN_INVALID, "the token does not act for this phone number"))
         try:
             if len(raw) > self._config.max_request_bytes:
                 raise _Refused(INVALID_PARAMETER, "the request is too large")
@@ -273,7 +335,7 @@ class _WhatsappSimulator:
             "message": f"(#{refused.code}) {title}",
             "type": "OAuthException",
             "code": refused.code,
-            "fbtrace_id": f"Sim{next(self._sequence)}",
+            "fbtrace_id": self._trace(),
         }
         if refused.details:
             error["error_data"] = {"messaging_product": "whatsapp", "details": refused.details}
@@ -413,6 +475,120 @@ class _WhatsappSimulator:
         await asyncio.sleep(self._config.callback_latency_s)
         await self._webhook(number, value)
 
+    # ---- Embedded Signup -----------------------------------------------------------------------------
+
+    async def _signup_page(self, request: Request) -> Response:
+        """Meta's sign-up dialog, with an admin who signs up at once: a new account and number."""
+        query = request.query_params
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("client_id") != self._app_id:
+            return sandbox_error("client_id is not the Meta app's id (knob app_id)")
+        if query.get("config_id") != self._config_id:
+            return sandbox_error("config_id is not the app's Embedded Signup configuration (knob config_id)")
+        if not redirect_uri.startswith(("http://", "https://")):
+            return sandbox_error("redirect_uri must be an http(s) URL")
+        signup = _Signup(
+            waba_id=self._new_id(),
+            phone_number_id=self._new_id(),
+            redirect_uri=redirect_uri,
+            issued_at=time.monotonic(),
+        )
+        code = "AQ" + secrets.token_urlsafe(48)
+        self._codes.set(code, signup)
+        answer = {"code": code, "waba_id": signup.waba_id, "phone_number_id": signup.phone_number_id}
+        if "state" in query:
+            answer["state"] = query["state"]
+        return RedirectResponse(_with_query(redirect_uri, answer), status_code=302)
+
+    def _new_id(self) -> str:
+        # Meta's ids are 15 to 17 digits; a new one is nobody's number yet.
+        while True:
+            candidate = str(random.randrange(10**14, 10**15))
+            if self._numbers.get(candidate) is None:
+                return candidate
+
+    async def _access_token(self, request: Request) -> Response:
+        """The code exchange: the business token a sign-up's code stands for, once."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        query = request.query_params
+        if not constant_time_equals(query.get("client_id", ""), self._app_id):
+            return self._oauth_error(INVALID_APP, TITLES[INVALID_APP])
+        if not constant_time_equals(query.get("client_secret", ""), self._app_secret):
+            return self._oauth_error(INVALID_PARAMETER, "Error validating client secret.")
+        signup = self._codes.get(query.get("code", ""))
+        if signup is None:
+            return self._oauth_error(INVALID_PARAMETER, "Invalid verification code format.")
+        if signup.exchanged:
+            return self._oauth_error(INVALID_PARAMETER, "This authorization code has been used.")
+        if time.monotonic() - signup.issued_at > float(self._knobs.signup_code_ttl_s):
+            return self._oauth_error(INVALID_PARAMETER, "This authorization code has expired.")
+        if not constant_time_equals(query.get("redirect_uri", ""), signup.redirect_uri):
+            return self._oauth_error(
+                INVALID_PARAMETER,
+                "Error validating verification code. Please make sure your redirect_uri is identical to "
+                "the one you used in the OAuth dialog request",
+            )
+        signup.exchanged = True
+        token = "EAAG" + secrets.token_urlsafe(48)
+        self._business_tokens.set(token, signup)
+        return json_response({"access_token": token, "token_type": "bearer"})
+
+    async def _subscribed_apps(self, request: Request) -> Response:
+        """Subscribe the app to a WhatsApp Business account's webhooks."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        signup = self._business(request)
+        if signup is None:
+            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
+        if request.path_params["waba_id"] != signup.waba_id:
+            return self._error(_Refused(PERMISSION, "the token does not act for this business account"))
+        return json_response({"success": True})
+
+    async def _register(self, request: Request) -> Response:
+        """Register a phone number with the Cloud API: from now on it is the operator app's."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        signup = self._business(request)
+        if signup is None:
+            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
+        phone_number_id = request.path_params["phone_number_id"]
+        if phone_number_id != signup.phone_number_id:
+            return self._error(_Refused(PERMISSION, "the token does not act for this phone number"))
+        try:
+            body = _json_object(await request.body())
+            if body.get("messaging_product") != "whatsapp":
+                raise _Refused(INVALID_PARAMETER, "messaging_product must be whatsapp")
+            pin = body.get("pin")
+            if not isinstance(pin, str) or not re.fullmatch(rf"\d{{{PIN_DIGITS}}}", pin):
+                raise _Refused(INVALID_PARAMETER, f"pin must be {PIN_DIGITS} digits")
+        except _Refused as refused_body:
+            return self._error(refused_body)
+        number = self._number(phone_number_id)
+        number.waba_id = signup.waba_id
+        number.app_secret = self._app_secret
+        number.access_token = _bearer(request)
+        return json_response({"success": True})
+
+    def _business(self, request: Request) -> _Signup | None:
+        """The sign-up whose business token the request carries as Bearer, if any."""
+        token = _bearer(request)
+        return self._business_tokens.get(token) if token is not None else None
+
+    def _oauth_error(self, code: int, message: str) -> Response:
+        self._stats.reject(code)
+        error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": self._trace()}
+        return json_response({"error": error}, 400)
+
+    def _trace(self) -> str:
+        return f"Sim{next(self._sequence)}"
+
     async def _sandbox_message(self, request: Request) -> Response:
         found = self._messages.get(request.path_params["wamid"])
         if found is None:
@@ -424,6 +600,20 @@ class _WhatsappSimulator:
 
     async def _sandbox_faults(self, request: Request) -> Response:
         return await faults_response(request, self._faults)
+
+
+def _bearer(request: Request) -> str | None:
+    """The token of the request's `Authorization: Bearer <token>`, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    """`url` with `params` added to its query (where the sign-up dialog sends the browser back)."""
+    parts = urlsplit(url)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def _payload_hash(body: Mapping[str, Any]) -> str:
