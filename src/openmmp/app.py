@@ -26,6 +26,7 @@ from openmmp.kit.crypto import server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.direct import DirectApp
 from openmmp.kit.http import HttpClient
+from openmmp.messages.batching import SendBatcher
 from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware
@@ -152,6 +153,7 @@ def create_app(
         app.state.wake_workers = lambda: None
         app.state.worker_metrics = []
         app.state.api_rate_limiter = api_rate_limiter = ratelimit.build(settings)
+        app.state.sends = SendBatcher(db, on_commit=lambda: app.state.wake_workers())
         app.state.callbacks = CallbackReceiver(
             db,
             keyring,

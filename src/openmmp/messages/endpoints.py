@@ -47,12 +47,12 @@ async def broadcast(
     body: SendMessageBroadcast,
     request: Request,
     subject: CompanyKey,
-    session: SessionDep,
     keyring: KeyringDep,
 ) -> BroadcastResponseMessage:
-    result = await messages.broadcast(session, keyring, subject, account_id=account_id, request=body)
-    after_commit(request, request.app.state.wake_workers)
-    return result
+    state = request.app.state
+    return await messages.broadcast_batched(
+        state.db, state.sends, keyring, subject, account_id=account_id, request=body
+    )
 
 
 @channel_router.post(

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
@@ -28,12 +29,14 @@ from openmmp.errors import (
     validation_items,
 )
 from openmmp.kit.crypto import Keyring
+from openmmp.kit.db import Database
 from openmmp.kit.ids import new_public_id
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.schemas import CHECKED_STORABLE
 from openmmp.kit.time import now_ms
 from openmmp.messages import repository
 from openmmp.messages import status as status_machine
+from openmmp.messages.batching import SendBatcher
 from openmmp.messages.capabilities import check_content
 from openmmp.messages.rendering import render
 from openmmp.messages.schemas import (
@@ -420,6 +423,39 @@ class MessageService:
         ctx = await self._context(session, keyring, subject, account_id)
         prepared = await self._prepare(session, ctx, subject, request, phone=request.phone, now=now_ms())
         [result] = await self._store(session, ctx, subject, [prepared])
+        if isinstance(result, AppError):
+            raise result
+        return BroadcastResponseMessage.model_validate(result)
+
+    async def broadcast_batched(
+        self,
+        db: Database,
+        sends: SendBatcher,
+        keyring: Keyring,
+        subject: Subject,
+        *,
+        account_id: str,
+        request: SendMessageBroadcast,
+    ) -> BroadcastResponseMessage:
+        """Broadcast Message with its checks in a read session and its writes in `sends`' next batch."""
+        async with db.read_sessions() as reads:
+            ctx = await self._context(reads, keyring, subject, account_id)
+            prepared = await self._prepare(reads, ctx, subject, request, phone=request.phone, now=now_ms())
+
+        async def store(session: AsyncSession) -> dict[str, Any] | AppError:
+            [result] = await self._store(session, ctx, subject, [prepared])
+            return result
+
+        try:
+            result = await sends.store(store)
+        except IntegrityError as exc:
+            # What was checked changed before the write: the channel deleted, or the same
+            # clientMessageId stored by another API process at the same moment.
+            raise Conflict(
+                "The send could not be stored as it was checked (the channel changed, or the same "
+                "clientMessageId arrived at once); send it again",
+                name="accountId",
+            ) from exc
         if isinstance(result, AppError):
             raise result
         return BroadcastResponseMessage.model_validate(result)
