@@ -50,9 +50,7 @@ async def broadcast(
     keyring: KeyringDep,
 ) -> BroadcastResponseMessage:
     state = request.app.state
-    return await messages.broadcast_batched(
-        state.db, state.sends, keyring, subject, account_id=account_id, request=body
-    )
+    return await messages.send(state.db, state.sends, keyring, subject, account_id=account_id, request=body)
 
 
 @channel_router.post(
@@ -94,12 +92,10 @@ async def send_conversation_message(
     body: SendConversationMessage,
     request: Request,
     subject: CompanyKey,
-    session: SessionDep,
     keyring: KeyringDep,
 ) -> BroadcastResponseMessage:
-    result = await messages.converse(session, keyring, subject, account_id=account_id, request=body)
-    after_commit(request, request.app.state.wake_workers)
-    return result
+    state = request.app.state
+    return await messages.send(state.db, state.sends, keyring, subject, account_id=account_id, request=body)
 
 
 @message_router.get(

@@ -411,23 +411,7 @@ class MessageService:
                 final.append(result)
         return final
 
-    async def broadcast(
-        self,
-        session: AsyncSession,
-        keyring: Keyring,
-        subject: Subject,
-        *,
-        account_id: str,
-        request: SendMessageBroadcast,
-    ) -> BroadcastResponseMessage:
-        ctx = await self._context(session, keyring, subject, account_id)
-        prepared = await self._prepare(session, ctx, subject, request, phone=request.phone, now=now_ms())
-        [result] = await self._store(session, ctx, subject, [prepared])
-        if isinstance(result, AppError):
-            raise result
-        return BroadcastResponseMessage.model_validate(result)
-
-    async def broadcast_batched(
+    async def send(
         self,
         db: Database,
         sends: SendBatcher,
@@ -435,12 +419,20 @@ class MessageService:
         subject: Subject,
         *,
         account_id: str,
-        request: SendMessageBroadcast,
+        request: SendMessageBroadcast | SendConversationMessage,
     ) -> BroadcastResponseMessage:
-        """Broadcast Message with its checks in a read session and its writes in `sends`' next batch."""
+        """Broadcast Message, or Send Conversation Message: its checks in a read session of its own, its
+        writes in `sends`' next batch (messages/batching.py)."""
         async with db.read_sessions() as reads:
             ctx = await self._context(reads, keyring, subject, account_id)
-            prepared = await self._prepare(reads, ctx, subject, request, phone=request.phone, now=now_ms())
+            phone = None
+            if isinstance(request, SendMessageBroadcast):
+                phone = request.phone
+            elif ctx.provider.addressing in (Addressing.PHONE, Addressing.EMAIL):
+                raise ChannelCannotSend(
+                    f"{ctx.application.name} channels have no conversations; use broadcast"
+                )
+            prepared = await self._prepare(reads, ctx, subject, request, phone=phone, now=now_ms())
 
         async def store(session: AsyncSession) -> dict[str, Any] | AppError:
             [result] = await self._store(session, ctx, subject, [prepared])
@@ -456,24 +448,6 @@ class MessageService:
                 "clientMessageId arrived at once); send it again",
                 name="accountId",
             ) from exc
-        if isinstance(result, AppError):
-            raise result
-        return BroadcastResponseMessage.model_validate(result)
-
-    async def converse(
-        self,
-        session: AsyncSession,
-        keyring: Keyring,
-        subject: Subject,
-        *,
-        account_id: str,
-        request: SendConversationMessage,
-    ) -> BroadcastResponseMessage:
-        ctx = await self._context(session, keyring, subject, account_id)
-        if ctx.provider.addressing in (Addressing.PHONE, Addressing.EMAIL):
-            raise ChannelCannotSend(f"{ctx.application.name} channels have no conversations; use broadcast")
-        prepared = await self._prepare(session, ctx, subject, request, phone=None, now=now_ms())
-        [result] = await self._store(session, ctx, subject, [prepared])
         if isinstance(result, AppError):
             raise result
         return BroadcastResponseMessage.model_validate(result)
