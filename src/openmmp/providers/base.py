@@ -333,6 +333,24 @@ class SendUnit:
     call: Callable[[], Awaitable[Outcomes]]
 
 
+def one_unit_each(
+    outgoing: Sequence[Outgoing], send: Callable[[Outgoing], Awaitable[SendOutcome]]
+) -> list[SendUnit]:
+    """A `SendUnit` per message, for upstreams that take one message per request: `send` answers its
+    outcome or raises the `ProviderError` that is its outcome."""
+
+    def unit(message: Outgoing) -> SendUnit:
+        async def call() -> Outcomes:
+            try:
+                return {message.key: await send(message)}
+            except ProviderError as exc:
+                return {message.key: exc}
+
+        return SendUnit((message.key,), call)
+
+    return [unit(message) for message in outgoing]
+
+
 @dataclass(frozen=True, slots=True)
 class CallbackRequest:
     """A request on `/callbacks/{provider}/{accountId}`: `headers` with lower-case names, the raw body."""

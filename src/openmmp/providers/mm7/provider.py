@@ -15,7 +15,7 @@ present (the channel's `username`/`password`, or its `vaspId` with the operator'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +30,6 @@ from openmmp.providers.base import (
     CallbackRequest,
     Credentials,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
@@ -38,6 +37,7 @@ from openmmp.providers.base import (
     RateLimit,
     SendOk,
     SendUnit,
+    one_unit_each,
 )
 from openmmp.providers.mm7 import callbacks, soap
 from openmmp.providers.mm7 import content as mms
@@ -156,8 +156,7 @@ class Mm7Provider(Provider):
             username=credentials.get("username"),
             password=credentials.get("password"),
         )
-        sender = _Sender(ctx, client, credentials)
-        return [SendUnit((message.key,), sender.bound(message)) for message in outgoing]
+        return one_unit_each(outgoing, _Sender(ctx, client, credentials).send)
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         login = callbacks.callback_login(
@@ -189,18 +188,7 @@ class _Sender:
         self._client = client
         self._credentials = credentials
 
-    def bound(self, message: Outgoing) -> Callable[[], Awaitable[Outcomes]]:
-        """The unit's call for `message`: its outcome, a `ProviderError` included."""
-
-        async def call() -> Outcomes:
-            try:
-                return {message.key: await self._send(message)}
-            except ProviderError as exc:
-                return {message.key: exc}
-
-        return call
-
-    async def _send(self, message: Outgoing) -> SendOk:
+    async def send(self, message: Outgoing) -> SendOk:
         loop = asyncio.get_running_loop()
         timeout = self._ctx.http.timeout
         deadline = loop.time() + timeout

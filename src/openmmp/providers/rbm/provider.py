@@ -29,7 +29,6 @@ from openmmp.providers.base import (
     CallbackReply,
     CallbackRequest,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
@@ -38,6 +37,7 @@ from openmmp.providers.base import (
     SandboxUser,
     SandboxWritten,
     SendUnit,
+    one_unit_each,
 )
 from openmmp.providers.rbm import callbacks
 from openmmp.providers.rbm.client import RbmClient
@@ -131,16 +131,7 @@ class RbmProvider(Provider):
             traffic_type=str(credentials.get("messageTrafficType") or DEFAULT_TRAFFIC_TYPE),
         )
 
-        def unit(message: Outgoing) -> SendUnit:
-            async def call() -> Outcomes:
-                try:
-                    return {message.key: await client.send(message)}
-                except ProviderError as exc:
-                    return {message.key: exc}
-
-            return SendUnit((message.key,), call)
-
-        return [unit(message) for message in outgoing]
+        return one_unit_each(outgoing, client.send)
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         client_token = ctx.secret("client_token", callbacks.SANDBOX_CLIENT_TOKEN)

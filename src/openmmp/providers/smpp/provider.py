@@ -32,15 +32,16 @@ from openmmp.providers.base import (
     EventSink,
     InboundEvent,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
     RateLimit,
     SandboxUser,
     SandboxWritten,
+    SendOutcome,
     SendUnit,
     StatusEvent,
+    one_unit_each,
 )
 from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.smpp import text as sms_text
@@ -117,16 +118,14 @@ class SmppProvider(Provider):
     ) -> list[SendUnit]:
         if not isinstance(link, SmppLink):
             raise ValueError("SMS channels send through their binds")
-        units = []
-        for message in outgoing:
+        binds = link
 
-            async def call(message: Outgoing = message, link: SmppLink = link) -> Outcomes:
-                # The same reference on every attempt: a phone puts repeated parts together again.
-                encoded = _encoded(message.content, reference=message.key & 0xFF)
-                return {message.key: await link.submit(message.recipient, encoded, message.expire_at_ms)}
+        async def submit(message: Outgoing) -> SendOutcome:
+            # The same reference on every attempt: a phone puts repeated parts together again.
+            encoded = _encoded(message.content, reference=message.key & 0xFF)
+            return await binds.submit(message.recipient, encoded, message.expire_at_ms)
 
-            units.append(SendUnit((message.key,), call))
-        return units
+        return one_unit_each(outgoing, submit)
 
     def link(self, ctx: ProviderContext, credentials: Mapping[str, Any], sink: EventSink) -> Link:
         return SmppLink(ctx, credentials, sink)

@@ -28,13 +28,13 @@ from openmmp.providers.base import (
     ChannelSink,
     Credentials,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
     RateLimit,
     SendUnit,
     StatusEvent,
+    one_unit_each,
 )
 from openmmp.providers.smtp import client
 from openmmp.providers.smtp.bounces import BounceListener
@@ -144,14 +144,7 @@ class EmailProvider(Provider):
         outgoing: Sequence[Outgoing],
         link: Link | None = None,
     ) -> list[SendUnit]:
-        units = []
-        for message in outgoing:
-
-            async def call(message: Outgoing = message) -> Outcomes:
-                return {message.key: await client.send(ctx, credentials, message)}
-
-            units.append(SendUnit((message.key,), call))
-        return units
+        return one_unit_each(outgoing, lambda message: client.send(ctx, credentials, message))
 
     def listener(self, ctx: ProviderContext, sink: ChannelSink) -> Link:
         return BounceListener(ctx, sink)

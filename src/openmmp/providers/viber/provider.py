@@ -23,7 +23,6 @@ from openmmp.providers.base import (
     CallbackRequest,
     Credentials,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
@@ -31,7 +30,9 @@ from openmmp.providers.base import (
     RateLimit,
     SandboxUser,
     SandboxWritten,
+    SendOk,
     SendUnit,
+    one_unit_each,
 )
 from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.viber import callbacks
@@ -105,27 +106,20 @@ class ViberProvider(Provider):
         service_id = int(credentials["serviceId"])
         label = credentials.get("label")
 
-        def unit(message: Outgoing) -> SendUnit:
-            async def call() -> Outcomes:
-                ttl = None
-                if message.expire_at_ms is not None:
-                    ttl = max(TTL_MIN_S, min(TTL_MAX_S, (message.expire_at_ms - now_ms()) // 1000))
-                try:
-                    ok = await client.send_message(
-                        service_id=service_id,
-                        dest=message.recipient,
-                        seq=message.key,  # the idempotency key: a retry repeats it, upstream collapses it
-                        label=label,
-                        message=message.content,
-                        ttl=ttl,
-                    )
-                except ProviderError as exc:
-                    return {message.key: exc}
-                return {message.key: ok}
+        async def send(message: Outgoing) -> SendOk:
+            ttl = None
+            if message.expire_at_ms is not None:
+                ttl = max(TTL_MIN_S, min(TTL_MAX_S, (message.expire_at_ms - now_ms()) // 1000))
+            return await client.send_message(
+                service_id=service_id,
+                dest=message.recipient,
+                seq=message.key,  # the idempotency key: a retry repeats it, upstream collapses it
+                label=label,
+                message=message.content,
+                ttl=ttl,
+            )
 
-            return SendUnit((message.key,), call)
-
-        return [unit(message) for message in outgoing]
+        return one_unit_each(outgoing, send)
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         secret = ctx.secret("callback_secret", callbacks.SANDBOX_CALLBACK_SECRET)

@@ -33,7 +33,6 @@ from openmmp.providers.base import (
     CallbackUnverified,
     Credentials,
     Link,
-    Outcomes,
     Outgoing,
     Provider,
     ProviderContext,
@@ -42,6 +41,7 @@ from openmmp.providers.base import (
     SandboxUser,
     SandboxWritten,
     SendUnit,
+    one_unit_each,
 )
 from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.whatsapp import callbacks
@@ -152,17 +152,7 @@ class WhatsappProvider(Provider):
             phone_number_id=str(credentials["phoneNumberId"]),
             access_token=str(credentials["accessToken"]),
         )
-        units = []
-        for message in outgoing:
-
-            async def send(message: Outgoing = message) -> Outcomes:
-                try:
-                    return {message.key: await client.send(message.recipient, message.content)}
-                except ProviderError as exc:
-                    return {message.key: exc}
-
-            units.append(SendUnit((message.key,), send))
-        return units
+        return one_unit_each(outgoing, lambda message: client.send(message.recipient, message.content))
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         header = request.header(callbacks.SIGNATURE_HEADER)
