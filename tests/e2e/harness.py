@@ -515,12 +515,18 @@ async def send_one(
     return str(response.json()["messageId"])
 
 
-async def final_status(api: httpx.AsyncClient, company: Tenant, message_id: str) -> dict[str, Any]:
-    """A message's Get Message Status once it is final."""
+READ_OR_FAIL = frozenset({3, 5})
+"""For a message expected READ: DELIVERED is final too, but READ follows it (FAIL ends the wait early)."""
+
+
+async def final_status(
+    api: httpx.AsyncClient, company: Tenant, message_id: str, until: frozenset[int] = FINAL
+) -> dict[str, Any]:
+    """A message's Get Message Status once its status is one of `until` (default: any final one)."""
 
     async def final() -> dict[str, Any] | None:
         status = (await api.get(f"/api/v1/message/{message_id}/status", headers=company.headers)).json()
-        return status if status["status"] in FINAL else None
+        return status if status["status"] in until else None
 
     found: dict[str, Any] = await wait_until(final, timeout=60, interval=0.2, what=f"{message_id} final")
     return found

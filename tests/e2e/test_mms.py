@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory
-from tests.e2e.harness import System, final_status, send_one, signed_webhooks
+from tests.e2e.harness import READ_OR_FAIL, System, final_status, send_one, signed_webhooks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,7 +46,7 @@ async def test_a_picture_mms_with_a_subject_reaches_read(
             "params": {"name": "Dara"},
         },
     )
-    status = await final_status(api, company, message_id)
+    status = await final_status(api, company, message_id, READ_OR_FAIL)
     assert (status["status"], status["cause"]) == (5, "READ")
     assert [h["status"] for h in status["history"]] == [1, 2, 4, 5]
     assert sorted(await signed_webhooks(system, message_id, 3)) == [2, 4, 5]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory
-from tests.e2e.harness import System, final_status, send_one, signed_webhooks, wait_until
+from tests.e2e.harness import READ_OR_FAIL, System, final_status, send_one, signed_webhooks, wait_until
 
 from openmmp.providers.rbm.callbacks import SANDBOX_CLIENT_TOKEN
 from openmmp.providers.rbm.sandbox import SANDBOX_SERVICE_ACCOUNT_JSON
@@ -71,7 +71,7 @@ async def test_a_rich_card_with_suggestions_reaches_read(
         account,
         {"phone": "+855 12 345 670", "message": message, "params": {"name": "Dara", "card": "4711"}},
     )
-    status = await final_status(api, company, message_id)
+    status = await final_status(api, company, message_id, READ_OR_FAIL)
     assert (status["status"], status["cause"]) == (5, "READ")
     assert [h["status"] for h in status["history"]] == [1, 2, 4, 5]
     assert sorted(await signed_webhooks(system, message_id, 3)) == [2, 4, 5]
@@ -102,7 +102,7 @@ async def test_a_carousel_is_delivered_and_read_or_delivered_by_the_phones_digit
     }
     read = await send_one(api, company, account, {"phone": "85512345674", "message": carousel})
     delivered = await send_one(api, company, account, {"phone": "85512345677", "message": carousel})
-    assert (await final_status(api, company, read))["status"] == 5
+    assert (await final_status(api, company, read, READ_OR_FAIL))["status"] == 5
     assert sorted(await signed_webhooks(system, read, 3)) == [2, 4, 5]
     assert (await final_status(api, company, delivered))["status"] == 4
     assert sorted(await signed_webhooks(system, delivered, 2)) == [2, 4]

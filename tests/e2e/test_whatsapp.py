@@ -11,7 +11,15 @@ import httpx
 import pytest
 from tests.conftest import Tenant
 from tests.e2e.conftest import ChannelFactory
-from tests.e2e.harness import System, all_final, final_status, send_one, signed_webhooks, wait_until
+from tests.e2e.harness import (
+    READ_OR_FAIL,
+    System,
+    all_final,
+    final_status,
+    send_one,
+    signed_webhooks,
+    wait_until,
+)
 
 from openmmp.providers.whatsapp.callbacks import callback_verify_token
 
@@ -50,7 +58,7 @@ def whatsapp_credentials() -> dict[str, Any]:
 
 
 async def reaches_read(api: httpx.AsyncClient, system: System, company: Tenant, message_id: str) -> None:
-    status = await final_status(api, company, message_id)
+    status = await final_status(api, company, message_id, READ_OR_FAIL)
     assert (status["status"], status["cause"]) == (5, "READ"), status
     assert [h["status"] for h in status["history"]] == [1, 2, 4, 5]
     assert sorted(await signed_webhooks(system, message_id, 3)) == [2, 4, 5]
