@@ -1,7 +1,9 @@
 """Sandbox demo data: a partner, a company with an API key, and one channel per application.
 
 Created on the first sandbox start of an empty database. The demo key is kept in the data folder (mode
-0600) so every later sandbox start can print it again; outside sandbox mode keys are never kept.
+0600) so every later sandbox start can print it again; outside sandbox mode keys are never kept. At every
+later sandbox start the demo channels get the sandbox credentials of the version starting, should they
+have changed since (a simulator that now checks a key the old demo credentials lack would refuse them).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
-from openmmp.channels.schemas import CreateChannelRequest
-from openmmp.channels.service import channels
+from openmmp.channels import repository as channels_repository
+from openmmp.channels.credentials import validate_credentials
+from openmmp.channels.schemas import CreateChannelRequest, EditChannelRequest
+from openmmp.channels.service import channels, open_credentials
 from openmmp.companies import repository as companies_repository
 from openmmp.companies.schemas import OnboardRequest
 from openmmp.companies.service import companies
@@ -56,9 +61,13 @@ def save(data_dir: Path, demo: Demo) -> None:
 async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Demo:
     """The saved demo if its company is still in the database, else newly created demo data."""
     async with db.write_sessions() as session, session.begin():
-        if saved is not None and await companies_repository.get_by_public_id(
-            session, saved.company_public_id
-        ):
+        company = (
+            await companies_repository.get_by_public_id(session, saved.company_public_id)
+            if saved is not None
+            else None
+        )
+        if saved is not None and company is not None:
+            await _refresh(session, keyring, Subject(company.id, company.public_id, company.type, 0), saved)
             return saved
         partner, _ = await companies.create_partner(session, keyring, name="Demo Partner")
         partner_subject = Subject(partner.id, partner.public_id, partner.type, 0)
@@ -83,3 +92,23 @@ async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Dem
         rows = await session.execute(select(Channel).where(Channel.company_id == onboarded.company.id))
         by_name = {Application(c.application_id).name: c.public_id for c in rows.scalars()}
     return Demo(onboarded.api_key, onboarded.company.public_id, by_name)
+
+
+async def _refresh(session: AsyncSession, keyring: Keyring, subject: Subject, demo: Demo) -> None:
+    """Give each demo channel the current sandbox credentials of its application, where they differ."""
+    for public_id in demo.channels.values():
+        channel = await channels_repository.get(session, subject, public_id)
+        if channel is None:
+            continue
+        application = Application(channel.application_id)
+        current = dict(REGISTRY.sandbox_credentials(application))
+        stored_form = validate_credentials(application, current).model_dump(by_alias=True, exclude_none=True)
+        if open_credentials(keyring, channel) != stored_form:
+            await channels.edit(
+                session,
+                keyring,
+                subject,
+                public_id=public_id,
+                request=EditChannelRequest(credentials=current),
+                sandbox=True,
+            )
