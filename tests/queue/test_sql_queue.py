@@ -131,6 +131,23 @@ class TestEveryCompanyWithDueWorkIsServed:
         assert len(served) == len(set(served)) == 1500
         assert set(served) == set(companies)
 
+    async def test_claims_smaller_than_the_lanes_go_round_past_the_highest_company(self, app):
+        """One job per claim, three companies: the lanes wrap around after the highest id, and the
+        claim that stops there must start the next at the lowest, not fail or skip it."""
+        db = app.state.db
+        async with db.write_sessions() as session, session.begin():
+            companies = [await _company(session, f"Round {n}") for n in range(3)]
+            await session.execute(
+                insert(Job), [job for c in companies for job in _jobs(c, 4, kind="round-test")]
+            )
+        claimer = Claimer(kind="round-test", lease_ms=60_000, skip_locked=not db.is_sqlite)
+        served = []
+        for _ in range(9):
+            async with db.write_sessions() as session, session.begin():
+                [job] = await claimer.claim(session, limit=1, now=NOW)
+            served.append(job.company_id)
+        assert served == companies * 3
+
     async def test_companies_with_only_leased_or_future_jobs_take_no_lane(self, app):
         db = app.state.db
         async with db.write_sessions() as session, session.begin():

@@ -127,8 +127,10 @@ class Claimer:
                 set_committed_value(job, "lease_until", lease_until)
                 set_committed_value(job, "run_at", lease_until)
         # Next time start after the last company served (all served: one further, so the first rotates).
+        # Companies are served in lane order, which wraps around past the highest id, so the last one
+        # served is the lane before the first unserved one, not the largest id below it.
         unserved = [company for company in lanes if company not in served]
-        self._after = lanes[0] if not unserved else max(c for c in lanes if c in served and c < unserved[0])
+        self._after = lanes[0] if not unserved else lanes[lanes.index(unserved[0]) - 1]
         return claimed
 
     async def _take(
