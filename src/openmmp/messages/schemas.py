@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from openmmp.kit.schemas import RequestModel, ResponseModel
 from openmmp.kit.validators import HttpUrl, Mailbox, http_url
@@ -201,24 +201,18 @@ class BroadcastBatchRequest(RequestModel):
     messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
 
 
-class _EmailWhenSet(ResponseModel):
-    """`email` appears on the wire only for messages to an address: the other answers keep the MMP
-    API's exact shape."""
-
-    @model_serializer(mode="wrap")
-    def _without_empty_email(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("email", "") is None:
-            del data["email"]
-        return data
+def _unset(value: object) -> bool:
+    """A field that appears on the wire only when set (`email`: only answers about an address carry
+    it, so the others keep the MMP API's exact shape)."""
+    return value is None
 
 
-class BroadcastResponseMessage(_EmailWhenSet):
+class BroadcastResponseMessage(ResponseModel):
     message_id: str
     client_message_id: str
     request_id: str | None
     phone: str | None
-    email: str | None = Field(default=None, description="EMAIL channels: the address")
+    email: str | None = Field(default=None, description="EMAIL channels: the address", exclude_if=_unset)
     status: int = Field(description="1 PENDING, 2 SENT, 3 FAIL, 4 DELIVERED, 5 READ")
     cause: str
     application_id: int
@@ -256,11 +250,11 @@ class FallbackLeg(ResponseModel):
     timestamp: int
 
 
-class ResponseStatusMessage(_EmailWhenSet):
+class ResponseStatusMessage(ResponseModel):
     message_id: str
     client_message_id: str
     phone: str | None
-    email: str | None = Field(default=None, description="EMAIL channels: the address")
+    email: str | None = Field(default=None, description="EMAIL channels: the address", exclude_if=_unset)
     status: int
     cause: str
     application_id: int
