@@ -8,6 +8,7 @@ from openmmp.companies.endpoints import router as companies_router
 from openmmp.kit.paths import API_PREFIX
 from openmmp.messages.endpoints import channel_router as message_channel_router
 from openmmp.messages.endpoints import email_router, message_router
+from openmmp.tasks.endpoints import router as tasks_router
 from openmmp.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter(prefix=API_PREFIX)
@@ -20,3 +21,4 @@ router.include_router(channels_router)
 router.include_router(webhooks_router)
 router.include_router(companies_router)
 router.include_router(api_keys_router)
+router.include_router(tasks_router)

@@ -50,6 +50,7 @@ Errors always have the body `{"errors": [{"name", "code", "message"}]}`. Times a
 TAGS = [
     {"name": "Onboard", "description": "Companies and API keys"},
     {"name": "Channel", "description": "Official accounts and bots"},
+    {"name": "Background Task", "description": "Long work done in the background: progress and result file"},
     {"name": "Webhooks", "description": "The channel's webhook deliveries: log, attempts and replay"},
     {"name": "Message", "description": "Broadcast, conversation replies and message status"},
     {"name": "Callbacks", "description": "Where upstream providers report (signed by the provider)"},

@@ -152,6 +152,36 @@ class ChannelSetupSettings(BaseModel):
     retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest wait between two tries")
 
 
+class TaskSettings(BaseModel):
+    """Background tasks: long work such as bulk checks and exports, run in steps (`OPENMMP_TASKS__*`)."""
+
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claimed task is reserved; each committed step renews it. A step running "
+        "longer is cut and tried again (by then another worker may have taken the task over).",
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed tries of one step in a row (unexpected errors, retries the task asked for "
+        "without a time) at which an unexpected error ends the task FAIL",
+    )
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest wait between two tries")
+    concurrency: int = Field(default=4, ge=1, le=1000, description="Tasks run at once per worker process")
+    time_slice_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A task runs steps this long, then lets the tasks waiting (other companies' first) "
+        "have their turn before its next",
+    )
+    retention_days: float = Field(
+        default=7,
+        gt=0,
+        description="DONE and FAIL tasks, with their result files, are deleted this long after they ended",
+    )
+
+
 class DispatchSettings(BaseModel):
     """How workers claim and send (`OPENMMP_DISPATCH__*`)."""
 
@@ -297,6 +327,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     callbacks: CallbackSettings = CallbackSettings()
     channel_setup: ChannelSetupSettings = ChannelSetupSettings()
+    tasks: TaskSettings = TaskSettings()
     limits: LimitSettings = LimitSettings()
     api_rate: ApiRateSettings = ApiRateSettings()
 

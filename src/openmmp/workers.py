@@ -1,4 +1,4 @@
-"""The worker process role: dispatch, webhook delivery, channel set-up and the periodic sweeps.
+"""The worker process role: dispatch, webhook delivery, channel set-up, background tasks and the sweeps.
 
 The composition root of the workers (as `app.py` is the API's): it builds each provider's context from
 the settings and wires the domains' loops together. Runs under `openmmp serve` (by default as one child
@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import sys
 from asyncio.subprocess import PIPE
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -32,9 +32,12 @@ from openmmp.kit.limits import Limiter, LocalLimiter
 from openmmp.kit.time import now_ms
 from openmmp.messages import fallback
 from openmmp.messages.tasks import expire_sent
+from openmmp.providers.base import ProviderContext
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
+from openmmp.tasks import service as tasks
+from openmmp.tasks.runner import TaskHandler, TaskRunner
 from openmmp.webhooks.guard import upstream_target_check
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
 
@@ -44,6 +47,19 @@ WAKE = b"w"
 _RESTART_FIRST_S = 1.0
 _RESTART_MAX_S = 30.0
 _STOP_WAIT_S = 30.0
+_DAY_MS = 86_400_000
+
+
+def task_handlers(
+    db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext], limiter: Limiter
+) -> dict[str, TaskHandler]:
+    """Every kind of background task the workers run, by its `type`: the one place a new kind is added.
+
+    Handlers are built from what the workers have: the database, the keyring (channel credentials), the
+    providers' contexts and the shared rate limiter.
+    """
+    handlers: list[TaskHandler] = []
+    return {handler.type: handler for handler in handlers}
 
 
 class Workers:
@@ -82,11 +98,13 @@ class Workers:
             db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake, links=self.links
         )
         self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
+        self.task_runner = TaskRunner(db, task_handlers(db, keyring, contexts, chosen), settings.tasks)
 
     def wake(self) -> None:
-        """New sends or events were committed by this process."""
+        """New sends, events or tasks were committed by this process."""
         self.dispatcher.wake()
         self.deliverer.wake()
+        self.task_runner.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("workers_started", shared_limits=self._redis_limiter is not None)
@@ -105,10 +123,15 @@ class Workers:
             self.deliverer.run(stop),
             self.links.run(links_stop),
             self.listeners.run(stop),
+            self.task_runner.run(stop),
             self._periodic(stop),
         ]
         if not self.db.is_sqlite:
-            handlers = {JOBS: self.dispatcher.wake, WEBHOOKS: self.deliverer.wake}
+            handlers = {
+                JOBS: self.dispatcher.wake,
+                WEBHOOKS: self.deliverer.wake,
+                tasks.NOTIFY_CHANNEL: self.task_runner.wake,
+            }
             loops.append(Listener(self.db.url, handlers).run(stop))
         try:
             await asyncio.gather(*loops)
@@ -140,6 +163,8 @@ class Workers:
                         session, max_age_ms=int(dispatch.unmatched_callback_max_age_seconds * 1000)
                     )
                     await prune_events(session, self.settings.callbacks)
+                    retention_ms = int(self.settings.tasks.retention_days * _DAY_MS)
+                    await tasks.prune(session, finished_before=now_ms() - retention_ms)
                     legs = await fallback.run_due(session, now=now_ms(), skip_locked=not self.db.is_sqlite)
                 if changed or legs:
                     self.deliverer.wake()

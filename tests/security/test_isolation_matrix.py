@@ -30,6 +30,7 @@ from openmmp.messages import status as status_machine
 from openmmp.models import Channel, Company, Job, Message
 from openmmp.models.base import Base
 from openmmp.models.message import MessageStatus
+from openmmp.tasks import service as tasks
 
 TEXT = {"type": "text", "message": "Hello"}
 API = "/api/v1"
@@ -48,6 +49,7 @@ class Ids:
     key: str
     user: str  # A's end user, as Viber knows them
     provider_token: str  # the upstream's token of A's message
+    task: str  # A's background task
 
     @classmethod
     def nowhere(cls) -> Ids:
@@ -102,7 +104,6 @@ def delivered(ids: Ids) -> dict[str, Any]:
 
 Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
 CHANNEL = f"{API}/channel/{{accountId}}"
-
 # Operations of a company's API key: B with A's ids must get what B gets for ids that exist nowhere: 404.
 TENANT: dict[tuple[str, str], Probe] = {
     ("GET", CHANNEL): lambda w, i: w.as_b("GET", f"{API}/channel/{i.account}"),
@@ -148,6 +149,12 @@ TENANT: dict[tuple[str, str], Probe] = {
     ),
     ("DELETE", f"{API}/onboard/api-key/{{publicId}}"): lambda w, i: w.as_b(
         "DELETE", f"{API}/onboard/api-key/{i.key}"
+    ),
+    ("GET", f"{API}/background-task/{{taskId}}"): lambda w, i: w.as_b(
+        "GET", f"{API}/background-task/{i.task}"
+    ),
+    ("GET", f"{API}/background-task/{{taskId}}/download"): lambda w, i: w.as_b(
+        "GET", f"{API}/background-task/{i.task}/download"
     ),
     ("POST", "/sandbox/{accountId}/inbound"): lambda w, i: w.as_b(
         "POST", f"/sandbox/{i.account}/inbound", {"name": "Evil", "text": "hi"}, sandbox=True
@@ -345,6 +352,10 @@ async def world(
     key = await client.post(f"{API}/onboard/api-key", json={"name": "a-backend"}, headers=a.headers)
     assert key.status_code == 201, key.text
 
+    async with app.state.db.write_sessions() as session, session.begin():
+        a_company = await session.scalar(select(Company).where(Company.public_id == a.company_id))
+        assert a_company is not None
+        task = await tasks.create(session, company_id=a_company.id, type="phone_check", params={"phones": []})
     ids = Ids(
         account=a_bot["publicId"],
         viber_account=a_viber["publicId"],
@@ -355,6 +366,7 @@ async def world(
         key=key.json()["publicId"],
         user=a_user,
         provider_token=provider_token,
+        task=task.public_id,
     )
     return World(
         client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation, a_service_id

@@ -6,10 +6,13 @@ from openmmp.models.channel import Channel
 from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
+from openmmp.models.task import BackgroundTask, BackgroundTaskChunk
 from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "ApiKey",
+    "BackgroundTask",
+    "BackgroundTaskChunk",
     "Base",
     "Channel",
     "Company",
