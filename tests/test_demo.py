@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from openmmp.demo import ensure_demo
 from openmmp.models import Channel
 from openmmp.models.channel import ChannelStatus
 from openmmp.providers.applications import Application
+from openmmp.settings import Settings
+from tests.conftest import TEST_SECRET, migrated_database, running_app
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_name: str
+) -> AsyncIterator[Any]:
+    """A database of its own: the demo's channels hold sandbox identities (agent `demo-agent`, ...) that
+    one channel only may hold, and other tests' channels may hold them in the shared database."""
+    url = migrated_database(request.param, tmp_path_factory, f"demo_{worker_name}")
+    settings = Settings(database_url=url, data_dir=tmp_path_factory.mktemp("demo"), secret_key=TEST_SECRET)
+    async with running_app(settings) as application:
+        yield application
 
 
 async def test_a_later_start_gives_demo_channels_the_current_sandbox_credentials(app: Any) -> None:

@@ -33,3 +33,4 @@ async def test_every_named_schema_lists_its_fields(client: httpx.AsyncClient):
     ]
     assert bare == []
     assert "email" in schemas["BroadcastResponseMessage"]["properties"]
+    assert {"verification", "launches"} <= set(schemas["CommonGetChannelStatusResponse"]["properties"])

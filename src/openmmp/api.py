@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from openmmp.api_keys.endpoints import router as api_keys_router
+from openmmp.channels.agent_endpoints import routers as agent_routers
 from openmmp.channels.endpoints import router as channels_router
 from openmmp.companies.endpoints import router as companies_router
 from openmmp.kit.paths import API_PREFIX
@@ -22,3 +23,5 @@ router.include_router(webhooks_router)
 router.include_router(companies_router)
 router.include_router(api_keys_router)
 router.include_router(tasks_router)
+for agent_router in agent_routers:
+    router.include_router(agent_router)

@@ -21,7 +21,8 @@ import structlog
 
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.service import prune_events, reconcile
-from openmmp.channels.tasks import ChannelSetup, fingerprint_identities, queue_setup_at_start
+from openmmp.channels.phone_check import PhoneCheck
+from openmmp.channels.tasks import AgentSync, ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
 from openmmp.dispatch.links import Links
 from openmmp.dispatch.listeners import ProviderListeners
@@ -58,7 +59,7 @@ def task_handlers(
     Handlers are built from what the workers have: the database, the keyring (channel credentials), the
     providers' contexts and the shared rate limiter.
     """
-    handlers: list[TaskHandler] = []
+    handlers: list[TaskHandler] = [PhoneCheck(db, keyring, contexts, limiter)]
     return {handler.type: handler for handler in handlers}
 
 
@@ -98,6 +99,7 @@ class Workers:
             db, keyring, settings, contexts, chosen, on_commit=self.deliverer.wake, links=self.links
         )
         self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
+        self.agent_sync = AgentSync(db, keyring, contexts, settings.channel_setup)
         self.task_runner = TaskRunner(db, task_handlers(db, keyring, contexts, chosen), settings.tasks)
 
     def wake(self) -> None:
@@ -156,6 +158,8 @@ class Workers:
         while not stop.is_set():
             try:
                 while await self.setup.run_once():
+                    pass
+                while await self.agent_sync.run_once():
                     pass
                 async with self.db.write_sessions() as session, session.begin():
                     changed = await expire_sent(session)

@@ -104,6 +104,58 @@ def delivered(ids: Ids) -> dict[str, Any]:
 
 Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
 CHANNEL = f"{API}/channel/{{accountId}}"
+RCS = f"{API}/rcs/{{accountId}}"
+# Valid bodies for the RCS agent routes: a body refused as invalid would answer 400 before any lookup.
+AGENT = {
+    "displayName": "Evil",
+    "description": "Evil",
+    "logoUri": "https://evil.example/l.png",
+    "heroUri": "https://evil.example/h.png",
+    "color": "#000000",
+    "phoneNumbers": [{"number": "+85523430999"}],
+    "privacyUri": "https://evil.example/p",
+    "termsConditionsUri": "https://evil.example/t",
+    "billingCategory": "CONVERSATIONAL",
+    "agentUseCase": "TRANSACTIONAL",
+    "hostingRegion": "ASIA_PACIFIC",
+}
+VERIFICATION = {
+    "partnerName": "Evil",
+    "partnerEmailAddress": "e@evil.example",
+    "brandContactName": "Evil",
+    "brandContactEmailAddress": "e@evil.example",
+    "brandWebsiteUrl": "https://evil.example",
+}
+QUESTIONNAIRE = {
+    "contacts": [{"name": "E", "title": "E", "email": "e@evil.example"}],
+    "optinDescription": "x",
+    "triggerDescription": "x",
+    "interactionsDescription": "x",
+    "optoutDescription": "x",
+    "agentAccessInstructions": "x",
+}
+LAUNCH_INDONESIA = {
+    "questionnaire": QUESTIONNAIRE,
+    "carriers": ["telkomsel"],
+    "companyRegistrationNumber": "1234567890123",
+    "taxId": "012345678901234",
+    "picName": "E",
+    "picPhone": "+6281234567890",
+}
+LAUNCH_INDIA = {
+    "questionnaire": QUESTIONNAIRE,
+    "carriers": ["jio"],
+    "dltPrincipalEntityId": "1101234567890123456",
+    "gstin": "27AAPFU0939F1ZV",
+    "brandRegisteredAddress": "x",
+}
+
+
+def _rcs(method: str, url: str, body: Any = None) -> Probe:
+    """B on an RCS agent route of A's channel (`url` after the accountId)."""
+    return lambda w, i: w.as_b(method, f"{API}/rcs/{i.account}{url}", body)
+
+
 # Operations of a company's API key: B with A's ids must get what B gets for ids that exist nowhere: 404.
 TENANT: dict[tuple[str, str], Probe] = {
     ("GET", CHANNEL): lambda w, i: w.as_b("GET", f"{API}/channel/{i.account}"),
@@ -150,6 +202,17 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("DELETE", f"{API}/onboard/api-key/{{publicId}}"): lambda w, i: w.as_b(
         "DELETE", f"{API}/onboard/api-key/{i.key}"
     ),
+    ("POST", RCS): _rcs("POST", "", {"name": "pwned", "agent": AGENT}),
+    ("GET", f"{RCS}/status"): _rcs("GET", "/status"),
+    ("POST", f"{RCS}/test"): _rcs("POST", "/test", {"phones": ["85512345671"]}),
+    ("GET", f"{RCS}/capabilities"): _rcs("GET", "/capabilities?phone=85512345671"),
+    ("POST", f"{RCS}/capabilities"): _rcs("POST", "/capabilities", {"phones": ["85512345671"]}),
+    ("POST", f"{RCS}/verification"): _rcs("POST", "/verification", VERIFICATION),
+    ("POST", f"{RCS}/launch"): _rcs(
+        "POST", "/launch", {"regions": ["asia-pacific"], "questionnaire": QUESTIONNAIRE}
+    ),
+    ("POST", f"{RCS}/launch/indonesia"): _rcs("POST", "/launch/indonesia", LAUNCH_INDONESIA),
+    ("POST", f"{RCS}/launch/india"): _rcs("POST", "/launch/india", LAUNCH_INDIA),
     ("GET", f"{API}/background-task/{{taskId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}"
     ),

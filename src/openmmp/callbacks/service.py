@@ -18,7 +18,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.callbacks import repository
-from openmmp.channels.service import open_credentials
+from openmmp.channels.service import change_status, open_credentials
+from openmmp.channels.tasks import queue_agent_sync
 from openmmp.conversations import repository as conversations
 from openmmp.errors import AppError, ErrorCode, NotFound, Unauthenticated
 from openmmp.kit.crypto import Keyring
@@ -471,26 +472,21 @@ async def prune_events(session: AsyncSession, settings: CallbackSettings) -> int
 
 
 async def apply_channel(session: AsyncSession, channel: Channel, event: ChannelEvent) -> None:
-    """The upstream changed the channel's state: record it and tell the company (`type: 4`, api.md §5.3)."""
-    status = ChannelStatus[event.status]
-    cause = event.cause[:_ERROR_MESSAGE_LENGTH] or None
-    if channel.status == status and channel.status_cause == cause:
+    """The upstream changed the channel's state: record it and tell the company (`type: 4`, api.md §5.3).
+
+    For an account the platform runs (an RCS agent) the event tells of one part of it (a region): the
+    workers ask the upstream for the whole account's state instead (channels/tasks.py `AgentSync`).
+    """
+    provider = REGISTRY.for_application(channel.application_id)
+    if provider is not None and provider.manages_agents:
+        await queue_agent_sync(session, channel)
         return
-    channel.status, channel.status_cause = int(status), cause
-    await session.flush()
-    await notify(session, WEBHOOKS)
-    await webhooks.enqueue(
+    await change_status(
         session,
-        channel=channel,
-        event_type=4,
-        body={
-            "type": 4,
-            "timestamp": event.timestamp_ms,
-            "publicId": channel.public_id,
-            "applicationId": channel.application_id,
-            "channel": {"publicId": channel.public_id, "status": int(status), "cause": cause},
-        },
-        ordering_key=f"channel:{channel.public_id}",
+        channel,
+        ChannelStatus[event.status],
+        event.cause[:_ERROR_MESSAGE_LENGTH] or None,
+        timestamp_ms=event.timestamp_ms,
     )
 
 

@@ -46,7 +46,7 @@ def _read(channel: Channel) -> ChannelResponse:
     )
 
 
-def _saved(saved: Saved) -> ChannelSaved:
+def channel_saved(saved: Saved) -> ChannelSaved:
     return ChannelSaved(**_read(saved.channel).model_dump(), webhook_secret=saved.new_webhook_secret)
 
 
@@ -70,7 +70,7 @@ async def create_channel(
     settings: SettingsDep,
 ) -> ChannelSaved:
     allow_private = webhooks_allow_private(settings)
-    return _saved(
+    return channel_saved(
         await channels.create(
             session,
             keyring,
@@ -136,7 +136,7 @@ async def edit_channel(
         sandbox=settings.sandbox,
         allowed_hosts=settings.providers.allowed_host_list,
     )
-    return _saved(saved)
+    return channel_saved(saved)
 
 
 @router.get(
@@ -253,4 +253,4 @@ async def onboarding_callback(
         settings=settings,
         http=request.app.state.http,
     )
-    return _saved(saved)
+    return channel_saved(saved)

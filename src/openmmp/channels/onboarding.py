@@ -30,8 +30,14 @@ import structlog
 from openmmp.api_keys.auth import Subject, subject_of_key
 from openmmp.channels import repository
 from openmmp.channels.schemas import ChanelOnboardGenerateTokenRequest, CreateChannelRequest
-from openmmp.channels.service import ChannelExists, Saved, channels
-from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Invalid, NotFound, Unauthenticated
+from openmmp.channels.service import (
+    ChannelExists,
+    Saved,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    channels,
+)
+from openmmp.errors import Conflict, Invalid, NotFound, Unauthenticated
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
@@ -64,16 +70,6 @@ class TokenRefused(Unauthenticated):
 
 class TokenUsed(Conflict):
     default_name = "state"
-
-
-class UpstreamRefused(BadRequest):
-    default_name = "upstream"
-
-
-class UpstreamUnavailable(AppError):
-    status_code = 502
-    code = ErrorCode.SERVICE_UNAVAILABLE
-    default_name = "upstream"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from openmmp.channels.credentials import credentials_json_schema
 from openmmp.kit.schemas import RequestModel, ResponseModel
@@ -93,11 +98,60 @@ class ChannelSaved(ChannelResponse):
     )
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class CommonGetChannelStatusResponse(ResponseModel):
     public_id: str
     application_id: int
-    status: int
+    status: int = Field(description="1 REQUEST, 2 PROCESSING, 3 LAUNCH, 4 SUSPEND, 5 REJECT, 6 ACCEPT")
     cause: str | None = None
+    verification: str | None = Field(
+        default=None,
+        description="Channels whose upstream account the platform runs (RCS agents): the upstream's "
+        "verification state of the brand, e.g. UNVERIFIED, PENDING, VERIFIED. Absent for other channels.",
+        exclude_if=_unset,
+    )
+    launches: dict[str, str] | None = Field(
+        default=None,
+        description="Channels whose upstream account the platform runs (RCS agents): the launch state in "
+        'each region, e.g. {"asia-pacific": "LAUNCHED"}. Absent for other channels.',
+        exclude_if=_unset,
+    )
+
+
+MAX_TEST_PHONES = 20
+MAX_BULK_PHONES = 50_000
+
+
+class ChannelTestRequest(RequestModel):
+    """Phones to invite as test devices: an account not launched yet reaches these only."""
+
+    phones: list[str] = Field(min_length=1, max_length=MAX_TEST_PHONES)
+
+
+class ChannelTestResult(ResponseModel):
+    phone: str
+    status: str = Field(description="INVITED, EXISTED (a test device already) or FAIL")
+    cause: str | None = None
+
+
+class ChannelTestResponse(ResponseModel):
+    public_id: str
+    phones: list[ChannelTestResult]
+
+
+class CheckPhoneCapabilitiesResponse(ResponseModel):
+    phone: str
+    is_rcs_enabled: bool = Field(description="The channel can reach this phone now")
+    features: list[str] = Field(description="What the phone's messaging app supports, in upstream words")
+
+
+class CheckBulkPhonesRequest(RequestModel):
+    """Phones to check in the background; the result file has one row per phone, in this order."""
+
+    phones: list[str] = Field(min_length=1, max_length=MAX_BULK_PHONES)
 
 
 class SetWebhookRequest(RequestModel):

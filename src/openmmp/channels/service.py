@@ -15,15 +15,19 @@ from openmmp.channels import repository
 from openmmp.channels.credentials import validate_credentials
 from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, EditChannelRequest
 from openmmp.companies import repository as companies
-from openmmp.errors import Conflict, Forbidden, NotFound
+from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Forbidden, Invalid, NotFound
 from openmmp.kit.crypto import Keyring, new_webhook_secret
+from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job
 from openmmp.models.channel import ChannelStatus, WebhookStatus
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials
 from openmmp.providers.registry import REGISTRY
+from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.webhooks.guard import check_target, check_upstream_targets
 from openmmp.webhooks.service import webhooks
+
+_CAUSE_LENGTH = 500
 
 
 class ChannelNotFound(NotFound):
@@ -36,6 +40,18 @@ class CompanyNotFound(NotFound):
 
 class IdentityTaken(Conflict):
     """The upstream account is another channel's (whose, is not said)."""
+
+
+class UpstreamRefused(BadRequest):
+    """The upstream refused what the platform asked on the company's behalf (its words in the message)."""
+
+    default_name = "upstream"
+
+
+class UpstreamUnavailable(AppError):
+    status_code = 502
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    default_name = "upstream"
 
 
 class ChannelExists(Conflict):
@@ -111,6 +127,16 @@ class Saved:
     new_webhook_secret: str | None = None
 
 
+def _given_by_company(credentials: Credentials) -> None:
+    """Refuse credentials from a company that would have the operator's own account act for it."""
+    missing = credentials.operator_acts()
+    if missing:
+        raise Invalid(
+            "required: without it the operator's own account would act for the channel",
+            name=f"credentials.{missing}",
+        )
+
+
 def _seal(keyring: Keyring, credentials: Credentials) -> str:
     return keyring.encrypt(json.dumps(credentials.model_dump(by_alias=True, exclude_none=True)))
 
@@ -152,11 +178,14 @@ class ChannelService:
         sandbox: bool = False,
         allowed_hosts: Collection[str] = (),
         public_id: str | None = None,
+        by_platform: bool = False,
     ) -> Saved:
         """`allow_private_webhooks`: see webhooks.guard (sandbox or the operator's opt-in);
         `allowed_hosts`: private upstream hosts the operator allows in credentials (outside sandbox mode,
         where they are used); `public_id`: the channel's, chosen ahead (an onboarding token names the
-        channel it makes): `ChannelExists` (409) when a channel has it, so it is made once at most.
+        channel it makes): `ChannelExists` (409) when a channel has it, so it is made once at most;
+        `by_platform`: the platform made the credentials itself (`Provider.create_agent`), so they may
+        leave the operator's own account to act for the channel (`Credentials.operator_acts`).
 
         The channel starts as `initial_status` says; a PROCESSING one gets its set-up job in the same
         transaction (channels/tasks.py).
@@ -165,6 +194,8 @@ class ChannelService:
             raise ChannelExists("a channel with this public id exists")
         company_id, for_company = await _owner(session, subject, request.company_id)
         credentials = validate_credentials(request.application_id, request.credentials)
+        if not by_platform:
+            _given_by_company(credentials)
         if not sandbox:
             await check_upstream_targets(credentials, allowed_hosts=allowed_hosts)
         fingerprint = await _identity(
@@ -235,6 +266,7 @@ class ChannelService:
         if request.credentials is not None:
             application = Application(channel.application_id)
             credentials = validate_credentials(application, request.credentials)
+            _given_by_company(credentials)
             if not sandbox:
                 await check_upstream_targets(credentials, allowed_hosts=allowed_hosts)
             channel.identity_fingerprint = await _identity(
@@ -290,6 +322,38 @@ class ChannelService:
         await webhooks.release_held(session, channel=channel)
         await session.flush()
         return channel, secret
+
+
+async def change_status(
+    session: AsyncSession,
+    channel: Channel,
+    status: ChannelStatus,
+    cause: str | None,
+    *,
+    timestamp_ms: int | None = None,
+) -> bool:
+    """Record the channel's new state, as its upstream reports it, and tell the company with a `type: 4`
+    webhook (api.md §5.3); returns False, and tells nobody, when nothing changed."""
+    cause = cause[:_CAUSE_LENGTH] if cause else None
+    if channel.status == status and channel.status_cause == cause:
+        return False
+    channel.status, channel.status_cause = int(status), cause
+    await session.flush()
+    await notify(session, WEBHOOKS)
+    await webhooks.enqueue(
+        session,
+        channel=channel,
+        event_type=4,
+        body={
+            "type": 4,
+            "timestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
+            "publicId": channel.public_id,
+            "applicationId": channel.application_id,
+            "channel": {"publicId": channel.public_id, "status": int(status), "cause": cause},
+        },
+        ordering_key=f"channel:{channel.public_id}",
+    )
+    return True
 
 
 def open_credentials(keyring: Keyring, channel: Channel) -> dict[str, Any]:

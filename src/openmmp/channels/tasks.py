@@ -1,4 +1,5 @@
-"""Channel set-up: tell the upstream where to call back, when a channel is saved and at every start.
+"""Channel set-up: tell the upstream where to call back, when a channel is saved and at every start; and
+the sync of channels whose upstream account the platform runs with that account's state.
 
 A provider that `needs_setup` learns the channel's callback URL (`/callbacks/{provider}/{accountId}`) from
 its `set_up` (Viber Bot: `set_webhook`, which pings the URL before answering; that is why this runs after
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.channels.service import (
+    change_status,
     identity_fingerprint,
     initial_status,
     not_available_cause,
@@ -38,6 +40,7 @@ from openmmp.settings import ChannelSetupSettings
 
 log = structlog.get_logger(__name__)
 KIND = "channel_setup"
+SYNC_KIND = "agent_sync"
 _SET_UP_STATUSES = (ChannelStatus.PROCESSING, *SENDING_STATUSES)
 
 
@@ -122,7 +125,11 @@ async def fingerprint_identities(session: AsyncSession, keyring: Keyring) -> int
     return done
 
 
-class ChannelSetup:
+class _ChannelJobs:
+    """Jobs of one `kind` about one channel each, claimed in batches."""
+
+    kind: str
+
     def __init__(
         self,
         db: Database,
@@ -135,8 +142,27 @@ class ChannelSetup:
         self.contexts = contexts
         self.settings = settings
         self.claimer = Claimer(
-            kind=KIND, lease_ms=int(settings.lease_seconds * 1000), skip_locked=not db.is_sqlite
+            kind=self.kind, lease_ms=int(settings.lease_seconds * 1000), skip_locked=not db.is_sqlite
         )
+
+    async def _claim(self) -> tuple[list[Job], dict[int, Channel]]:
+        """Due jobs, and their channels by id (a deleted channel's job has none)."""
+        async with self.db.write_sessions() as session, session.begin():
+            jobs = await self.claimer.claim(session, limit=self.settings.batch_size, now=now_ms())
+            if not jobs:
+                return [], {}
+            ids = [j.channel_id for j in jobs]
+            found = (await session.execute(select(Channel).where(Channel.id.in_(ids)))).scalars()
+            return jobs, {c.id: c for c in found}
+
+    def _again(self, job: Job) -> tuple[int, int, bool]:
+        """The reschedule of a job tried once more, after the back-off."""
+        delay = backoff_ms(job.attempts + 1, base_s=1, max_s=self.settings.retry_max_seconds)
+        return job.id, now_ms() + delay, True
+
+
+class ChannelSetup(_ChannelJobs):
+    kind = KIND
 
     async def _setup(self, channel: Channel) -> None:
         provider = REGISTRY.for_application(channel.application_id)
@@ -150,15 +176,9 @@ class ChannelSetup:
         )
 
     async def run_once(self) -> int:
-        now = now_ms()
-        async with self.db.write_sessions() as session, session.begin():
-            jobs = await self.claimer.claim(session, limit=self.settings.batch_size, now=now)
-            if not jobs:
-                return 0
-            ids = [j.channel_id for j in jobs]
-            channels = {
-                c.id: c for c in (await session.execute(select(Channel).where(Channel.id.in_(ids)))).scalars()
-            }
+        jobs, channels = await self._claim()
+        if not jobs:
+            return 0
         # Per job: "ok", a final cause (REJECT), "" (leave the channel as it is) or None (try again later).
         results: dict[int, str | None] = {}
         for job in jobs:
@@ -184,14 +204,7 @@ class ChannelSetup:
             for job in jobs:
                 result = results[job.id]
                 if result is None:
-                    retries.append(
-                        (
-                            job.id,
-                            now_ms()
-                            + backoff_ms(job.attempts + 1, base_s=1, max_s=self.settings.retry_max_seconds),
-                            True,
-                        )
-                    )
+                    retries.append(self._again(job))
                     continue
                 done.append(job.id)
                 fresh = await session.get(Channel, job.channel_id) if result else None
@@ -203,4 +216,52 @@ class ChannelSetup:
                     fresh.status, fresh.status_cause = ChannelStatus.LAUNCH, None
             await reschedule(session, retries)
             await acknowledge(session, done)
+        return len(jobs)
+
+
+async def queue_agent_sync(session: AsyncSession, channel: Channel) -> None:
+    """Have the workers record the agent's state as the upstream reports it (once, however many events
+    ask before it runs)."""
+    queued = await session.scalar(
+        select(Job.id).where(Job.kind == SYNC_KIND, Job.channel_id == channel.id).limit(1)
+    )
+    if queued is None:
+        session.add(Job(kind=SYNC_KIND, company_id=channel.company_id, channel_id=channel.id))
+
+
+class AgentSync(_ChannelJobs):
+    """Runs the agent syncs: each asks the upstream for the account's state and records it."""
+
+    kind = SYNC_KIND
+
+    async def run_once(self) -> int:
+        jobs, channels = await self._claim()
+        if not jobs:
+            return 0
+        states = {}
+        retries = []
+        for job in jobs:
+            channel = channels.get(job.channel_id or -1)
+            provider = REGISTRY.for_application(channel.application_id) if channel is not None else None
+            if channel is None or provider is None or not provider.manages_agents:
+                continue
+            try:
+                states[job.id] = await provider.agent_state(
+                    self.contexts[provider.name], open_credentials(self.keyring, channel)
+                )
+            except (ProviderError, ValueError) as exc:
+                again = isinstance(exc, ProviderError) and exc.retryable
+                again = again and job.attempts + 1 < self.settings.max_attempts
+                log.warning("agent_sync_failed", channel=channel.public_id, error=str(exc), again=again)
+                if again:
+                    retries.append(self._again(job))
+        async with self.db.write_sessions() as session, session.begin():
+            for job in jobs:
+                state = states.get(job.id)
+                fresh = await session.get(Channel, job.channel_id) if state is not None else None
+                if state is not None and fresh is not None:
+                    await change_status(session, fresh, ChannelStatus[state.status], state.cause)
+            await reschedule(session, retries)
+            retried = {job_id for job_id, _, _ in retries}
+            await acknowledge(session, [job.id for job in jobs if job.id not in retried])
         return len(jobs)

@@ -15,6 +15,9 @@ never touch the database. They translate:
 - set-up: telling the upstream where to call back (idempotent; re-run at every start);
 - onboarding, for upstreams that hand a company its account through a sign-up flow (`onboarding`): the
   page its admin signs up on, and the steps that turn what the flow sent back into credentials;
+- agent management, for upstreams whose accounts the platform runs for the company (`manages_agents`,
+  RBM's agents): creating and editing the account from a profile, its verification and launch state,
+  test devices, which phones it reaches, and the requests for verification and launch;
 - sandbox: a simulator that speaks the same protocol, and a way to make a sandbox end user write in.
 
 Upstreams reached over sessions kept open (SMPP binds) rather than request by request declare
@@ -224,6 +227,56 @@ class RateLimit:
     per: str
 
 
+# ---- agent management (only providers that declare `manages_agents`) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    """The upstream account's state as the upstream reports it now.
+
+    `status` is the MMP ChannelStatus name the channel should have for it: LAUNCH (reaches everybody, in
+    at least one region), ACCEPT (made, reaches its test devices only: not launched, or launch pending),
+    SUSPEND or REJECT, with `cause` saying why in a sentence ("" when there is nothing to say).
+    `verification` is the upstream's verification state (e.g. "VERIFIED"); `launches` each region's
+    launch state (upstream words, e.g. {"asia-pacific": "LAUNCHED"}).
+    """
+
+    status: Literal["LAUNCH", "ACCEPT", "SUSPEND", "REJECT"]
+    cause: str
+    verification: str
+    launches: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TesterResult:
+    """One phone asked to become a test device: `status` INVITED (the invitation went out), EXISTED (it
+    was one already) or FAIL, with `cause` saying why."""
+
+    phone: str
+    status: Literal["INVITED", "EXISTED", "FAIL"]
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneCapabilities:
+    """Whether the account can reach `phone` (E.164 digits without "+") and the features its device has."""
+
+    phone: str
+    enabled: bool
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaunchForm:
+    """One way to ask for a launch: `path` is its segment under `.../launch` ("" for the plain request),
+    `model` the request (its class name is the schema's name in the OpenAPI document), `title` what it is
+    for, in a sentence."""
+
+    path: str
+    model: type[RequestModel]
+    title: str
+
+
 class Credentials(RequestModel):
     """What a channel needs to act on its upstream (api.md §4.2); stored encrypted, never returned.
 
@@ -258,6 +311,16 @@ class Credentials(RequestModel):
         """How a 400/403/409 names the identity: `credentials.<first identity field's wire name>`."""
         field = cls.model_fields[cls.identity_fields[0]]
         return f"credentials.{field.alias or cls.identity_fields[0]}"
+
+    def operator_acts(self) -> str | None:
+        """When these credentials leave the operator's own upstream account to act for the channel (an
+        RCS agent without a key file of its own, for which the operator's partner account acts): the wire
+        name of the field a company must give instead. None otherwise.
+
+        Only the platform makes such credentials (`Provider.create_agent`); a company giving them would
+        send as the operator, so the core refuses them from a company.
+        """
+        return None
 
 
 # ---- what a provider is handed and hands back -------------------------------------------------------------
@@ -501,6 +564,22 @@ class Provider(ABC):
     the company's admin signs up on the upstream's page (`onboarding_url`), which sends the browser back
     to the platform, and `complete_onboarding` turns what came back into the new channel's credentials.
     The company never handles those credentials itself."""
+    manages_agents: ClassVar[bool] = False
+    """The platform runs the company's upstream account for it (an RBM agent): it creates and edits the
+    account from a profile (`agent_model`), reports its verification and launch state, invites test
+    devices, checks which phones it reaches (one, or in batches of `reachability_batch` at most
+    `reachability_rate`), and requests its verification (`verification_model`) and launch
+    (`launch_forms`). The API serves these under `/api/v1/{agent_path}/...`."""
+    agent_path: ClassVar[str] = ""
+    agent_model: ClassVar[type[RequestModel] | None] = None
+    """The account's profile (the `agent` of CreateOrEditChannelRequest)."""
+    verification_model: ClassVar[type[RequestModel] | None] = None
+    """What a request for verification carries (the brand's and the partner's contacts)."""
+    launch_forms: ClassVar[Sequence[LaunchForm]] = ()
+    reachability_batch: ClassVar[int] = 0
+    """How many phones one `reachable` call may check."""
+    reachability_rate: ClassVar[RateLimit | None] = None
+    """The upstream's quota of `reachable` calls (RBM's users:batchGet: 600 per minute per project)."""
 
     # ---- accept time (pure, fast: called inside the API's request) ----
 
@@ -553,6 +632,59 @@ class Provider(ABC):
         a step (final) or could not be reached (retryable). Never logs what it returns: it holds secrets.
         """
         raise NotImplementedError(f"{self.title} accounts are not handed out through a sign-up flow")
+
+    # ---- agent management (only providers that declare `manages_agents`) ----
+    #
+    # Each raises ValueError("<field>: ...") for input the upstream would refuse and `ProviderError` when
+    # the upstream refused (final) or could not be reached (retryable). `credentials` are the channel's.
+
+    async def create_agent(self, ctx: ProviderContext, profile: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the account upstream from `profile` (wire names of `agent_model`) and return the new
+        channel's credentials (wire names of `credentials_model`). Never logs what it returns."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def edit_agent(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], profile: Mapping[str, Any]
+    ) -> None:
+        """Change the account's profile upstream (what the upstream lets change, e.g. not the region)."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def agent_state(self, ctx: ProviderContext, credentials: Mapping[str, Any]) -> AgentState:
+        """The account's verification and launch state, asked of the upstream now."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def add_testers(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], phones: Sequence[str]
+    ) -> list[TesterResult]:
+        """Invite `phones` (E.164 digits) as test devices, which an account not launched can reach;
+        one result per phone, in order."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def capabilities(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], phone: str
+    ) -> PhoneCapabilities:
+        """Whether the account reaches `phone` now, and with which features."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def reachable(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], phones: Sequence[str]
+    ) -> frozenset[str]:
+        """Which of `phones` (at most `reachability_batch`, E.164 digits) the account reaches. The caller
+        keeps to `reachability_rate`; a `ProviderError` with code RATE_LIMITED is retryable."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def request_verification(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], request: Mapping[str, Any]
+    ) -> AgentState:
+        """Ask the upstream to verify the brand (`request`: wire names of `verification_model`)."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
+
+    async def request_launch(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], form: str, request: Mapping[str, Any]
+    ) -> AgentState:
+        """Ask for a launch with the `launch_forms` entry whose path is `form` (`request`: wire names of
+        its model). The upstream's verdicts come later, as `ChannelEvent`s in callbacks."""
+        raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
 
     # ---- sending ----
 

@@ -7,10 +7,13 @@ with the key file's private key, says who asks (`iss`, the client_email), for wh
 `expires_in` seconds (an hour at Google).
 
 Tokens are cached in the process (`TOKENS`), the provider's only state: one per token endpoint, service
-account and key, so every channel acting as one service account shares it, and a channel naming someone
-else's client_email with a key of its own never gets that account's token. A token is renewed before it
-expires (a tenth of its life early, at most five minutes). One lock per key (and event loop) makes the
-sends that find no fresh token at the same moment ask for one once; the others wait for it.
+account, key and scope, so every channel acting as one service account shares it, and a channel naming
+someone else's client_email with a key of its own never gets that account's token. Sends and the RBM
+API's own management calls (testers, capabilities, users:batchGet) ask for the RBM scope; agent
+management through Business Communications asks for its own (`MANAGEMENT_SCOPE`): each API takes only
+tokens issued for its scope. A token is renewed before it expires (a tenth of its life early, at most five
+minutes). One lock per key (and event loop) makes the sends that find no fresh token at the same moment
+ask for one once; the others wait for it.
 """
 
 from __future__ import annotations
@@ -30,18 +33,21 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from openmmp.kit.http import HttpClient, HttpResponse, HttpUnreachable
 from openmmp.kit.time import now_ms
-from openmmp.providers.base import ProviderError
+from openmmp.providers.base import ProviderContext, ProviderError
 from openmmp.providers.rbm.credentials import ServiceAccount
 from openmmp.providers.viber_bot.errors import bad_response, parse_retry_after, transport_error
 
+TOKEN_PATH = "/token"  # noqa: S105 - a path, not a secret
+"""The simulator's token endpoint, under the provider's base URL."""
 SCOPE = "https://www.googleapis.com/auth/rcsbusinessmessaging"
+MANAGEMENT_SCOPE = "https://www.googleapis.com/auth/businesscommunications"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 3600
 RENEW_EARLY_MAX_S = 300.0
 MESSAGE_MAX = 300
 
-TokenKey = tuple[str, str, str]
-"""(token endpoint, client_email, fingerprint of the private key)."""
+TokenKey = tuple[str, str, str, str]
+"""(token endpoint, client_email, fingerprint of the private key, scope)."""
 
 
 def b64url(data: bytes) -> str:
@@ -59,8 +65,10 @@ def b64url_decode(text: str) -> bytes:
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def assertion(account: ServiceAccount, *, audience: str, issued_s: int | None = None) -> str:
-    """The signed JWT asking `audience` (the token endpoint) for an RBM token for `account`.
+def assertion(
+    account: ServiceAccount, *, audience: str, issued_s: int | None = None, scope: str = SCOPE
+) -> str:
+    """The signed JWT asking `audience` (the token endpoint) for a token for `account` with `scope`.
 
     Raises ValueError when the account's private key cannot sign (the message never quotes the key).
     """
@@ -71,7 +79,7 @@ def assertion(account: ServiceAccount, *, audience: str, issued_s: int | None = 
         header["kid"] = account.private_key_id
     claims = {
         "iss": account.client_email,
-        "scope": SCOPE,
+        "scope": scope,
         "aud": audience,
         "iat": issued,
         "exp": issued + ASSERTION_LIFETIME_S,
@@ -79,6 +87,12 @@ def assertion(account: ServiceAccount, *, audience: str, issued_s: int | None = 
     signing_input = f"{b64url(orjson.dumps(header))}.{b64url(orjson.dumps(claims))}"
     signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64url(signature)}"
+
+
+def token_endpoint(ctx: ProviderContext, account: ServiceAccount) -> str:
+    """Where `account` gets its tokens: the key file's endpoint, or in sandbox mode the simulator's, which
+    plays Google's token endpoint whatever the key file says."""
+    return f"{ctx.base_url}{TOKEN_PATH}" if ctx.sandbox else account.token_uri
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,10 +110,10 @@ class AccessToken:
         return time.monotonic() < self.renew_at
 
 
-def token_key(account: ServiceAccount, token_uri: str) -> TokenKey:
-    """The cache key of `account`'s tokens from `token_uri`."""
+def token_key(account: ServiceAccount, token_uri: str, scope: str = SCOPE) -> TokenKey:
+    """The cache key of `account`'s tokens for `scope` from `token_uri`."""
     fingerprint = hashlib.sha256(account.private_key_pem.encode()).hexdigest()
-    return (token_uri, account.client_email, fingerprint)
+    return (token_uri, account.client_email, fingerprint, scope)
 
 
 class TokenCache:
@@ -143,12 +157,17 @@ TOKENS = TokenCache()
 
 
 async def fetch_token(
-    http: HttpClient, account: ServiceAccount, token_uri: str, *, timeout: float | None = None
+    http: HttpClient,
+    account: ServiceAccount,
+    token_uri: str,
+    *,
+    timeout: float | None = None,
+    scope: str = SCOPE,
 ) -> AccessToken:
-    """Trade a fresh assertion for an access token at `token_uri` (within `timeout` seconds, default the
-    client's); `ProviderError` when that fails."""
+    """Trade a fresh assertion for an access token for `scope` at `token_uri` (within `timeout` seconds,
+    default the client's); `ProviderError` when that fails."""
     try:
-        signed = assertion(account, audience=token_uri)
+        signed = assertion(account, audience=token_uri, scope=scope)
     except ValueError as exc:
         raise ProviderError(
             "RBM_CREDENTIALS", f"credentials.serviceAccountJson: private_key {exc}", retryable=False

@@ -19,6 +19,15 @@ Events: `DELIVERED` and `READ` user events are status reports; the `TTL_EXPIRATI
 `TTL_EXPIRATION_REVOKE_FAILED` and event types OpenMMP does not know yield nothing (answered 200, so
 that RBM does not redeliver them for a week). A user message (`text`, `suggestionResponse`, `location`,
 `userFile`) from `senderPhoneNumber` is an inbound message; the end user is their phone number.
+
+RBM's `AgentLaunchEvent` reports each change of the agent's launch state in one region (the envelope's
+`attributes.type` is `agent_launch_event`; only the signed data is read): `{eventId, agentId,
+botDisplayName, brandId, brandDisplayName, regionId ("/v1/regions/{id}"), oldLaunchState, newLaunchState,
+actingParty, comment, sendTime}`. It is a `ChannelEvent`: LAUNCHED → LAUNCH, SUSPENDED → SUSPEND,
+REJECTED → REJECT, UNLAUNCHED, PENDING and PENDING_UNLAUNCH → ACCEPT (the agent reaches its test devices
+only, or is about to), its cause naming the region, the new state and the reviewer's comment. States
+OpenMMP does not know yield nothing. Each event names one region only: the agent's state as a whole is
+what `agent_state` reports.
 """
 
 from __future__ import annotations
@@ -30,12 +39,19 @@ import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from openmmp.kit.crypto import constant_time_equals
-from openmmp.providers.base import CallbackEvent, CallbackRejected, Contact, InboundEvent, StatusEvent
+from openmmp.providers.base import (
+    CallbackEvent,
+    CallbackRejected,
+    ChannelEvent,
+    Contact,
+    InboundEvent,
+    StatusEvent,
+)
 
 SIGNATURE_HEADER = "X-Goog-Signature"
 SANDBOX_CLIENT_TOKEN = "sandbox-rbm-client-token"  # noqa: S105 - published on purpose
@@ -44,6 +60,17 @@ MAX_ID_LENGTH = 200
 _AGENT_SUFFIX = "@rbm.goog"
 _STATUS_EVENTS = {"DELIVERED": "DELIVERED", "READ": "READ"}
 _QUIET_EVENTS = frozenset({"IS_TYPING", "TTL_EXPIRATION_REVOKE_FAILED"})
+_LAUNCH_STATUSES: dict[str, Literal["LAUNCH", "SUSPEND", "REJECT", "ACCEPT"]] = {
+    "LAUNCHED": "LAUNCH",
+    "SUSPENDED": "SUSPEND",
+    "REJECTED": "REJECT",
+    "UNLAUNCHED": "ACCEPT",
+    "PENDING": "ACCEPT",
+    "PENDING_UNLAUNCH": "ACCEPT",
+}
+"""The channel status each launch state of an AgentLaunchEvent stands for."""
+_REGION_PREFIX = "/v1/regions/"
+_COMMENT_MAX = 200
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -134,6 +161,8 @@ def parse_callback(raw: bytes) -> list[CallbackEvent]:
     at = time_ms(event.get("sendTime")) or published
     if at is None:
         raise CallbackRejected("callback has neither sendTime nor publishTime")
+    if "newLaunchState" in event:
+        return _launch_event(event, at)
     kind = event.get("eventType")
     if isinstance(kind, str):
         return _event(event, kind, at)
@@ -179,6 +208,29 @@ def _event(event: Mapping[str, Any], kind: str, at: int) -> list[CallbackEvent]:
         ]
     # IS_TYPING, TTL_EXPIRATION_REVOKE_FAILED, and kinds added after this was written.
     return []
+
+
+def _launch_event(event: Mapping[str, Any], at: int) -> list[CallbackEvent]:
+    state = str(event.get("newLaunchState") or "").removeprefix("LAUNCH_STATE_")
+    status = _LAUNCH_STATUSES.get(state)
+    if status is None:
+        return []
+    event_id = _id(event, "eventId")
+    region = _id(event, "regionId").removeprefix(_REGION_PREFIX)
+    comment = event.get("comment")
+    cause = f"{region}: {state}"
+    if isinstance(comment, str) and comment.strip():
+        cause = f"{cause} ({comment.strip()[:_COMMENT_MAX]})"
+    return [
+        ChannelEvent(
+            status=status,
+            cause=cause,
+            timestamp_ms=at,
+            # A redelivered push repeats the event's id; another change in the region has its own.
+            dedupe_key=f"launch:{region}:{state}:{event_id}",
+            raw=event,
+        )
+    ]
 
 
 def _user_message(event: Mapping[str, Any], at: int) -> InboundEvent:

@@ -15,6 +15,12 @@ Google answers with real HTTP statuses and a JSON error `{"error": {"code", "mes
   retryable.
 
 Codes are `RBM_<HTTP status>`; messages are Google's status word and a cause, never a token.
+
+The management calls (Business Communications, and the RBM API's testers, capabilities and
+users:batchGet) fail the same way and are mapped by `management_error`: 429 is `RATE_LIMITED` (the code
+the contract's callers look for, e.g. the reachability task keeping to users:batchGet's 600 a minute),
+5xx, 408 and no answer are retryable, any other refusal is final with Google's own message, which says
+what was wrong with the request (a region that cannot change, an agent Google does not know).
 """
 
 from __future__ import annotations
@@ -82,3 +88,20 @@ def send_error(response: HttpResponse) -> ProviderError:
     if said and code != 404:
         text = f"{text} ({said})"
     return ProviderError(f"RBM_{code}", text[:MESSAGE_MAX], retryable=False)
+
+
+def management_error(response: HttpResponse, doing: str) -> ProviderError:
+    """The `ProviderError` for a management call answered with an error status; `doing` names the call
+    in a few words ("creating the agent"), since one operation makes several."""
+    code = response.status_code
+    status, said = google_error(response)
+    if code == 429:
+        return ProviderError(
+            "RATE_LIMITED",
+            f"{status}: Google asks to slow down ({doing})"[:MESSAGE_MAX],
+            retryable=True,
+            rate_limited=True,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    text = f"{status}: {said or 'no reason given'} ({doing})"[:MESSAGE_MAX]
+    return ProviderError(f"RBM_{code}", text, retryable=code >= 500 or code == 408)

@@ -3,8 +3,9 @@
 A demo RCS channel needs a service account key that really signs, the same in every process (the API,
 each worker, the simulator): the key below was generated once for OpenMMP's sandbox and is published
 with the source, so it proves nothing and must never be given to Google. The simulator knows its public
-half, so tokens asked for with it are checked like Google checks them; a real deployment's channels
-carry their own key file (`serviceAccountJson`).
+half, so tokens asked for with it are checked like Google checks them. It is also the sandbox's partner
+service account, acting for the agents the platform makes; a real deployment's channels carry their own
+key file (`serviceAccountJson`) or act with the operator's (`OPENMMP_PROVIDERS__RBM_PARTNER_SERVICE_ACCOUNT`).
 """
 
 from __future__ import annotations
