@@ -35,7 +35,7 @@ class TestCreateChannel:
         channel = created.json()
         assert channel["applicationId"] == application.value
         assert channel["type"] == (2 if application.value in BOT_APPLICATIONS else 1)
-        # Viber Bot waits for its set_webhook job (PROCESSING), Viber BM is launched at once; an
+        # Viber Bot and WhatsApp wait for their set-up job (PROCESSING), Viber BM is launched at once; an
         # application that cannot send yet says so (REQUEST), never LAUNCH.
         expected = {
             Application.VIBER_BOT: 2,
@@ -44,7 +44,7 @@ class TestCreateChannel:
             Application.MMS: 3,
             Application.RCS: 3,
             Application.EMAIL: 3,
-            Application.WHATSAPP: 3,
+            Application.WHATSAPP: 2,
         }.get(application, 1)
         assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)

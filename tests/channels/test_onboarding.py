@@ -183,8 +183,9 @@ class TestTheSignupEnds:
         assert read.status_code == 200
 
         credentials = await platform.credentials(channel["publicId"])
-        assert set(credentials) == {"phoneNumberId", "wabaId", "accessToken", "appSecret"}
+        assert set(credentials) == {"phoneNumberId", "wabaId", "accessToken", "appSecret", "webhookOverride"}
         assert credentials["appSecret"] == SANDBOX_APP_SECRET
+        assert credentials["webhookOverride"] is True  # its set-up points the number's webhooks at it
         assert (credentials["phoneNumberId"], credentials["wabaId"]) == (
             answer["phone_number_id"],
             answer["waba_id"],

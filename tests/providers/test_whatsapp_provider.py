@@ -26,13 +26,21 @@ def credentials(**overrides: Any) -> WhatsappCredentials:
 
 
 class TestCredentials:
-    def test_the_wire_names_are_api_md_s(self):
+    def test_the_wire_names_are_api_md_s_and_the_override_flag(self):
         assert set(credentials().model_dump(by_alias=True)) == {
             "phoneNumberId",
             "wabaId",
             "accessToken",
             "appSecret",
+            "webhookOverride",
         }
+
+    def test_the_webhook_override_is_asked_for_only_explicitly(self):
+        assert credentials().webhook_override is False
+        assert credentials(webhookOverride=True).webhook_override is True
+        with pytest.raises(ValidationError, match="webhookOverride"):
+            credentials(webhookOverride="sometimes")
+        assert credentials(webhookOverride=True).identity() == credentials().identity()
 
     @pytest.mark.parametrize("field", ["phoneNumberId", "wabaId", "accessToken", "appSecret"])
     def test_every_field_is_required(self, field: str):
@@ -75,6 +83,8 @@ class TestDeclarations:
             "FB_WHATSAPP_INTERACTIVE",
         }
 
-    def test_only_the_sandbox_needs_a_set_up(self):
+    def test_every_channel_has_a_set_up_in_sandbox_mode_and_outside(self):
+        # Outside sandbox mode it sets the webhook override for the channels that ask for it, which
+        # needs_setup cannot tell from the others (test_whatsapp_simulator.TestWebhookOverrides).
         assert PROVIDER.needs_setup(sandbox=True)
-        assert not PROVIDER.needs_setup(sandbox=False)
+        assert PROVIDER.needs_setup(sandbox=False)

@@ -1,23 +1,32 @@
 """The WhatsApp provider against its simulator over real HTTP, with webhooks to a real receiver.
 
 Sandbox outcomes by the phone's last digit, the 24-hour window, throughput and the pair rate, Meta's
-checks and envelopes, signed webhooks (held until the number's first set-up), and end users writing in.
+checks and envelopes, signed webhooks (held until the number's first set-up), end users writing in, and
+outside sandbox mode the set-up's webhook override, verified by Meta's handshake against a real callback
+route (`CallbackRoute`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.providers.viber_harness import Received, Sim, StartSim
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tests.providers.viber_harness import AppHost, Received, Sim, StartSim
 
-from openmmp.kit.http import HttpResponse
+from openmmp.kit.http import HttpClient, HttpResponse
 from openmmp.providers.base import (
     CallbackRequest,
+    CallbackUnverified,
     InboundEvent,
     Outgoing,
     ProviderContext,
@@ -27,6 +36,8 @@ from openmmp.providers.base import (
     SendOutcome,
     StatusEvent,
 )
+from openmmp.providers.whatsapp.callbacks import callback_verify_token
+from openmmp.providers.whatsapp.onboarding import SANDBOX_APP_ID, SANDBOX_APP_SECRET, SANDBOX_CONFIG_ID
 from openmmp.providers.whatsapp.provider import WhatsappProvider
 
 PROVIDER = WhatsappProvider()
@@ -129,6 +140,102 @@ async def settled(sim: Sim) -> dict[str, Any]:
             if stats["callbacksPending"] == 0:
                 return stats
             await asyncio.sleep(0.01)
+
+
+def meta_ctx(sim: Sim) -> ProviderContext:
+    """Outside sandbox mode, with the simulator as Meta's Graph API and its Meta app as the operator's."""
+    options = {"app_id": SANDBOX_APP_ID, "app_secret": SANDBOX_APP_SECRET, "config_id": SANDBOX_CONFIG_ID}
+    return ProviderContext(sim.http, f"{sim.base_url}/whatsapp", "https://mmp.example.com", False, options)
+
+
+class CallbackRoute:
+    """OpenMMP's callback route for WhatsApp channels in miniature, on a real port.
+
+    `/callbacks/whatsapp/{account}` answers Meta's GET handshake with the provider's `challenge` (401 for
+    a wrong token) and keeps the POSTs the provider `verify`s with the channel's credentials (401 for the
+    others). `handshake_answer` (status, body) makes it answer every handshake with that instead.
+    """
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.base_url = ""
+        self.handshakes: list[dict[str, str]] = []
+        self.handshake_answer: tuple[int, bytes] | None = None
+        self._ctx = ctx
+        self._channels: dict[str, Mapping[str, Any]] = {}
+        self._received: dict[str, list[bytes]] = {}
+        self._changed = asyncio.Condition()
+        route = Route("/callbacks/whatsapp/{account}", self._callback, methods=["GET", "POST"])
+        self.app = Starlette(routes=[route])
+
+    def channel(self, credentials: Mapping[str, Any]) -> str:
+        """A new channel with these credentials; its callback URL."""
+        account = uuid.uuid4().hex
+        self._channels[account] = credentials
+        self._received[account] = []
+        return f"{self.base_url}/callbacks/whatsapp/{account}"
+
+    def events(self, url: str) -> list[Any]:
+        """The events of every verified webhook the channel of `url` got."""
+        account = url.rsplit("/", 1)[-1]
+        return [event for body in self._received[account] for event in PROVIDER.parse(body)]
+
+    def statuses(self, url: str, wamid: str) -> list[str]:
+        return [
+            e.status
+            for e in self.events(url)
+            if isinstance(e, StatusEvent) and e.provider_message_id == wamid
+        ]
+
+    def inbound(self, url: str) -> list[str]:
+        """The texts end users wrote to the channel of `url`."""
+        return [e.message["message"] for e in self.events(url) if isinstance(e, InboundEvent)]
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def wait_statuses(self, url: str, wamid: str, *wanted: str) -> list[str]:
+        await self.wait_for(lambda: set(wanted) <= set(self.statuses(url, wamid)))
+        return self.statuses(url, wamid)
+
+    async def _callback(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        credentials = self._channels.get(account)
+        if credentials is None:
+            return Response(status_code=404)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        callback = CallbackRequest(request.method, headers, dict(request.query_params), await request.body())
+        if request.method == "GET":
+            self.handshakes.append(dict(callback.query))
+            if self.handshake_answer is not None:
+                status, body = self.handshake_answer
+                return Response(body, status_code=status)
+            try:
+                reply = PROVIDER.challenge(self._ctx, callback, credentials)
+            except CallbackUnverified:
+                return Response(status_code=401)
+            return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
+        if not PROVIDER.verify(self._ctx, callback, credentials):
+            return Response(status_code=401)
+        async with self._changed:
+            self._received[account].append(callback.body)
+            self._changed.notify_all()
+        return Response("ok")
+
+    @classmethod
+    @asynccontextmanager
+    async def mounted(cls, app_host: AppHost, http: HttpClient) -> AsyncIterator[CallbackRoute]:
+        """A route served by `app_host` until the block ends."""
+        route = cls(ProviderContext(http, "http://127.0.0.1:9", "https://mmp.example.com", False))
+        async with app_host.mounted(route.app) as base_url:
+            route.base_url = base_url
+            yield route
+
+
+@pytest.fixture
+async def callback_route(app_host: AppHost, http: HttpClient) -> AsyncIterator[CallbackRoute]:
+    async with CallbackRoute.mounted(app_host, http) as route:
+        yield route
 
 
 def raw_statuses(items: list[Received], wamid: str) -> list[str]:
@@ -404,3 +511,178 @@ class TestEndUsersWriting:
             "/whatsapp/_sandbox/inbound", {"phoneNumberId": "1", "from": "not a phone", "text": "hi"}
         )
         assert response.status_code == 400
+
+
+class TestWebhookOverrides:
+    """Outside sandbox mode the set-up of a channel with `webhookOverride` makes the number's webhooks go
+    to the channel's callback URL; here the number's app has another URL (the receiver's inbox)."""
+
+    async def overridden(self, number: Number, route: CallbackRoute) -> str:
+        url = route.channel(number.credentials)
+        await PROVIDER.set_up(meta_ctx(number.sim), callback_url=url, credentials=number.credentials)
+        return url
+
+    async def test_meta_checks_the_channels_url_with_its_verify_token_then_sends_there(
+        self, sim: Sim, callback_route: CallbackRoute
+    ):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        url = await self.overridden(number, callback_route)
+        [handshake] = callback_route.handshakes
+        assert handshake["hub.mode"] == "subscribe"
+        assert handshake["hub.verify_token"] == callback_verify_token(number.credentials["appSecret"])
+        assert handshake["hub.challenge"].isdigit()
+
+        wamid = await number.sent("85512345670")
+        assert await callback_route.wait_statuses(url, wamid, "READ") == ["DELIVERED", "READ"]
+        await number.writes("85512345671", "over here")
+        await callback_route.wait_for(lambda: bool(callback_route.inbound(url)))
+        await settled(sim)
+        assert callback_route.inbound(url) == ["over here"]
+        assert sim.inbox.received == []  # the app's own URL got none of them
+
+    async def test_setting_it_again_at_the_next_start_is_harmless(
+        self, sim: Sim, callback_route: CallbackRoute
+    ):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        url = await self.overridden(number, callback_route)
+        await PROVIDER.set_up(meta_ctx(sim), callback_url=url, credentials=number.credentials)
+        assert len(callback_route.handshakes) == 2
+        wamid = await number.sent("85512345670")
+        await callback_route.wait_statuses(url, wamid, "READ")
+        await settled(sim)
+        assert callback_route.statuses(url, wamid) == ["DELIVERED", "READ"]
+
+    @pytest.mark.parametrize("answer", [(200, b"not the challenge"), (403, b"Forbidden")])
+    async def test_a_route_that_answers_wrongly_fails_the_set_up_for_good(
+        self, sim: Sim, callback_route: CallbackRoute, answer: tuple[int, bytes]
+    ):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        callback_route.handshake_answer = answer
+        with pytest.raises(ProviderError) as refused:
+            await self.overridden(number, callback_route)
+        assert (refused.value.code, refused.value.retryable) == ("WHATSAPP_2200", False)
+        assert "not with Meta's challenge" in refused.value.message
+        assert "OPENMMP_PUBLIC_URL" in refused.value.message
+        assert f"{callback_route.base_url}/callbacks/whatsapp/" in refused.value.message
+        wamid = await number.sent("85512345670")
+        assert await number.wait_statuses(wamid, "READ") == ["DELIVERED", "READ"]  # still the app's URL
+
+    async def test_a_route_that_does_not_answer_is_tried_again(self, sim: Sim, callback_route: CallbackRoute):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        with pytest.raises(ProviderError) as unreachable:
+            await PROVIDER.set_up(
+                meta_ctx(sim),
+                callback_url="http://127.0.0.1:9/callbacks/whatsapp/x",
+                credentials=number.credentials,
+            )
+        assert (unreachable.value.code, unreachable.value.retryable) == ("WHATSAPP_2200", True)
+        assert "did not answer" in unreachable.value.message
+        callback_route.handshake_answer = (503, b"starting")
+        with pytest.raises(ProviderError) as failing:
+            await self.overridden(number, callback_route)
+        assert (failing.value.code, failing.value.retryable) == ("WHATSAPP_2200", True)
+
+    @pytest.mark.parametrize("credentials", [{}, {"webhookOverride": False}])
+    async def test_a_channel_that_does_not_ask_for_it_asks_nothing_of_meta(
+        self, sim: Sim, callback_route: CallbackRoute, credentials: dict[str, Any]
+    ):
+        number = number_on(sim, **credentials)
+        await number.set_up()
+        before = (await sim.stats("whatsapp"))["requests"]
+        url = await self.overridden(number, callback_route)
+        assert (await sim.stats("whatsapp"))["requests"] == before
+        assert callback_route.handshakes == []
+        wamid = await number.sent("85512345670")
+        await number.wait_statuses(wamid, "READ")
+        await settled(sim)
+        assert callback_route.events(url) == []
+
+    async def test_a_permission_error_is_final_and_says_what_the_token_lacks(
+        self, sim: Sim, callback_route: CallbackRoute
+    ):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        await sim.fault("whatsapp", kind="final_error", status=10)
+        with pytest.raises(ProviderError) as refused:
+            await self.overridden(number, callback_route)
+        assert (refused.value.code, refused.value.retryable) == ("WHATSAPP_10", False)
+        assert "whatsapp_business_management" in refused.value.message
+        assert "webhookOverride" in refused.value.message
+        assert callback_route.handshakes == []
+
+    @pytest.mark.parametrize(
+        ("kind", "code"), [("http_503", "WHATSAPP_HTTP_503"), ("rate_limit", "WHATSAPP_130429")]
+    )
+    async def test_meta_failing_or_busy_is_tried_again(
+        self, sim: Sim, callback_route: CallbackRoute, kind: str, code: str
+    ):
+        number = number_on(sim, webhookOverride=True)
+        await number.set_up()
+        await sim.fault("whatsapp", kind=kind)
+        with pytest.raises(ProviderError) as failed:
+            await self.overridden(number, callback_route)
+        assert (failed.value.code, failed.value.retryable) == (code, True)
+
+    async def test_a_number_meta_does_not_know_is_final(self, sim: Sim, callback_route: CallbackRoute):
+        number = number_on(sim, webhookOverride=True)  # never configured: no app the simulator knows
+        with pytest.raises(ProviderError) as refused:
+            await self.overridden(number, callback_route)
+        assert (refused.value.code, refused.value.retryable) == ("WHATSAPP_100", False)
+        assert "does not exist" in refused.value.message
+
+
+class TestTheOverrideEndpoint:
+    async def override(self, number: Number, configuration: Any, *, bearer: bool = True) -> HttpResponse:
+        headers = {"authorization": f"Bearer {number.credentials['accessToken']}"} if bearer else {}
+        pnid = number.credentials["phoneNumberId"]
+        return await number.sim.post(
+            f"/whatsapp/{pnid}", {"webhook_configuration": configuration}, headers=headers
+        )
+
+    @pytest.mark.parametrize(
+        ("configuration", "code"),
+        [
+            ({"override_callback_uri": "https://mmp.example.com/x"}, 100),
+            ({"override_callback_uri": "ftp://mmp.example.com/x", "verify_token": "t"}, 100),
+            ({"override_callback_uri": "https://mmp.example.com/" + "x" * 200, "verify_token": "t"}, 100),
+            ({"verify_token": "t"}, 100),
+            ("https://mmp.example.com/x", 100),
+        ],
+    )
+    async def test_a_malformed_override_is_refused_before_any_handshake(
+        self, number: Number, configuration: Any, code: int
+    ):
+        response = await self.override(number, configuration)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+    async def test_without_a_bearer_token_the_answer_is_190(self, number: Number):
+        response = await self.override(
+            number, {"override_callback_uri": "", "verify_token": "t"}, bearer=False
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (401, 190)
+
+    async def test_a_failed_handshake_is_2200_in_metas_words(
+        self, number: Number, callback_route: CallbackRoute
+    ):
+        url = callback_route.channel(number.credentials)
+        response = await self.override(number, {"override_callback_uri": url, "verify_token": "a guess"})
+        error = response.json()["error"]
+        assert (response.status_code, error["code"], error["type"]) == (400, 2200, "OAuthException")
+        assert error["message"] == "(#2200) callback verification failed"
+        assert "HTTP Status Code = 401" in error["error_data"]["details"]
+
+    async def test_an_empty_url_removes_the_override(self, number: Number, callback_route: CallbackRoute):
+        url = callback_route.channel(number.credentials)
+        token = callback_verify_token(number.credentials["appSecret"])
+        set_ = await self.override(number, {"override_callback_uri": url, "verify_token": token})
+        assert (set_.status_code, set_.json()) == (200, {"success": True})
+        removed = await self.override(number, {"override_callback_uri": ""})
+        assert (removed.status_code, removed.json()) == (200, {"success": True})
+        wamid = await number.sent("85512345670")
+        await number.wait_statuses(wamid, "READ")
+        await settled(number.sim)
+        assert callback_route.events(url) == []

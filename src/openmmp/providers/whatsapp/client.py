@@ -1,14 +1,16 @@
-"""Client for the Cloud API's send endpoint, `POST {base_url}/{phone-number-id}/messages`.
+"""Clients for the Graph API: the Cloud API's send endpoint, `POST {base_url}/{phone-number-id}/messages`,
+and the other calls the platform makes (`GraphClient`: onboarding, the webhook override).
 
 One request per message: the Cloud API has no batch send and no idempotency key, so a send repeated after
-a lost answer can reach the end user twice. Nothing here retries by itself (retries are the dispatcher's).
+a lost answer can reach the end user twice. Nothing here retries by itself (retries are the dispatcher's,
+or the channel set-up job's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.base import ProviderError, SendOk
@@ -52,3 +54,39 @@ class WhatsappClient:
         except HttpUnreachable as exc:
             raise transport_error(exc) from exc
         return errors.send_outcome(response)
+
+
+class GraphClient:
+    """Graph API calls other than sends, each answered with its JSON object or a classified
+    `ProviderError` (`errors.graph_answer`). Callers quote the ids they put in a path (tenant input)."""
+
+    def __init__(self, http: HttpClient, base_url: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+
+    async def get(
+        self, path: str, *, token: str | None, query: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """`GET {base_url}/{path}?{query}`, with `token` as Bearer unless it is None (OAuth's code
+        exchange names its app in the query instead)."""
+        url = f"{self._base}/{path}" + (f"?{urlencode(query)}" if query else "")
+        return await self._call("GET", url, token=token)
+
+    async def post(self, path: str, *, token: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST {base_url}/{path}` with the JSON `body` and `token` as Bearer."""
+        return await self._call("POST", f"{self._base}/{path}", token=token, body=body)
+
+    async def _call(
+        self, method: str, url: str, *, token: str | None, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        try:
+            if method == "GET":
+                response = await self._http.get(url, headers=headers)
+            else:
+                response = await self._http.post(url, json=dict(body or {}), headers=headers)
+        except HttpUnreachable as exc:
+            # Not chained: its text names the URL, whose query may carry a secret (the code exchange's
+            # client_secret, the token debug_token inspects).
+            raise transport_error(exc) from None
+        return errors.graph_answer(response)

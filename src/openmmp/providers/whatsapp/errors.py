@@ -88,8 +88,8 @@ def send_outcome(response: HttpResponse) -> SendOk:
 
 
 def graph_answer(response: HttpResponse) -> dict[str, Any]:
-    """The JSON object answering a Graph API call other than a send (onboarding's code exchange and
-    registrations), or raise its error, classified as a send's would be."""
+    """The JSON object answering a Graph API call other than a send (onboarding's steps, the webhook
+    override), or raise its error, classified as a send's would be."""
     if not response.ok:
         raise _failure(response, parse_retry_after(response.headers.get("retry-after")))
     try:

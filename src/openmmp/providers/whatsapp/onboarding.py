@@ -4,22 +4,30 @@ the operator's Meta app, and the platform finishes server to server.
 The admin is sent to Meta's sign-up dialog (`signup_url`; in sandbox mode the simulator's page
 `{base_url}/_sandbox/signup`, which takes the same query) with the operator's app id, its Embedded Signup
 configuration id, the core's `state` and our `redirect_uri`. The dialog sends the browser back there with
-a short-lived, single-use `code` and the `waba_id` and `phone_number_id` the admin chose. Then
-(`complete_signup`):
+a short-lived, single-use `code`, and sometimes the `waba_id` and `phone_number_id` the admin chose: Meta
+hands those to the page's JavaScript (the `WA_EMBEDDED_SIGNUP` session-info message), which a plain
+redirect does not carry. Then (`complete_signup`):
 
 1. `GET /oauth/access_token?client_id&client_secret&code&redirect_uri` exchanges the code for a business
    token, which acts for that WhatsApp Business account (WABA) through the operator's app;
-2. `POST /{waba_id}/subscribed_apps` subscribes the operator's app to the account's webhooks;
-3. `POST /{phone_number_id}/register {"messaging_product": "whatsapp", "pin"}` registers the number with
+2. only when the answer lacks them, the ids are looked up with that token: `GET /debug_token?input_token`
+   (authorised with the app token `{app_id}|{app_secret}`) names the WABAs the admin granted the app
+   (`granular_scopes[].target_ids` of `whatsapp_business_management` or `whatsapp_business_messaging`),
+   and `GET /{waba_id}/phone_numbers` that account's numbers. Exactly one WABA with exactly one number is
+   taken; otherwise which one the admin meant cannot be told, and the sign-up fails naming the field;
+3. `POST /{waba_id}/subscribed_apps` subscribes the operator's app to the account's webhooks;
+4. `POST /{phone_number_id}/register {"messaging_product": "whatsapp", "pin"}` registers the number with
    the Cloud API. `pin` becomes the number's two-step verification PIN: six random digits per sign-up,
    kept nowhere and never logged. Sending needs no PIN; only registering the number again (elsewhere)
    does, and its business can reset it in WhatsApp Manager.
 
 The new channel's credentials are the two ids, the business token and the operator's app secret: Meta
-signs the webhooks of every account subscribed to an app with that app's secret. The operator configures
-the app with `OPENMMP_PROVIDERS__WHATSAPP_APP_ID`, `_APP_SECRET` and `_CONFIG_ID` (published sandbox
-values in sandbox mode), and registers `{public_url}/onboard/whatsapp/callback` as a valid OAuth redirect
-URI of the app.
+signs the webhooks of every account subscribed to an app with that app's secret. They ask for the webhook
+override (`webhookOverride`): the app has one callback URL for all its numbers, so the channel's set-up
+gives this number the channel's own (`override`), which the business token, granted the management
+permission by the sign-up, may do. The operator configures the app with
+`OPENMMP_PROVIDERS__WHATSAPP_APP_ID`, `_APP_SECRET` and `_CONFIG_ID` (published sandbox values in sandbox
+mode), and registers `{public_url}/onboard/whatsapp/callback` as a valid OAuth redirect URI of the app.
 """
 
 from __future__ import annotations
@@ -33,10 +41,9 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, Field
 
-from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.base import ProviderContext, ProviderError
-from openmmp.providers.viber_bot.errors import bad_response, transport_error
-from openmmp.providers.whatsapp import errors
+from openmmp.providers.viber_bot.errors import bad_response
+from openmmp.providers.whatsapp.client import GraphClient
 
 SANDBOX_APP_ID = "100000000000001"
 SANDBOX_APP_SECRET = "sandbox-whatsapp-app-secret"  # noqa: S105 - published on purpose
@@ -48,6 +55,10 @@ DEFAULT_VERSION = "v21.0"
 PIN_DIGITS = 6
 ANSWER_MAX = 2000
 """Longest value of the dialog's answer taken (Meta's codes are a few hundred characters)."""
+WABA_SCOPES = frozenset({"whatsapp_business_management", "whatsapp_business_messaging"})
+"""The permissions whose `target_ids` (in `debug_token`'s `granular_scopes`) are WABA ids."""
+NAMED_NUMBERS = 5
+"""How many of an account's numbers a refusal names."""
 _VERSION = re.compile(r"v\d+\.\d+")
 _META_ID = re.compile(r"\d{1,40}")
 
@@ -133,8 +144,13 @@ def new_pin() -> str:
 async def complete_signup(
     ctx: ProviderContext, answer: Mapping[str, str], *, redirect_url: str
 ) -> dict[str, Any]:
-    """Exchange the dialog's code, subscribe the app to the WABA and register the number; returns the
-    channel's credentials. See the module's docstring for the steps and the PIN."""
+    """Exchange the dialog's code, find the account and number when the answer does not name them,
+    subscribe the app to the WABA and register the number; returns the channel's credentials. See the
+    module's docstring for the steps and the PIN.
+
+    Ids the answer gives are checked before anything is asked upstream; those looked up cannot be until
+    the code is exchanged, so a sign-up whose account or number cannot be told has spent its code.
+    """
     failure = answer.get("error")
     if failure:
         reason = answer.get("error_description") or answer.get("error_reason") or failure
@@ -150,6 +166,10 @@ async def complete_signup(
         )
     client = SignupClient(ctx.http, ctx.base_url)
     token = await client.exchange_code(app, code, redirect_url=redirect_url)
+    if not waba_id:
+        waba_id = _the_account(await client.granted_accounts(app, token))
+    if not phone_number_id:
+        phone_number_id = _the_number(waba_id, await client.phone_numbers(waba_id, token))
     await client.subscribe_app(waba_id, token)
     await client.register(phone_number_id, token, pin=new_pin())
     return {
@@ -157,6 +177,7 @@ async def complete_signup(
         "wabaId": waba_id,
         "accessToken": token,
         "appSecret": app.app_secret,
+        "webhookOverride": True,
     }
 
 
@@ -170,59 +191,111 @@ def _answered(answer: Mapping[str, str], name: str) -> str:
 
 
 def _meta_id(answer: Mapping[str, str], name: str) -> str:
+    """The Meta id the answer gives as `name`, or "" when it gives none (it is then looked up)."""
+    if not answer.get(name):
+        return ""
     value = _answered(answer, name)
     if not _META_ID.fullmatch(value):
         raise ValueError(f"{name}: not a Meta id (digits)")
     return value
 
 
-class SignupClient:
-    """The Graph API calls that finish a sign-up. Nothing here retries (a code can be exchanged once)."""
+def _the_account(granted: list[str]) -> str:
+    """The one WABA the admin granted the app; ValueError naming `waba_id` when there is none or several."""
+    if len(granted) == 1:
+        return granted[0]
+    found = (
+        "the business token names no WhatsApp Business account"
+        if not granted
+        else f"the business token names {len(granted)} WhatsApp Business accounts, and which one was "
+        "meant cannot be told"
+    )
+    raise ValueError(f"waba_id: required: the sign-up dialog did not send it back and {found}")
 
-    def __init__(self, http: HttpClient, base_url: str) -> None:
-        self._http = http
-        self._base = base_url.rstrip("/")
+
+def _the_number(waba_id: str, numbers: list[tuple[str, str]]) -> str:
+    """The one number of the account; ValueError naming `phone_number_id` when it has none or several."""
+    if len(numbers) == 1:
+        return numbers[0][0]
+    if not numbers:
+        found = f"the WhatsApp Business account {waba_id} has no phone number"
+    else:
+        shown = ", ".join(display or number_id for number_id, display in numbers[:NAMED_NUMBERS])
+        more = ", ..." if len(numbers) > NAMED_NUMBERS else ""
+        found = (
+            f"the WhatsApp Business account {waba_id} has {len(numbers)} phone numbers ({shown}{more}), "
+            "and which one was meant cannot be told"
+        )
+    raise ValueError(f"phone_number_id: required: the sign-up dialog did not send it back and {found}")
+
+
+class SignupClient(GraphClient):
+    """The Graph API calls that finish a sign-up. Nothing here retries (a code can be exchanged once)."""
 
     async def exchange_code(self, app: OperatorApp, code: str, *, redirect_url: str) -> str:
         """The business token the dialog's `code` stands for."""
-        query = urlencode(
-            {
-                "client_id": app.app_id,
-                "client_secret": app.app_secret,
-                "code": code,
-                "redirect_uri": redirect_url,
-            }
-        )
-        body = await self._call("GET", f"{self._base}/oauth/access_token?{query}")
+        query = {
+            "client_id": app.app_id,
+            "client_secret": app.app_secret,
+            "code": code,
+            "redirect_uri": redirect_url,
+        }
+        body = await self.get("oauth/access_token", token=None, query=query)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise bad_response("the code exchange answered without an access_token")
         return token
 
+    async def granted_accounts(self, app: OperatorApp, token: str) -> list[str]:
+        """The WABAs the business `token` acts for (their ids, each once), as `debug_token` reports."""
+        body = await self.get(
+            "debug_token", token=f"{app.app_id}|{app.app_secret}", query={"input_token": token}
+        )
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise bad_response("debug_token answered without data")
+        if data.get("is_valid") is not True:
+            raise ProviderError(
+                "WHATSAPP_TOKEN_INVALID",
+                "Meta says the business token the sign-up produced is not valid",
+                retryable=False,
+            )
+        found: list[str] = []
+        scopes = data.get("granular_scopes")
+        for scope in scopes if isinstance(scopes, list) else []:
+            if not isinstance(scope, dict) or scope.get("scope") not in WABA_SCOPES:
+                continue
+            targets = scope.get("target_ids")
+            for target in targets if isinstance(targets, list) else []:
+                waba_id = str(target)
+                if _META_ID.fullmatch(waba_id) and waba_id not in found:
+                    found.append(waba_id)
+        return found
+
+    async def phone_numbers(self, waba_id: str, token: str) -> list[tuple[str, str]]:
+        """The account's phone numbers: (phone number id, display number) each."""
+        body = await self.get(f"{quote(waba_id, safe='')}/phone_numbers", token=token)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise bad_response("the account's phone_numbers answered without a data list")
+        numbers = []
+        for number in data:
+            number_id = str(number.get("id")) if isinstance(number, dict) else ""
+            if _META_ID.fullmatch(number_id):
+                display = number.get("display_phone_number")
+                numbers.append((number_id, display if isinstance(display, str) else ""))
+        return numbers
+
     async def subscribe_app(self, waba_id: str, token: str) -> None:
         """Subscribe the operator's app to the WhatsApp Business account's webhooks."""
-        await self._succeeds(f"{self._base}/{quote(waba_id, safe='')}/subscribed_apps", token, {})
+        await self._succeeds(f"{quote(waba_id, safe='')}/subscribed_apps", token, {})
 
     async def register(self, phone_number_id: str, token: str, *, pin: str) -> None:
         """Register the number with the Cloud API, setting its two-step verification `pin`."""
         body = {"messaging_product": "whatsapp", "pin": pin}
-        await self._succeeds(f"{self._base}/{quote(phone_number_id, safe='')}/register", token, body)
+        await self._succeeds(f"{quote(phone_number_id, safe='')}/register", token, body)
 
-    async def _succeeds(self, url: str, token: str, body: Mapping[str, Any]) -> None:
-        answer = await self._call("POST", url, token=token, json=body)
+    async def _succeeds(self, path: str, token: str, body: Mapping[str, Any]) -> None:
+        answer = await self.post(path, token=token, body=body)
         if answer.get("success") is not True:
             raise bad_response("the Graph API answered without success: true")
-
-    async def _call(
-        self, method: str, url: str, *, token: str | None = None, json: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        headers = {"authorization": f"Bearer {token}"} if token else None
-        try:
-            if method == "GET":
-                response = await self._http.get(url, headers=headers)
-            else:
-                response = await self._http.post(url, json=dict(json or {}), headers=headers)
-        except HttpUnreachable as exc:
-            # Not chained: its text names the URL, which carries the app secret for the code exchange.
-            raise transport_error(exc) from None
-        return errors.graph_answer(response)

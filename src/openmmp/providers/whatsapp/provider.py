@@ -8,12 +8,16 @@ of the end user's last message (`session_window_seconds`): the core refuses the 
 sent, and the Cloud API's 131047 fails those it cannot see (`errors`).
 
 Webhooks come to `{public_url}/callbacks/whatsapp/{accountId}`, signed with the app secret
-(`callbacks`). In sandbox mode the set-up registers that URL and the app secret with the simulator;
-outside it the business sets the callback URL and the channel's verify token in its Meta app (README),
-so the channel is launched at once.
+(`callbacks`). In sandbox mode the set-up registers that URL and the app secret with the simulator.
+Outside it, a channel whose credentials ask for it (`webhookOverride`) has its set-up give the number
+that URL as Meta's webhook override (`override`); for the others the business sets the callback URL and
+the channel's verify token in its Meta app (README), and their set-up asks nothing of Meta. Either way
+every channel has a set-up (`needs_setup` cannot see credentials): it starts PROCESSING and is launched
+when the set-up succeeds.
 
 A company may instead hand its number to the operator's Meta app through Embedded Signup (`onboarding`):
-the channel is then made from what the sign-up produced, with the operator's app secret.
+the channel is then made from what the sign-up produced, with the operator's app secret, and asks for
+the override.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from openmmp.providers.whatsapp.onboarding import (
     complete_signup,
     signup_url,
 )
+from openmmp.providers.whatsapp.override import set_override
 from openmmp.providers.whatsapp.payload import to_whatsapp_payload
 
 if TYPE_CHECKING:
@@ -64,7 +69,12 @@ Ident = Field(min_length=1, max_length=200)
 
 
 class WhatsappCredentials(Credentials):
-    """A business phone number of a WhatsApp Business account, and the Meta app that acts for it."""
+    """A business phone number of a WhatsApp Business account, and the Meta app that acts for it.
+
+    `webhookOverride`: the channel's set-up makes Meta send the number's webhooks to the channel's
+    callback URL (Meta's webhook override), which needs a token that may manage the number; without it
+    the business points its app's callback URL at the channel itself.
+    """
 
     identity_fields = ("phone_number_id",)
 
@@ -72,6 +82,11 @@ class WhatsappCredentials(Credentials):
     waba_id: str = Ident
     access_token: str = Secret
     app_secret: str = Secret
+    webhook_override: bool = Field(
+        default=False,
+        description="Outside sandbox mode, the channel's set-up sets the number's webhook override to the "
+        "channel's callback URL (the token needs whatsapp_business_management); onboarded channels have it",
+    )
 
 
 class WhatsappProvider(Provider):
@@ -118,18 +133,30 @@ class WhatsappProvider(Provider):
         to_whatsapp_payload(content)
 
     def needs_setup(self, *, sandbox: bool) -> bool:
-        return sandbox
+        # Outside sandbox mode only channels with webhookOverride ask Meta anything, and which those are
+        # cannot be seen from here: every channel gets a set-up, which does nothing for the others.
+        return True
 
     async def set_up(
         self, ctx: ProviderContext, *, callback_url: str, credentials: Mapping[str, Any]
     ) -> None:
-        body = {
-            "phoneNumberId": str(credentials["phoneNumberId"]),
-            "wabaId": str(credentials["wabaId"]),
-            "callbackUrl": callback_url,
-            "appSecret": str(credentials["appSecret"]),
-        }
-        await sandbox_control(ctx.http, f"{ctx.base_url}/_sandbox/webhooks", body, simulator=self.title)
+        if ctx.sandbox:
+            body = {
+                "phoneNumberId": str(credentials["phoneNumberId"]),
+                "wabaId": str(credentials["wabaId"]),
+                "callbackUrl": callback_url,
+                "appSecret": str(credentials["appSecret"]),
+            }
+            await sandbox_control(ctx.http, f"{ctx.base_url}/_sandbox/webhooks", body, simulator=self.title)
+        elif credentials.get("webhookOverride") is True:
+            await set_override(
+                ctx.http,
+                ctx.base_url,
+                phone_number_id=str(credentials["phoneNumberId"]),
+                access_token=str(credentials["accessToken"]),
+                app_secret=str(credentials["appSecret"]),
+                callback_url=callback_url,
+            )
 
     def onboarding_url(self, ctx: ProviderContext, *, state: str, redirect_url: str) -> str:
         return signup_url(ctx, state=state, redirect_url=redirect_url)

@@ -18,9 +18,10 @@ the Cloud API checks it (`messaging_product`, `to`, the type's object and its li
    (undeliverable); 9 two 131000 (HTTP 500) for the same message, then as 0–6. In rates mode an
    undelivered message gets a `failed` status with 131026.
 
-Webhooks go to the callback URL registered for the phone number, signed with `X-Hub-Signature-256`
-keyed by its app secret; until a number's first registration since the start they wait
-(`HeldUntilRegistered`). Errors use Meta's envelope and HTTP 400 (190: 401; 200: 403; 131000: 500).
+Webhooks go to the phone number's webhook override when it has one, else to the callback URL registered
+for it, signed with `X-Hub-Signature-256` keyed by its app secret; until a number's first registration
+or override since the start they wait (`HeldUntilRegistered`). Errors use Meta's envelope and HTTP 400
+(190: 401; 200: 403; 131000: 500).
 
 Embedded Signup (providers.md §3), with the operator's Meta app of the knobs `app_id`, `app_secret` and
 `config_id` (the platform's own options; the published sandbox values by default):
@@ -28,16 +29,37 @@ Embedded Signup (providers.md §3), with the operator's Meta app of the knobs `a
 - `GET /_sandbox/signup?client_id&config_id&state&redirect_uri` plays Meta's sign-up dialog: an admin who
   signs up at once, with a new WhatsApp Business account and phone number. It answers 302 to
   `redirect_uri` with `state`, a `code`, `waba_id` and `phone_number_id`. A code is good for one exchange
-  within `signup_code_ttl_s` seconds;
+  within `signup_code_ttl_s` seconds. Knobs of the page's own (not Meta's) play other sign-ups:
+  `sandbox_accounts=N` has the admin grant N accounts and `sandbox_numbers=M` gives each M numbers (1 to
+  10 each; the answer names the first account and its first number), and `sandbox_omit_ids=1` sends back
+  the code alone, as Meta's redirect does when the ids went to the page's JavaScript instead;
 - `GET /oauth/access_token?client_id&client_secret&code&redirect_uri` exchanges it for a business token
   (OAuthException, HTTP 400: 101 for another app id; 100 for a wrong secret, a redirect URI other than
   the sign-up's, and an unknown, expired or used code);
+- `GET /debug_token?input_token=<business token>`, authorised with the app token `{app_id}|{app_secret}`
+  (Bearer, or `access_token` in the query; 190 otherwise), names the sign-up's accounts in
+  `granular_scopes` (`whatsapp_business_management` and `whatsapp_business_messaging`, `target_ids`);
+  a token it did not issue is `is_valid: false`. `GET /{waba_id}/phone_numbers` lists the account's
+  numbers (`data[]`: `id`, `display_phone_number`, ...);
 - `POST /{waba_id}/subscribed_apps` and `POST /{phone_number_id}/register {"messaging_product",
   "pin"}` (6 digits), each with that token as Bearer (190 for another token, 200 for one of another
-  account). Registering the number makes it the operator app's: its webhooks are signed with the app's
-  secret, and sends from it must carry the business token (190 otherwise).
+  sign-up's account). Registering the number makes it the operator app's: its webhooks are signed with
+  the app's secret, and sends from it must carry the business token (190 otherwise).
 
-The fault injector (`/_sandbox/faults`) also answers the code exchange and the two registrations.
+Webhook overrides: `POST /{phone_number_id} {"webhook_configuration": {"override_callback_uri",
+"verify_token"}}` first does Meta's GET handshake against the URL (`hub.mode=subscribe`, the verify
+token, a `hub.challenge`) and sets the override only when the answer is HTTP 200 with the challenge as its
+body; otherwise 2200, with Meta's words for what went wrong (no connection or a timeout, the HTTP status,
+or "Response does not match challenge"). Success is `{"success": true}`; an empty URL removes the
+override. The URL may be http (local receivers; Meta wants https), at most 200 characters (100
+otherwise). Who may set it: a sign-up's business token for that sign-up's numbers (the webhooks are then
+signed with the operator app's secret; 200 for another number, or for any other token on a number
+registered through a sign-up), and any token for a number whose app the simulator knows from
+`/_sandbox/webhooks` (signed with that app's secret); another number is 100 with subcode 33 (no such
+object), as Meta answers for ids a token cannot see.
+
+The fault injector (`/_sandbox/faults`) also answers the code exchange, the look-ups, the registrations
+and the override.
 
 Sandbox control (OpenMMP's own): `POST /_sandbox/webhooks` `{"phoneNumberId", "wabaId", "callbackUrl",
 "appSecret"}` (the analogue of configuring the app's webhook; an empty `callbackUrl` removes it),
@@ -59,6 +81,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -69,7 +92,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from openmmp.kit.crypto import constant_time_equals
-from openmmp.kit.http import HttpClient
+from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.simulation import (
     CallbackScheduler,
     FaultInjector,
@@ -97,6 +120,7 @@ from openmmp.providers.whatsapp.onboarding import (
     SANDBOX_APP_ID,
     SANDBOX_APP_SECRET,
     SANDBOX_CONFIG_ID,
+    WABA_SCOPES,
 )
 
 INVALID_PARAMETER = 100
@@ -112,6 +136,12 @@ UNSUPPORTED_TYPE = 131051
 PAIR_RATE = 131056
 THROUGHPUT = 130429
 NO_TEMPLATE = 132001
+CALLBACK_UNVERIFIED = 2200
+NO_SUCH_OBJECT = 33
+"""The subcode of 100 for an id the token cannot see."""
+OVERRIDE_URL_MAX = 200
+SIGNUP_MAX = 10
+"""Most accounts a sign-up grants, and most numbers each has (`sandbox_accounts`, `sandbox_numbers`)."""
 
 TITLES = {
     INVALID_PARAMETER: "Invalid parameter",
@@ -127,6 +157,7 @@ TITLES = {
     PAIR_RATE: "(Business Account, Consumer Account) pair rate limit hit",
     THROUGHPUT: "Rate limit hit",
     NO_TEMPLATE: "Template name does not exist in the translation",
+    CALLBACK_UNVERIFIED: "callback verification failed",
 }
 _HTTP_STATUS = {TOKEN_INVALID: 401, PERMISSION: 403, GENERIC_ERROR: 500}
 _TYPES = frozenset(
@@ -159,12 +190,13 @@ class WhatsappKnobs:
 
 
 class _Refused(Exception):
-    """A send the Cloud API answers with an error envelope."""
+    """A request the Graph API answers with an error envelope (`subcode`: its `error_subcode`)."""
 
-    def __init__(self, code: int, details: str = "") -> None:
+    def __init__(self, code: int, details: str = "", *, subcode: int | None = None) -> None:
         super().__init__(details or TITLES.get(code, "error"))
         self.code = code
         self.details = details
+        self.subcode = subcode
 
 
 @dataclass
@@ -174,20 +206,38 @@ class _Number:
     id: str
     waba_id: str
     callback_url: str | None = None
+    """The app's callback URL (`/_sandbox/webhooks`)."""
+    override_url: str | None = None
+    """The number's webhook override, which wins over the app's URL."""
     app_secret: str = ""
     access_token: str | None = None
     """Set when the number was registered through a sign-up: sends must carry this business token."""
 
+    @property
+    def destination(self) -> str | None:
+        """Where the number's webhooks go, if anywhere."""
+        return self.override_url or self.callback_url
+
 
 @dataclass
 class _Signup:
-    """One admin's sign-up: the account and number it made, its code, and the token the code became."""
+    """One admin's sign-up: the accounts it granted and their numbers (the first of each is the one the
+    admin chose), its code, and whether the code became a business token."""
 
-    waba_id: str
-    phone_number_id: str
+    numbers: dict[str, tuple[str, ...]]
+    """Each account's phone number ids, by WABA id, in order."""
     redirect_uri: str
     issued_at: float
     exchanged: bool = False
+
+    @property
+    def waba_id(self) -> str:
+        """The account the admin chose."""
+        return next(iter(self.numbers))
+
+    def waba_of(self, phone_number_id: str) -> str | None:
+        """The account of one of the sign-up's numbers; None for a number it did not make."""
+        return next((waba for waba, ids in self.numbers.items() if phone_number_id in ids), None)
 
 
 def create_whatsapp_simulator(config: SimulatorConfig, http: HttpClient) -> Starlette:
@@ -198,6 +248,7 @@ def create_whatsapp_simulator(config: SimulatorConfig, http: HttpClient) -> Star
 class _WhatsappSimulator:
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
         self._config = config
+        self._http = http
         self._knobs = knobs(config, "whatsapp", WhatsappKnobs)
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
@@ -225,9 +276,12 @@ class _WhatsappSimulator:
             Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
             Route("/_sandbox/signup", self._signup_page, methods=["GET"]),
             Route("/oauth/access_token", self._access_token, methods=["GET"]),
+            Route("/debug_token", self._debug_token, methods=["GET"]),
             Route("/{phone_number_id}/messages", self._send, methods=["POST"]),
             Route("/{waba_id}/subscribed_apps", self._subscribed_apps, methods=["POST"]),
+            Route("/{waba_id}/phone_numbers", self._phone_numbers, methods=["GET"]),
             Route("/{phone_number_id}/register", self._register, methods=["POST"]),
+            Route("/{phone_number_id}", self._override, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
         self.app.state.simulator = self
@@ -297,7 +351,7 @@ class _WhatsappSimulator:
         if self._config.track_keys:
             self._messages.set(wamid, {"phoneNumberId": phone_number_id, "request": body})
         number = self._number(phone_number_id)
-        if number.callback_url is not None:
+        if number.destination is not None:
             self._scheduler.spawn(self._lifecycle(number, wamid, to, outcome))
         else:
             self._held.hold(number.id, lambda: self._lifecycle(number, wamid, to, outcome))
@@ -337,6 +391,8 @@ class _WhatsappSimulator:
             "code": refused.code,
             "fbtrace_id": self._trace(),
         }
+        if refused.subcode is not None:
+            error["error_subcode"] = refused.subcode
         if refused.details:
             error["error_data"] = {"messaging_product": "whatsapp", "details": refused.details}
         return json_response({"error": error}, _HTTP_STATUS.get(refused.code, 400))
@@ -375,7 +431,7 @@ class _WhatsappSimulator:
 
     async def _webhook(self, number: _Number, value: Mapping[str, Any]) -> None:
         # Read the URL and secret when sending: the number may have been configured again meanwhile.
-        url = number.callback_url
+        url = number.destination
         if url is None:
             return
         metadata = {"display_phone_number": number.id, "phone_number_id": number.id}
@@ -466,7 +522,7 @@ class _WhatsappSimulator:
                 }
             ],
         }
-        registered = number.callback_url is not None
+        registered = number.destination is not None
         if registered:
             self._scheduler.spawn(self._after_latency(number, value))
         return json_response({"messageId": wamid, "waId": wa_id, "webhook": registered})
@@ -478,24 +534,33 @@ class _WhatsappSimulator:
     # ---- Embedded Signup -----------------------------------------------------------------------------
 
     async def _signup_page(self, request: Request) -> Response:
-        """Meta's sign-up dialog, with an admin who signs up at once: a new account and number."""
+        """Meta's sign-up dialog, with an admin who signs up at once: new accounts and numbers (one of
+        each unless `sandbox_accounts` and `sandbox_numbers` say more), the chosen ones named in the
+        answer unless `sandbox_omit_ids` is set."""
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
+        accounts, numbers = query.get("sandbox_accounts", "1"), query.get("sandbox_numbers", "1")
         if query.get("client_id") != self._app_id:
             return sandbox_error("client_id is not the Meta app's id (knob app_id)")
         if query.get("config_id") != self._config_id:
             return sandbox_error("config_id is not the app's Embedded Signup configuration (knob config_id)")
         if not redirect_uri.startswith(("http://", "https://")):
             return sandbox_error("redirect_uri must be an http(s) URL")
+        if not all(n.isdigit() and 1 <= int(n) <= SIGNUP_MAX for n in (accounts, numbers)):
+            return sandbox_error(f"sandbox_accounts and sandbox_numbers must be 1 to {SIGNUP_MAX}")
         signup = _Signup(
-            waba_id=self._new_id(),
-            phone_number_id=self._new_id(),
+            numbers={
+                self._new_id(): tuple(self._new_id() for _ in range(int(numbers)))
+                for _ in range(int(accounts))
+            },
             redirect_uri=redirect_uri,
             issued_at=time.monotonic(),
         )
         code = "AQ" + secrets.token_urlsafe(48)
         self._codes.set(code, signup)
-        answer = {"code": code, "waba_id": signup.waba_id, "phone_number_id": signup.phone_number_id}
+        answer = {"code": code}
+        if query.get("sandbox_omit_ids", "") in ("", "0", "false"):
+            answer |= {"waba_id": signup.waba_id, "phone_number_id": signup.numbers[signup.waba_id][0]}
         if "state" in query:
             answer["state"] = query["state"]
         return RedirectResponse(_with_query(redirect_uri, answer), status_code=302)
@@ -538,28 +603,21 @@ class _WhatsappSimulator:
 
     async def _subscribed_apps(self, request: Request) -> Response:
         """Subscribe the app to a WhatsApp Business account's webhooks."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
-        signup = self._business(request)
-        if signup is None:
-            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
-        if request.path_params["waba_id"] != signup.waba_id:
+        signup = await self._as_business(request)
+        if not isinstance(signup, _Signup):
+            return signup
+        if request.path_params["waba_id"] not in signup.numbers:
             return self._error(_Refused(PERMISSION, "the token does not act for this business account"))
         return json_response({"success": True})
 
     async def _register(self, request: Request) -> Response:
         """Register a phone number with the Cloud API: from now on it is the operator app's."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
-        signup = self._business(request)
-        if signup is None:
-            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
+        signup = await self._as_business(request)
+        if not isinstance(signup, _Signup):
+            return signup
         phone_number_id = request.path_params["phone_number_id"]
-        if phone_number_id != signup.phone_number_id:
+        waba_id = signup.waba_of(phone_number_id)
+        if waba_id is None:
             return self._error(_Refused(PERMISSION, "the token does not act for this phone number"))
         try:
             body = _json_object(await request.body())
@@ -571,10 +629,162 @@ class _WhatsappSimulator:
         except _Refused as refused_body:
             return self._error(refused_body)
         number = self._number(phone_number_id)
-        number.waba_id = signup.waba_id
+        number.waba_id = waba_id
         number.app_secret = self._app_secret
         number.access_token = _bearer(request)
         return json_response({"success": True})
+
+    async def _debug_token(self, request: Request) -> Response:
+        """What a token is and may do; here, the business tokens of sign-ups and the accounts they reach."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        query = request.query_params
+        app_token = _bearer(request) or query.get("access_token", "")
+        if not constant_time_equals(app_token, f"{self._app_id}|{self._app_secret}"):
+            return self._error(_Refused(TOKEN_INVALID, "debug_token is authorised with the app's token"))
+        if not query.get("input_token"):
+            return self._error(_Refused(INVALID_PARAMETER, "The parameter input_token is required"))
+        signup = self._business_tokens.get(query["input_token"])
+        if signup is None:
+            invalid = {"code": TOKEN_INVALID, "message": "Invalid OAuth access token."}
+            return json_response({"data": {"error": invalid, "is_valid": False, "scopes": []}})
+        granted = [{"scope": scope, "target_ids": list(signup.numbers)} for scope in sorted(WABA_SCOPES)]
+        data = {
+            "app_id": self._app_id,
+            "type": "USER",
+            "application": "OpenMMP sandbox",
+            "data_access_expires_at": 0,
+            "expires_at": 0,
+            "is_valid": True,
+            "scopes": [*sorted(WABA_SCOPES), "public_profile"],
+            "granular_scopes": granted,
+            "user_id": signup.waba_id[::-1],
+        }
+        return json_response({"data": data})
+
+    async def _phone_numbers(self, request: Request) -> Response:
+        """The business phone numbers of an account the token acts for."""
+        signup = await self._as_business(request)
+        if not isinstance(signup, _Signup):
+            return signup
+        numbers = signup.numbers.get(request.path_params["waba_id"])
+        if numbers is None:
+            return self._error(_Refused(PERMISSION, "the token does not act for this business account"))
+        listed = [
+            {
+                "verified_name": "Sandbox business",
+                "code_verification_status": "VERIFIED",
+                "display_phone_number": _display_number(number_id),
+                "quality_rating": "GREEN",
+                "platform_type": "CLOUD_API",
+                "throughput": {"level": "STANDARD"},
+                "id": number_id,
+            }
+            for number_id in numbers
+        ]
+        edges = [base64.b64encode(n.encode()).decode() for n in numbers]
+        return json_response(
+            {"data": listed, "paging": {"cursors": {"before": edges[0], "after": edges[-1]}}}
+        )
+
+    async def _override(self, request: Request) -> Response:
+        """Set (or with an empty URL, remove) a phone number's webhook override, once Meta's GET handshake
+        against the URL brought the challenge back."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        phone_number_id = request.path_params["phone_number_id"]
+        try:
+            app_secret = self._manager_secret(request, phone_number_id)
+            body = _json_object(await request.body())
+            configuration = body.get("webhook_configuration")
+            if not isinstance(configuration, dict):
+                raise _Refused(INVALID_PARAMETER, "webhook_configuration is required")
+            url, verify_token = configuration.get("override_callback_uri"), configuration.get("verify_token")
+            if not isinstance(url, str):
+                raise _Refused(INVALID_PARAMETER, "webhook_configuration.override_callback_uri is required")
+            if url and not url.startswith(("http://", "https://")):
+                raise _Refused(INVALID_PARAMETER, "override_callback_uri must be an http(s) URL")
+            if len(url) > OVERRIDE_URL_MAX:
+                raise _Refused(INVALID_PARAMETER, f"override_callback_uri is longer than {OVERRIDE_URL_MAX}")
+            if url and (not isinstance(verify_token, str) or not verify_token):
+                raise _Refused(INVALID_PARAMETER, "webhook_configuration.verify_token is required")
+        except _Refused as refused:
+            return self._error(refused)
+        number = self._number(phone_number_id)
+        if not url:
+            number.override_url = None
+            return json_response({"success": True})
+        failure = await self._handshake(url, str(verify_token))
+        if failure is not None:
+            return self._error(_Refused(CALLBACK_UNVERIFIED, failure))
+        number.override_url, number.app_secret = url, app_secret
+        self._held.configured(number.id, registered=True)
+        return json_response({"success": True})
+
+    def _manager_secret(self, request: Request, phone_number_id: str) -> str:
+        """The secret of the app whose token may manage the number (its webhooks are signed with it);
+        raises `_Refused` for a token that may not, or a number the simulator knows no app of."""
+        token = _bearer(request)
+        if token is None:
+            raise _Refused(TOKEN_INVALID, "Cannot parse access token")
+        signup = self._business_tokens.get(token)
+        number = self._numbers.get(phone_number_id)
+        if signup is not None and signup.waba_of(phone_number_id) is not None:
+            return self._app_secret
+        if signup is not None or (number is not None and number.access_token is not None):
+            raise _Refused(
+                PERMISSION, "the token may not manage this phone number (whatsapp_business_management)"
+            )
+        if number is None or not number.app_secret:
+            raise _Refused(
+                INVALID_PARAMETER,
+                f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation",
+                subcode=NO_SUCH_OBJECT,
+            )
+        return number.app_secret
+
+    async def _handshake(self, url: str, verify_token: str) -> str | None:
+        """Meta's check of a callback URL: None when it answered HTTP 200 with the challenge, else Meta's
+        words for what went wrong."""
+        challenge = str(secrets.randbelow(9 * 10**9) + 10**9)
+        query = {"hub.mode": "subscribe", "hub.challenge": challenge, "hub.verify_token": verify_token}
+        failed = "Callback verification failed with the following errors:"
+        try:
+            answer = await self._http.get(_with_query(url, query), timeout=self._config.callback_timeout_s)
+        except HttpUnreachable as exc:
+            if exc.timed_out:
+                return f"{failed} curl_errno = 28; curl_error = Operation timed out; HTTP Status Code = 0"
+            return f"{failed} curl_errno = 7; curl_error = Couldn't connect to server; HTTP Status Code = 0"
+        if answer.status_code != 200:
+            try:
+                phrase = HTTPStatus(answer.status_code).phrase
+            except ValueError:
+                phrase = "Unknown"
+            return f"{failed} HTTP Status Code = {answer.status_code}; HTTP Message = {phrase}"
+        received = answer.content.decode(errors="replace")
+        if received != challenge:
+            return (
+                "The URL couldn't be validated. Response does not match challenge, "
+                f'expected value="{challenge}", received="{received[:60]}"'
+            )
+        return None
+
+    async def _as_business(self, request: Request) -> _Signup | Response:
+        """The sign-up whose business token authorises `request`, once the shared faults had their turn;
+        or the answer refusing it."""
+        self._stats.requests += 1
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        signup = self._business(request)
+        if signup is None:
+            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
+        return signup
 
     def _business(self, request: Request) -> _Signup | None:
         """The sign-up whose business token the request carries as Bearer, if any."""
@@ -607,6 +817,12 @@ def _bearer(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def _display_number(phone_number_id: str) -> str:
+    """The number people dial, as Meta shows it, for a sandbox number: made up from its id."""
+    digits = phone_number_id[-10:].rjust(10, "0")
+    return f"+1 {digits[:3]}-{digits[3:6]}-{digits[6:]}"
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:
