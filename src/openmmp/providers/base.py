@@ -564,6 +564,13 @@ class Provider(ABC):
     the company's admin signs up on the upstream's page (`onboarding_url`), which sends the browser back
     to the platform, and `complete_onboarding` turns what came back into the new channel's credentials.
     The company never handles those credentials itself."""
+    reviews_templates: ClassVar[bool] = False
+    """The upstream reviews message templates before they may be sent (WhatsApp: Meta). The core submits
+    a company's template in the upstream's form (`template_model`) with `submit_template`; the verdict
+    comes later as a `TemplateEvent` in a callback. Templates of other applications are approved by the
+    operator."""
+    template_model: ClassVar[type[RequestModel] | None] = None
+    """The upstream's template form (the MMP API's WhatsappFormCreateTemplateMessage)."""
     manages_agents: ClassVar[bool] = False
     """The platform runs the company's upstream account for it (an RBM agent): it creates and edits the
     account from a profile (`agent_model`), reports its verification and launch state, invites test
@@ -632,6 +639,28 @@ class Provider(ABC):
         a step (final) or could not be reached (retryable). Never logs what it returns: it holds secrets.
         """
         raise NotImplementedError(f"{self.title} accounts are not handed out through a sign-up flow")
+
+    # ---- templates the upstream reviews (only providers that declare `reviews_templates`) ----
+
+    async def submit_template(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], template: Mapping[str, Any]
+    ) -> str:
+        """Submit `template` (wire names of `template_model`) for the upstream's review; returns the
+        upstream's id of it, which its `TemplateEvent`s name. Raises ValueError("<field>: ...") for a
+        template the upstream would refuse as it is, `ProviderError` when it refused (final) or could not
+        be reached (retryable)."""
+        raise NotImplementedError(f"{self.title} does not review templates")
+
+    def template_variables(self, template: Mapping[str, Any]) -> list[str]:
+        """The names of the parameters a send of `template` (wire names of `template_model`) must give,
+        in order (WhatsApp: "1", "2", ... for positional placeholders, or their names)."""
+        raise NotImplementedError(f"{self.title} does not review templates")
+
+    def template_message(self, template: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+        """The MMP message object (api.md §3) that sends the approved `template` with `params` (every
+        variable of `template_variables`, by name): WhatsApp's `fb_whatsapp_template`. ValueError
+        ("params.<name>: ...") for a parameter the upstream would refuse."""
+        raise NotImplementedError(f"{self.title} does not review templates")
 
     # ---- agent management (only providers that declare `manages_agents`) ----
     #
