@@ -1,5 +1,5 @@
 """Clients for the Graph API: the Cloud API's send endpoint, `POST {base_url}/{phone-number-id}/messages`,
-and the other calls the platform makes (`GraphClient`: onboarding, the webhook override).
+and the other calls the platform makes (`GraphClient`: onboarding, the webhook override, templates).
 
 One request per message: the Cloud API has no batch send and no idempotency key, so a send repeated after
 a lost answer can reach the end user twice. Nothing here retries by itself (retries are the dispatcher's,

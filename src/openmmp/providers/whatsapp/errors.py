@@ -15,8 +15,12 @@ message Meta's words with the details.
 - Everything else is the message's or the channel's and final: 131047 (the end user has not written in
   24 hours: only a template may reach them), 190 (the channel's access token is invalid or expired), 10 and
   200 (permissions), 100, 131008, 131009 (the request), 131026 (undeliverable), 131051 (unsupported
-  type), 132000 and 132001 (the template's parameters, or no such template), 133010 (the number is not
-  registered), 368 (blocked for policy), ...
+  type), 132000 and 132001 (the template's parameters, or no such template: not approved yet counts as
+  none), 133010 (the number is not registered), 368 (blocked for policy), ...
+
+A few subcodes name a failure of their own and become the error's code: 2388024 (of 100), a template
+submitted under a name the WhatsApp Business account already has in that language. Meta's words for
+template submissions are mostly in `error_user_msg`, which the message carries too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ RATE_LIMITS: Mapping[int, float] = {130429: 1.0, 131056: 6.0, 4: 60.0, 613: 60.0
 RETRYABLE = frozenset({1, 2, 131000, 131016, 131057})
 OUTSIDE_WINDOW = 131047
 TOKEN_INVALID = 190
+DUPLICATE_TEMPLATE = 2388024
+"""The subcode (of 100) for a template whose name and language the WhatsApp Business account has."""
+OWN_SUBCODES = frozenset({DUPLICATE_TEMPLATE})
+"""Subcodes that name a failure of their own: the error's code is `WHATSAPP_<subcode>`."""
 MESSAGE_MAX = 300
 
 _EXPLAINED: Mapping[int, str] = {
@@ -41,6 +49,10 @@ _EXPLAINED: Mapping[int, str] = {
         "last 24 hours, so only a template (fb_whatsapp_template) may reach them"
     ),
     TOKEN_INVALID: "the channel's accessToken is invalid or expired (credentials.accessToken)",
+    DUPLICATE_TEMPLATE: (
+        "the WhatsApp Business account has a template of this name in this language already: submit "
+        "this one under another name"
+    ),
 }
 
 
@@ -60,13 +72,14 @@ def code_error(
 
 
 def describe(error: Mapping[str, Any]) -> str:
-    """Meta's words for an error object: its message (or title) and the details when they add anything."""
+    """Meta's words for an error object: its message (or title), then the details and the words meant for
+    people (`error_user_msg`) when they add anything."""
     message = error.get("message") or error.get("title") or ""
     data = error.get("error_data")
-    details = data.get("details") if isinstance(data, Mapping) else None
     text = str(message)
-    if isinstance(details, str) and details and details not in text:
-        text = f"{text}: {details}" if text else details
+    for more in (data.get("details") if isinstance(data, Mapping) else None, error.get("error_user_msg")):
+        if isinstance(more, str) and more and more not in text:
+            text = f"{text}: {more}" if text else more
     return text
 
 
@@ -89,7 +102,7 @@ def send_outcome(response: HttpResponse) -> SendOk:
 
 def graph_answer(response: HttpResponse) -> dict[str, Any]:
     """The JSON object answering a Graph API call other than a send (onboarding's steps, the webhook
-    override), or raise its error, classified as a send's would be."""
+    override, a template submitted), or raise its error, classified as a send's would be."""
     if not response.ok:
         raise _failure(response, parse_retry_after(response.headers.get("retry-after")))
     try:
@@ -110,6 +123,9 @@ def _failure(response: HttpResponse, retry_after: float | None) -> ProviderError
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     if isinstance(error, dict) and isinstance(code, int) and not isinstance(code, bool):
+        subcode = error.get("error_subcode")
+        if subcode in OWN_SUBCODES:
+            code = subcode
         return code_error(code, describe(error), http_status=status, retry_after=retry_after)
     if status == 429:
         return ProviderError(

@@ -18,6 +18,12 @@ when the set-up succeeds.
 A company may instead hand its number to the operator's Meta app through Embedded Signup (`onboarding`):
 the channel is then made from what the sign-up produced, with the operator's app secret, and asks for
 the override.
+
+Meta reviews templates (`reviews_templates`): a company's goes to the channel's WhatsApp Business
+account in Meta's form (`templates`: the form, its rules, which parameters a send gives and the
+`fb_whatsapp_template` message that sends it), and Meta's verdict comes back as a
+`message_template_status_update` webhook. Meta sends those to the app's callback URL, not to a number's
+override, so they reach whichever channel the business pointed its app at: any channel of the account.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from openmmp.providers.base import (
     one_unit_each,
 )
 from openmmp.providers.simulation import sandbox_control
-from openmmp.providers.whatsapp import callbacks
+from openmmp.providers.whatsapp import callbacks, templates
 from openmmp.providers.whatsapp.client import WhatsappClient
 from openmmp.providers.whatsapp.onboarding import (
     SANDBOX_APP_SECRET,
@@ -120,6 +126,8 @@ class WhatsappProvider(Provider):
     session_window_seconds = 86400.0
     window_free_types = frozenset({"fb_whatsapp_template"})
     onboarding = True
+    reviews_templates = True
+    template_model = templates.WhatsappFormCreateTemplateMessage
     # The demo number stands for one onboarded through the sandbox's own Meta app: its webhooks are
     # signed with that app's published secret, as those of every number onboarded in sandbox mode are.
     sandbox_credentials = {
@@ -165,6 +173,17 @@ class WhatsappProvider(Provider):
         self, ctx: ProviderContext, answer: Mapping[str, str], *, redirect_url: str
     ) -> dict[str, Any]:
         return await complete_signup(ctx, answer, redirect_url=redirect_url)
+
+    async def submit_template(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], template: Mapping[str, Any]
+    ) -> str:
+        return await templates.submit(ctx.http, ctx.base_url, credentials, template)
+
+    def template_variables(self, template: Mapping[str, Any]) -> list[str]:
+        return templates.variables(template)
+
+    def template_message(self, template: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+        return templates.message(template, params)
 
     def plan(
         self,

@@ -12,7 +12,10 @@ the Cloud API checks it (`messaging_product`, `to`, the type's object and its li
    and a first message to anybody work as upstream;
 3. the pair rate: one user gets at most `pair_burst` messages at once, then one every `pair_interval_s`
    seconds (upstream: about 45, then one per 6 s), beyond it 131056;
-4. with `templates` set, a template of another name is 132001;
+4. a template the number's WhatsApp Business account has (see "Message templates") goes only once
+   APPROVED (132001 while it is PENDING or once REJECTED) and with a parameter for each of its variables
+   (132000); one of a name the account has no template of goes, unless `templates` is set and does not
+   list it (132001);
 5. the shared sandbox rule (`providers.simulation`) by the last digit of `to`: 0–6 accepted, then
    `sent`, `delivered` and `read` statuses; 7 `sent` and `delivered` only; 8 refused with 131026
    (undeliverable); 9 two 131000 (HTTP 500) for the same message, then as 0–6. In rates mode an
@@ -58,8 +61,25 @@ registered through a sign-up), and any token for a number whose app the simulato
 `/_sandbox/webhooks` (signed with that app's secret); another number is 100 with subcode 33 (no such
 object), as Meta answers for ids a token cannot see.
 
-The fault injector (`/_sandbox/faults`) also answers the code exchange, the look-ups, the registrations
-and the override.
+Message templates (Meta's review, providers.md §3): `POST /{waba_id}/message_templates` `{name, language,
+category, parameter_format?, components}` is checked as Meta checks a new template (100 with the field and
+what is wrong; a name the account has in that language already: 100 with subcode 2388024) and stored
+PENDING; the answer is `{id, status, category}`. After `template_review_seconds` (1.0) the simulator
+decides: REJECTED with reason INVALID_FORMAT when the name contains "reject", else APPROVED, and sends a
+`message_template_status_update` webhook (`entry[].id` the account, `time`, `value` {event,
+message_template_id, message_template_name, message_template_language, reason,
+message_template_category}). Meta posts those to the app's callback URL; the simulator knows callback
+URLs per number, so it posts to that of a number of the account: the first with a URL from
+`/_sandbox/webhooks` (the app's), else the first with an override, signed with that number's app secret
+(held until one registers when none has yet). `GET /{waba_id}/message_templates?name&status&limit&after`
+lists the account's templates (exact `name`; Meta's `data` and `paging` with cursors; `limit` 25 by
+default, at most 100). Who may: as for the override, a sign-up's business token for its accounts, and
+any token for an account the simulator knows a number of from `/_sandbox/webhooks` (200 for a token of
+another sign-up, or any other token on an account whose numbers were registered through a sign-up; 100
+with subcode 33 for an account it knows nothing of). The templates live as long as the simulator.
+
+The fault injector (`/_sandbox/faults`) also answers the code exchange, the look-ups, the registrations,
+the override and the template calls.
 
 Sandbox control (OpenMMP's own): `POST /_sandbox/webhooks` `{"phoneNumberId", "wabaId", "callbackUrl",
 "appSecret"}` (the analogue of configuring the app's webhook; an empty `callbackUrl` removes it),
@@ -122,6 +142,7 @@ from openmmp.providers.whatsapp.onboarding import (
     SANDBOX_CONFIG_ID,
     WABA_SCOPES,
 )
+from openmmp.providers.whatsapp.templates import check_components, placeholders
 
 INVALID_PARAMETER = 100
 INVALID_APP = 101
@@ -135,13 +156,22 @@ OUTSIDE_WINDOW = 131047
 UNSUPPORTED_TYPE = 131051
 PAIR_RATE = 131056
 THROUGHPUT = 130429
+PARAMETER_MISMATCH = 132000
 NO_TEMPLATE = 132001
+DUPLICATE_TEMPLATE = 2388024
+"""The subcode of 100 for a template whose name and language the account has already."""
 CALLBACK_UNVERIFIED = 2200
 NO_SUCH_OBJECT = 33
 """The subcode of 100 for an id the token cannot see."""
 OVERRIDE_URL_MAX = 200
 SIGNUP_MAX = 10
 """Most accounts a sign-up grants, and most numbers each has (`sandbox_accounts`, `sandbox_numbers`)."""
+TEMPLATE_CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
+TEMPLATE_PAGE = 25
+TEMPLATE_PAGE_MAX = 100
+REJECTED_WORD = "reject"
+"""A template whose name contains it is rejected by the review."""
+REJECTION_REASON = "INVALID_FORMAT"
 
 TITLES = {
     INVALID_PARAMETER: "Invalid parameter",
@@ -156,6 +186,7 @@ TITLES = {
     UNSUPPORTED_TYPE: "Unsupported message type",
     PAIR_RATE: "(Business Account, Consumer Account) pair rate limit hit",
     THROUGHPUT: "Rate limit hit",
+    PARAMETER_MISMATCH: "Number of parameters does not match the expected number of params",
     NO_TEMPLATE: "Template name does not exist in the translation",
     CALLBACK_UNVERIFIED: "callback verification failed",
 }
@@ -165,6 +196,8 @@ _TYPES = frozenset(
 )
 _MEDIA = frozenset({"image", "video", "audio", "document", "sticker"})
 _DIGITS = re.compile(r"\+?(\d{8,15})")
+_TEMPLATE_NAME = re.compile(rf"[a-z0-9_]{{1,{limits.TEMPLATE_NAME_MAX}}}")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:_[A-Za-z0-9]{2,4})?")
 
 
 @dataclass
@@ -179,7 +212,10 @@ class WhatsappKnobs:
     session_window_s: float = 86400.0
     """Free-form messages only to users who wrote within this long (131047 otherwise); 0: no window."""
     templates: str = ""
-    """Comma-separated template names the number has; others get 132001. Empty: any name."""
+    """Comma-separated template names the number has besides its account's own (`message_templates`);
+    others get 132001. Empty: any name."""
+    template_review_seconds: float = 1.0
+    """How long Meta's review of a new template takes (upstream: minutes to a day)."""
     app_id: str = SANDBOX_APP_ID
     app_secret: str = SANDBOX_APP_SECRET
     config_id: str = SANDBOX_CONFIG_ID
@@ -190,13 +226,24 @@ class WhatsappKnobs:
 
 
 class _Refused(Exception):
-    """A request the Graph API answers with an error envelope (`subcode`: its `error_subcode`)."""
+    """A request the Graph API answers with an error envelope (`subcode`: its `error_subcode`;
+    `user_title` and `user_message`: its words for people, `error_user_title` and `error_user_msg`)."""
 
-    def __init__(self, code: int, details: str = "", *, subcode: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        details: str = "",
+        *,
+        subcode: int | None = None,
+        user_title: str = "",
+        user_message: str = "",
+    ) -> None:
         super().__init__(details or TITLES.get(code, "error"))
         self.code = code
         self.details = details
         self.subcode = subcode
+        self.user_title = user_title
+        self.user_message = user_message
 
 
 @dataclass
@@ -217,6 +264,96 @@ class _Number:
     def destination(self) -> str | None:
         """Where the number's webhooks go, if anywhere."""
         return self.override_url or self.callback_url
+
+
+@dataclass
+class _Template:
+    """A message template of a WhatsApp Business account, as Meta keeps it."""
+
+    id: str
+    waba_id: str
+    name: str
+    language: str
+    category: str
+    parameter_format: str
+    components: list[dict[str, Any]]
+    status: str = "PENDING"
+    reason: str = "NONE"
+
+    def listed(self) -> dict[str, Any]:
+        """The template as `GET /{waba_id}/message_templates` lists it."""
+        item = {
+            "name": self.name,
+            "parameter_format": self.parameter_format,
+            "components": self.components,
+            "language": self.language,
+            "status": self.status,
+            "category": self.category,
+            "id": self.id,
+        }
+        if self.status == "REJECTED":
+            item["rejected_reason"] = self.reason
+        return item
+
+    def mismatch(self, sent: Mapping[str, Any]) -> str | None:
+        """What Meta's 132000 says of a send (its `template` object) whose parameters do not fit the
+        template's variables, component by component; None when they fit."""
+        expected, given = self._variables(), _parameters(sent, named=self.parameter_format == "NAMED")
+        for where in sorted(set(expected) | set(given)):
+            wanted, got = expected.get(where, []), given.get(where, [])
+            if wanted != got:
+                return (
+                    f"{where}: the parameters given ({', '.join(got) or 'none'}) do not match the "
+                    f"template's variables ({', '.join(wanted) or 'none'})"
+                )
+        return None
+
+    def _variables(self) -> dict[str, list[str]]:
+        """Per component of a send (`header`, `body`, `button.<index>`): the parameters it must have."""
+        named = self.parameter_format == "NAMED"
+        found: dict[str, list[str]] = {}
+        for component in self.components:
+            kind = str(component.get("type", "")).upper()
+            if kind == "HEADER" and str(component.get("format", "")).upper() != "TEXT":
+                found["header"] = [str(component.get("format", "")).lower()]
+            elif kind in ("HEADER", "BODY"):
+                tokens = placeholders(str(component.get("text", "")), kind, self.parameter_format)
+                found[kind.lower()] = [f"text:{token}" if named else "text" for token in tokens]
+            elif kind == "BUTTONS":
+                for index, button in enumerate(component.get("buttons") or []):
+                    button_type = str(button.get("type", "")).upper()
+                    if button_type == "URL" and "{{" in str(button.get("url", "")):
+                        found[f"button.{index}"] = ["text"]
+                    elif button_type == "COPY_CODE":
+                        found[f"button.{index}"] = ["coupon_code"]
+        return {where: sorted(kinds) for where, kinds in found.items() if kinds}
+
+
+def _parameters(sent: Mapping[str, Any], *, named: bool) -> dict[str, list[str]]:
+    """Per component of a send, the parameters it has (as `_Template._variables` names them); a
+    quick-reply button's payload is optional, so it is left out."""
+    found: dict[str, list[str]] = {}
+    components = sent.get("components")
+    for component in components if isinstance(components, list) else []:
+        if not isinstance(component, dict):
+            continue
+        where = str(component.get("type", "")).lower()
+        if where == "button":
+            if component.get("sub_type") == "quick_reply":
+                continue
+            where = f"button.{component.get('index')}"
+        parameters = component.get("parameters")
+        kinds = []
+        for parameter in parameters if isinstance(parameters, list) else []:
+            kind = parameter.get("type") if isinstance(parameter, dict) else None
+            if kind in ("currency", "date_time"):  # formatted text, in a text variable's place
+                kind = "text"
+            if kind == "text" and named and where in ("header", "body"):
+                kind = f"text:{parameter.get('parameter_name')}"
+            kinds.append(str(kind))
+        if kinds:
+            found[where] = sorted(kinds)
+    return found
 
 
 @dataclass
@@ -253,6 +390,8 @@ class _WhatsappSimulator:
         self._stats = SimulatorStats(config)
         self._scheduler = CallbackScheduler(http, config, self._stats)
         self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
+        self._held_templates: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
+        """Template decisions of accounts none of whose numbers has a callback URL yet, by account."""
         self._faults = FaultInjector()
         self._planner = OutcomePlanner(config)
         self._throughput = TokenBucketLimiter(capacity=self._knobs.messages_per_second, window_s=1.0)
@@ -262,6 +401,8 @@ class _WhatsappSimulator:
         self._numbers: LruMap[str, _Number] = LruMap(config.max_tracked_keys)
         self._wrote: LruMap[str, float] = LruMap(config.max_tracked_keys)
         self._messages: LruMap[str, dict[str, Any]] = LruMap(config.max_tracked_keys)
+        self._message_templates: LruMap[str, _Template] = LruMap(config.max_tracked_keys)
+        """Every account's templates, by account, name and language (`_template_key`)."""
         self._sequence = itertools.count(1)
         self._app_id = self._knobs.app_id or SANDBOX_APP_ID
         self._app_secret = self._knobs.app_secret or SANDBOX_APP_SECRET
@@ -281,6 +422,7 @@ class _WhatsappSimulator:
             Route("/{waba_id}/subscribed_apps", self._subscribed_apps, methods=["POST"]),
             Route("/{waba_id}/phone_numbers", self._phone_numbers, methods=["GET"]),
             Route("/{phone_number_id}/register", self._register, methods=["POST"]),
+            Route("/{waba_id}/message_templates", self._templates_route, methods=["GET", "POST"]),
             Route("/{phone_number_id}", self._override, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
@@ -318,12 +460,9 @@ class _WhatsappSimulator:
                 raise _Refused(INVALID_PARAMETER, "the request is too large")
             body = _json_object(raw)
             to = _check_send(body)
-            if (
-                body["type"] == "template"
-                and self._templates
-                and body["template"]["name"] not in self._templates
-            ):
-                raise _Refused(NO_TEMPLATE, f"template name ({body['template']['name']}) does not exist")
+            if body["type"] == "template":
+                waba_id = registered.waba_id if registered is not None else phone_number_id
+                self._check_template(waba_id, body["template"])
         except _Refused as refused:
             return self._error(refused)
         if not self._throughput.try_acquire(phone_number_id):
@@ -395,6 +534,12 @@ class _WhatsappSimulator:
             error["error_subcode"] = refused.subcode
         if refused.details:
             error["error_data"] = {"messaging_product": "whatsapp", "details": refused.details}
+        if refused.user_message:
+            error |= {
+                "is_transient": False,
+                "error_user_title": refused.user_title,
+                "error_user_msg": refused.user_message,
+            }
         return json_response({"error": error}, _HTTP_STATUS.get(refused.code, 400))
 
     # ---- webhooks ---------------------------------------------------------------------------------------
@@ -435,24 +580,189 @@ class _WhatsappSimulator:
         if url is None:
             return
         metadata = {"display_phone_number": number.id, "phone_number_id": number.id}
-        body = orjson.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": number.waba_id,
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {"messaging_product": "whatsapp", "metadata": metadata, **value},
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-        headers = {SIGNATURE_HEADER: sign(body, number.app_secret), "content-type": "application/json"}
+        change = {
+            "field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": metadata, **value},
+        }
+        await self._deliver(url, number.app_secret, {"id": number.waba_id, "changes": [change]})
+
+    async def _deliver(self, url: str, app_secret: str, entry: Mapping[str, Any]) -> None:
+        """POST a webhook of one entry, signed with `app_secret` as Meta signs them."""
+        body = orjson.dumps({"object": "whatsapp_business_account", "entry": [entry]})
+        headers = {SIGNATURE_HEADER: sign(body, app_secret), "content-type": "application/json"}
         await self._scheduler.post(url, body, headers)
+
+    # ---- message templates ------------------------------------------------------------------------------
+
+    async def _templates_route(self, request: Request) -> Response:
+        """List (GET) or create (POST) a WhatsApp Business account's message templates."""
+        self._stats.requests += 1
+        raw = await request.body()
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        waba_id = request.path_params["waba_id"]
+        try:
+            self._check_manager(request, waba_id)
+            if request.method == "GET":
+                return self._list_templates(request, waba_id)
+            if len(raw) > self._config.max_request_bytes:
+                raise _Refused(INVALID_PARAMETER, "the request is too large")
+            template = self._new_template(waba_id, _json_object(raw))
+        except _Refused as refused:
+            return self._error(refused)
+        self._scheduler.spawn(self._review(template))
+        return json_response({"id": template.id, "status": template.status, "category": template.category})
+
+    def _check_manager(self, request: Request, waba_id: str) -> None:
+        """Raise `_Refused` unless the request's token may manage the account's templates (who may: as
+        for a number's override)."""
+        token = _bearer(request)
+        if token is None:
+            raise _Refused(TOKEN_INVALID, "Cannot parse access token")
+        signup = self._business_tokens.get(token)
+        if signup is not None:
+            if waba_id not in signup.numbers:
+                raise _Refused(PERMISSION, "the token does not act for this business account")
+            return
+        numbers = self._numbers_of(waba_id)
+        if any(number.access_token is not None for number in numbers):
+            raise _Refused(
+                PERMISSION, "the token may not manage this business account (whatsapp_business_management)"
+            )
+        if not any(number.app_secret for number in numbers):
+            raise _Refused(
+                INVALID_PARAMETER,
+                f"Unsupported request. Object with ID '{waba_id}' does not exist, cannot be loaded due to "
+                "missing permissions, or does not support this operation",
+                subcode=NO_SUCH_OBJECT,
+            )
+
+    def _numbers_of(self, waba_id: str) -> list[_Number]:
+        return [number for _, number in self._numbers.items() if number.waba_id == waba_id]
+
+    def _new_template(self, waba_id: str, body: Mapping[str, Any]) -> _Template:
+        """Meta's checks of a new template, then the template, PENDING."""
+        name, language, category = body.get("name"), body.get("language"), body.get("category")
+        parameter_format = body.get("parameter_format", "POSITIONAL")
+        if not isinstance(name, str) or not _TEMPLATE_NAME.fullmatch(name):
+            raise _Refused(
+                INVALID_PARAMETER,
+                f"name: lower-case letters, digits and _ (at most {limits.TEMPLATE_NAME_MAX})",
+            )
+        if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+            raise _Refused(INVALID_PARAMETER, "language: a language code such as en_US")
+        if category not in TEMPLATE_CATEGORIES:
+            raise _Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
+        if parameter_format not in ("POSITIONAL", "NAMED"):
+            raise _Refused(INVALID_PARAMETER, "parameter_format: POSITIONAL or NAMED")
+        try:
+            check_components(body.get("components"), parameter_format)
+        except ValueError as exc:
+            raise _Refused(INVALID_PARAMETER, str(exc)) from None
+        key = _template_key(waba_id, name, language)
+        if self._message_templates.get(key) is not None:
+            raise _Refused(
+                INVALID_PARAMETER,
+                f"the account has a template named {name} in {language} already",
+                subcode=DUPLICATE_TEMPLATE,
+                user_title="Content in This Language Already Exists",
+                user_message=f"There is {language} content for {name} already. Create the template under "
+                "another name and try again.",
+            )
+        template = _Template(
+            id=self._new_id(),
+            waba_id=waba_id,
+            name=name,
+            language=language,
+            category=str(category),
+            parameter_format=parameter_format,
+            components=list(body["components"]),
+        )
+        self._message_templates.set(key, template)
+        return template
+
+    async def _review(self, template: _Template) -> None:
+        """Meta's review of a new template: after `template_review_seconds`, REJECTED when its name says
+        so, else APPROVED; then the account's webhook."""
+        await asyncio.sleep(float(self._knobs.template_review_seconds))
+        if REJECTED_WORD in template.name:
+            template.status, template.reason = "REJECTED", REJECTION_REASON
+        else:
+            template.status = "APPROVED"
+        await self._template_webhook(template)
+
+    async def _template_webhook(self, template: _Template) -> None:
+        """The `message_template_status_update` webhook of the template's status now, to the callback URL
+        of a number of its account (module docstring); held while none has one."""
+        numbers = self._numbers_of(template.waba_id)
+        chosen = [n for n in numbers if n.callback_url] or [n for n in numbers if n.override_url]
+        url = (chosen[0].callback_url or chosen[0].override_url) if chosen else None
+        if url is None:
+            self._held_templates.hold(template.waba_id, lambda: self._template_webhook(template))
+            return
+        value = {
+            "event": template.status,
+            "message_template_id": int(template.id),
+            "message_template_name": template.name,
+            "message_template_language": template.language,
+            "reason": template.reason,
+            "message_template_category": template.category,
+        }
+        change = {"field": "message_template_status_update", "value": value}
+        entry = {"id": template.waba_id, "time": int(time.time()), "changes": [change]}
+        await self._deliver(url, chosen[0].app_secret, entry)
+
+    def _list_templates(self, request: Request, waba_id: str) -> Response:
+        """The account's templates, oldest first, a page of `limit` after the cursor `after`; only those
+        named `name` (exactly) or of `status` when given."""
+        query = request.query_params
+        limit = query.get("limit", str(TEMPLATE_PAGE))
+        if not limit.isdigit() or not 1 <= int(limit) <= TEMPLATE_PAGE_MAX:
+            raise _Refused(INVALID_PARAMETER, f"limit: 1 to {TEMPLATE_PAGE_MAX}")
+        name, status = query.get("name"), query.get("status")
+        found = [
+            template
+            for _, template in self._message_templates.items()
+            if template.waba_id == waba_id
+            and (name is None or template.name == name)
+            and (status is None or template.status == status.upper())
+        ]
+        if "after" in query:
+            ids = [template.id for template in found]
+            try:
+                found = found[ids.index(base64.b64decode(query["after"], validate=True).decode()) + 1 :]
+            except ValueError:
+                raise _Refused(INVALID_PARAMETER, "after: not a cursor of this list") from None
+        page, more = found[: int(limit)], len(found) > int(limit)
+        answer: dict[str, Any] = {"data": [template.listed() for template in page]}
+        if page:
+            edges = [base64.b64encode(page[n].id.encode()).decode() for n in (0, -1)]
+            paging: dict[str, Any] = {"cursors": {"before": edges[0], "after": edges[1]}}
+            if more:
+                paging["next"] = str(request.url.include_query_params(after=edges[1]))
+            answer["paging"] = paging
+        return json_response(answer)
+
+    def _check_template(self, waba_id: str, sent: Mapping[str, Any]) -> None:
+        """Meta sends an account's template only once APPROVED (132001 before), with the parameters its
+        variables want (132000). A name the account has no template of goes unless the `templates` knob
+        lists others."""
+        name, language = sent["name"], sent["language"]["code"]
+        template = self._message_templates.get(_template_key(waba_id, name, language))
+        if template is None:
+            if self._templates and name not in self._templates:
+                raise _Refused(NO_TEMPLATE, f"template name ({name}) does not exist in {language}")
+            return
+        if template.status != "APPROVED":
+            raise _Refused(
+                NO_TEMPLATE,
+                f"template name ({name}) does not exist in {language}: it is {template.status}, and only "
+                "an APPROVED template can be sent",
+            )
+        mismatch = template.mismatch(sent)
+        if mismatch is not None:
+            raise _Refused(PARAMETER_MISMATCH, mismatch)
 
     # ---- sandbox control --------------------------------------------------------------------------------
 
@@ -484,6 +794,7 @@ class _WhatsappSimulator:
         number.callback_url, number.app_secret = url, str(secret)
         number.waba_id = waba_id or number.waba_id
         self._held.configured(number.id, registered=True)
+        self._held_templates.configured(number.waba_id, registered=True)
         return json_response({"phoneNumberId": phone_number_id, "callbackUrl": url})
 
     async def _sandbox_inbound(self, request: Request) -> Response:
@@ -723,6 +1034,7 @@ class _WhatsappSimulator:
             return self._error(_Refused(CALLBACK_UNVERIFIED, failure))
         number.override_url, number.app_secret = url, app_secret
         self._held.configured(number.id, registered=True)
+        self._held_templates.configured(number.waba_id, registered=True)
         return json_response({"success": True})
 
     def _manager_secret(self, request: Request, phone_number_id: str) -> str:
@@ -810,6 +1122,10 @@ class _WhatsappSimulator:
 
     async def _sandbox_faults(self, request: Request) -> Response:
         return await faults_response(request, self._faults)
+
+
+def _template_key(waba_id: str, name: str, language: str) -> str:
+    return f"{waba_id}\x1f{name}\x1f{language}"
 
 
 def _bearer(request: Request) -> str | None:
