@@ -10,6 +10,8 @@ from openmmp.kit.paths import API_PREFIX
 from openmmp.messages.endpoints import channel_router as message_channel_router
 from openmmp.messages.endpoints import email_router, message_router
 from openmmp.tasks.endpoints import router as tasks_router
+from openmmp.templates.broadcast import router as template_broadcast_router
+from openmmp.templates.endpoints import router as templates_router
 from openmmp.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter(prefix=API_PREFIX)
@@ -23,5 +25,7 @@ router.include_router(webhooks_router)
 router.include_router(companies_router)
 router.include_router(api_keys_router)
 router.include_router(tasks_router)
+router.include_router(templates_router)
+router.include_router(template_broadcast_router)
 for agent_router in agent_routers:
     router.include_router(agent_router)

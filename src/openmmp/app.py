@@ -55,6 +55,7 @@ TAGS = [
     {"name": "Background Task", "description": "Long work done in the background: progress and result file"},
     {"name": "Webhooks", "description": "The channel's webhook deliveries: log, attempts and replay"},
     {"name": "Message", "description": "Broadcast, conversation replies and message status"},
+    {"name": "Template", "description": "Message templates: review by the operator or the upstream, preview"},
     {"name": "Callbacks", "description": "Where upstream providers report (signed by the provider)"},
     {"name": "Sandbox", "description": "Sandbox mode only: play an end user"},
     {"name": "Operations", "description": "Health, readiness and metrics"},

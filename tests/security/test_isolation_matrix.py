@@ -50,6 +50,7 @@ class Ids:
     user: str  # A's end user, as Viber knows them
     provider_token: str  # the upstream's token of A's message
     task: str  # A's background task
+    template: str  # A's message template
 
     @classmethod
     def nowhere(cls) -> Ids:
@@ -104,6 +105,7 @@ def delivered(ids: Ids) -> dict[str, Any]:
 
 Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
 CHANNEL = f"{API}/channel/{{accountId}}"
+TEMPLATE = f"{API}/template/{{templateId}}"
 RCS = f"{API}/rcs/{{accountId}}"
 # Valid bodies for the RCS agent routes: a body refused as invalid would answer 400 before any lookup.
 AGENT = {
@@ -149,6 +151,22 @@ LAUNCH_INDIA = {
     "gstin": "27AAPFU0939F1ZV",
     "brandRegisteredAddress": "x",
 }
+
+
+def template_form(account_id: str | None = None) -> dict[str, Any]:
+    """A valid CreateFormTemplateMessage (a body refused as invalid would answer 400 before any lookup)."""
+    body: dict[str, Any] = {
+        "name": "Evil",
+        "type": 1,
+        "applicationId": 10,
+        "messages": [{"id": "m", "name": "m", "status": "START", "message": TEXT}],
+    }
+    return body | ({"accountId": account_id} if account_id else {})
+
+
+def _template(method: str, url: str, body: Any = None) -> Probe:
+    """B on a route of A's template (`url` after the templateId)."""
+    return lambda w, i: w.as_b(method, f"{API}/template/{i.template}{url}", body)
 
 
 def _rcs(method: str, url: str, body: Any = None) -> Probe:
@@ -213,12 +231,23 @@ TENANT: dict[tuple[str, str], Probe] = {
     ),
     ("POST", f"{RCS}/launch/indonesia"): _rcs("POST", "/launch/indonesia", LAUNCH_INDONESIA),
     ("POST", f"{RCS}/launch/india"): _rcs("POST", "/launch/india", LAUNCH_INDIA),
+    ("POST", f"{CHANNEL}/broadcast-template"): lambda w, i: w.as_b(
+        "POST",
+        f"{API}/channel/{i.account}/broadcast-template",
+        {"templateId": str(uuid.uuid4()), "phone": "85512345670", "params": {}},
+    ),
     ("GET", f"{API}/background-task/{{taskId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}"
     ),
     ("GET", f"{API}/background-task/{{taskId}}/download"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}/download"
     ),
+    ("GET", TEMPLATE): _template("GET", ""),
+    ("POST", TEMPLATE): _template("POST", "", template_form()),
+    ("DELETE", TEMPLATE): _template("DELETE", ""),
+    ("POST", f"{TEMPLATE}/preview"): _template("POST", "/preview", {"params": {}}),
+    ("POST", f"{TEMPLATE}/approve"): _template("POST", "/approve"),
+    ("POST", f"{TEMPLATE}/reject"): _template("POST", "/reject", {"cause": "Evil"}),
     ("POST", "/sandbox/{accountId}/inbound"): lambda w, i: w.as_b(
         "POST", f"/sandbox/{i.account}/inbound", {"name": "Evil", "text": "hi"}, sandbox=True
     ),
@@ -264,6 +293,16 @@ BODY_IDS: dict[str, tuple[Probe, str]] = {
             {"messages": [{"to": i.conversation, "message": TEXT}]},
         ),
         ITEM_REFUSED,
+    ),
+    "approved templates of A's channel": (
+        lambda w, i: w.client.get(
+            f"{API}/template/approved", params={"accountId": i.account}, headers=w.b.headers
+        ),
+        NOT_FOUND,
+    ),
+    "a template for A's channel": (
+        lambda w, i: w.as_b("POST", f"{API}/template", template_form(i.account)),
+        NOT_FOUND,
     ),
     "B's signed callback on B's channel naming A's message and user": (
         lambda w, i: callback(w, "viber-bot", w.b_account, delivered(i), w.b_token),
@@ -415,6 +454,9 @@ async def world(
     key = await client.post(f"{API}/onboard/api-key", json={"name": "a-backend"}, headers=a.headers)
     assert key.status_code == 201, key.text
 
+    template = await client.post(f"{API}/template", json=template_form(a_bot["publicId"]), headers=a.headers)
+    assert template.status_code == 201, template.text
+
     async with app.state.db.write_sessions() as session, session.begin():
         a_company = await session.scalar(select(Company).where(Company.public_id == a.company_id))
         assert a_company is not None
@@ -430,6 +472,7 @@ async def world(
         user=a_user,
         provider_token=provider_token,
         task=task.public_id,
+        template=template.json()["publicId"],
     )
     return World(
         client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation, a_service_id

@@ -46,6 +46,7 @@ from openmmp.providers.base import (
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.settings import CallbackSettings
+from openmmp.templates import service as templates
 from openmmp.webhooks import service as webhooks
 
 log = structlog.get_logger(__name__)
@@ -448,9 +449,9 @@ async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, 
         await apply_channel(session, channel, event)
     elif isinstance(event, PingEvent):
         pass  # the upstream checked that we answer; keeping it once is all there is to do
-    else:
-        # Kept for the templates domain, which maps upstream template ids to its templates.
-        log.info("callback_template_event", channel=channel.public_id, template=event.template_id)
+    elif not await templates.apply_event(session, channel, event):
+        # About a template the channel's company does not have (any more) under that upstream id.
+        log.info("callback_template_unmatched", channel=channel.public_id, template=event.template_id)
     return outcome
 
 

@@ -1,4 +1,4 @@
-"""The `openmmp` command: serve, migrate, bootstrap."""
+"""The `openmmp` command: serve, migrate, bootstrap, template."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from pydantic import ValidationError
 from openmmp import demo as demo_data
 from openmmp import migrate as migrations
 from openmmp.cli import webhooks as webhooks_cli
+from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring, server_keyring
 from openmmp.kit.db import Database, redact_url
 from openmmp.kit.heap import freeze_startup_heap
 from openmmp.kit.logs import configure_logging
+from openmmp.models.template import TemplateStatus
 from openmmp.providers.registry import REGISTRY
 from openmmp.settings import Settings
 
@@ -80,6 +82,109 @@ def bootstrap(
         typer.echo(json.dumps({"companyPublicId": public_id, "apiKey": key}))
     else:
         typer.echo(f"Partner company {public_id} created.\nAPI key (shown once, keep it safe): {key}")
+
+
+template_app = typer.Typer(
+    help="Message templates waiting for the operator's review (those their upstream does not review).",
+    no_args_is_help=True,
+)
+app.add_typer(template_app, name="template")
+
+
+def _review(template_id: str, *, approve: bool, cause: str | None) -> None:
+    """Approve or reject a template as the operator: any company's, as a partner key would its own."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> tuple[str, int]:
+        from openmmp.templates import service as templates
+
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.write_sessions() as session, session.begin():
+                template, _ = await templates.operator_review(
+                    session, public_id=template_id, approve=approve, cause=cause
+                )
+                return template.public_id, template.status
+        finally:
+            await db.dispose()
+
+    try:
+        public_id, status = asyncio.run(run())
+    except AppError as exc:
+        typer.echo(f"{template_id}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Template {public_id} is {TemplateStatus(status).name}.")
+
+
+_CAUSE = typer.Option(help="Why, in a sentence the company reads (the `cause` of its type 3 webhook)")
+
+
+@template_app.command("approve")
+def approve_template(
+    template_id: Annotated[str, typer.Argument(help="The template's publicId")],
+    cause: Annotated[str | None, _CAUSE] = None,
+) -> None:
+    """Approve a template waiting for review (REQUEST): it can be sent from now on."""
+    _review(template_id, approve=True, cause=cause)
+
+
+@template_app.command("reject")
+def reject_template(
+    template_id: Annotated[str, typer.Argument(help="The template's publicId")],
+    cause: Annotated[str, _CAUSE] = "Rejected by the operator",
+) -> None:
+    """Reject a template waiting for review (REQUEST)."""
+    _review(template_id, approve=False, cause=cause)
+
+
+@template_app.command("list")
+def list_templates(
+    status: Annotated[
+        int | None,
+        typer.Option(min=0, max=3, help="Only this status: 0 DRAFT, 1 REQUEST, 2 APPROVED, 3 REJECTED"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many, oldest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every company's templates, oldest first: `--status 1` is the queue to review."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> list[dict[str, Any]]:
+        from openmmp.templates import service as templates
+
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.read_sessions() as session, session.begin():
+                found = await templates.operator_list(
+                    session, status=None if status is None else TemplateStatus(status), limit=limit
+                )
+        finally:
+            await db.dispose()
+        return [
+            {
+                "publicId": template.public_id,
+                "status": template.status,
+                "applicationId": template.application_id,
+                "companyPublicId": company,
+                "accountId": account,
+                "name": template.name,
+                "reviewedUpstream": template.upstream is not None,
+            }
+            for template, account, company in found
+        ]
+
+    for item in asyncio.run(run()):
+        if as_json:
+            typer.echo(json.dumps(item))
+            continue
+        who = "upstream" if item["reviewedUpstream"] else "operator"
+        typer.echo(
+            f"{item['publicId']}  {TemplateStatus(item['status']).name:<8}  "
+            f"application={item['applicationId']}  company={item['companyPublicId']}  "
+            f"account={item['accountId'] or '-'}  reviewer={who}  {item['name']}"
+        )
 
 
 def _banner(demo: demo_data.Demo, base: str) -> str:

@@ -461,11 +461,14 @@ class MessageService:
         account_id: str,
         items: list[dict[str, Any]],
         only: Addressing | None = None,
+        whole: str | None = None,
     ) -> list[dict[str, Any]]:
         """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent.
 
         The answer is BroadcastBatchResponse's `messages` as they go on the wire. `only`: the channel
-        must address its receivers so (Send Mail takes e-mail channels only), else a 400."""
+        must address its receivers so (Send Mail takes e-mail channels only), else a 400. `whole`: all
+        or nothing instead (a template's subscribers): one bad item is a 400 naming each fault as
+        `{whole}[i].<field>`, and nothing is sent."""
         ctx = await self._context(session, keyring, subject, account_id)
         if only is not None and ctx.provider.addressing != only:
             raise Invalid(f"a {ctx.application.name} channel does not send to {only.value}", name="accountId")
@@ -482,6 +485,17 @@ class MessageService:
                 prepared.append(Invalid("invalid item", items=validation_items(exc.errors())))
             except AppError as exc:
                 prepared.append(exc)
+        if whole is not None:
+            faults = [
+                item.model_copy(
+                    update={"name": f"{whole}[{i}].{item.name}" if item.name else f"{whole}[{i}]"}
+                )
+                for i, p in enumerate(prepared)
+                if isinstance(p, AppError)
+                for item in p.items
+            ]
+            if faults:
+                raise Invalid(f"{len(faults)} {whole} cannot be sent; nothing was", items=faults)
         results = await self._store(session, ctx, subject, prepared)
         return [
             {"errors": [i.model_dump(mode="json") for i in r.items]} if isinstance(r, AppError) else r

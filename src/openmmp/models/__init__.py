@@ -7,6 +7,7 @@ from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
 from openmmp.models.task import BackgroundTask, BackgroundTaskChunk
+from openmmp.models.template import Template
 from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MessageEvent",
     "MessagePart",
     "ProviderEvent",
+    "Template",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",
