@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import Tenant
 from tests.e2e.harness import READ_OR_FAIL, System, final_status, send_one, wait_until
 
+from openmmp.webhooks.schemas import ChannelWebhook
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 QUESTIONNAIRE = {
@@ -61,11 +63,13 @@ async def create_agent(api: httpx.AsyncClient, system: System, company: Tenant, 
 
 
 def channel_events(system: System, account: str) -> list[dict[str, Any]]:
-    """The `type: 4` webhooks of a channel, each signed."""
+    """The `type: 4` webhooks of a channel, each signed and exactly as the OpenAPI document describes."""
     found = [
         d for d in system.receiver.deliveries if d.body.get("type") == 4 and d.body["publicId"] == account
     ]
     assert all(d.signature_ok for d in found)
+    for delivery in found:
+        ChannelWebhook.model_validate(delivery.body)
     return [d.body for d in found]
 
 

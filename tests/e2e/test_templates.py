@@ -11,13 +11,16 @@ from tests.conftest import Tenant
 from tests.e2e.harness import READ_OR_FAIL, System, final_status, wait_until
 from tests.e2e.test_whatsapp import whatsapp_credentials
 
+from openmmp.webhooks.schemas import TemplateWebhook
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CARD = {"type": "text", "message": "Hello {{name}}, your card {{card}} is ready"}
 
 
 def template_events(system: System, account: str, template: str) -> list[tuple[int, Any]]:
-    """The `type: 3` webhooks of a template, each signed: (status, cause) in order of arrival."""
+    """The `type: 3` webhooks of a template, each signed and as the OpenAPI document describes: (status,
+    cause) in order of arrival."""
     found = [
         d
         for d in system.receiver.deliveries
@@ -26,6 +29,8 @@ def template_events(system: System, account: str, template: str) -> list[tuple[i
         and d.body["template"]["publicId"] == template
     ]
     assert all(d.signature_ok for d in found)
+    for delivery in found:
+        TemplateWebhook.model_validate(delivery.body)
     return [(d.body["template"]["status"], d.body["template"]["cause"]) for d in found]
 
 

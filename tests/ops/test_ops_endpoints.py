@@ -118,9 +118,9 @@ class TestOpenApi:
         assert any("VIBER_BOT" in t for t in titles)
         assert len(titles) == 12
 
-    async def test_the_two_outbound_webhooks_are_documented(self, spec: dict):
+    async def test_the_outbound_webhooks_are_documented(self, spec: dict):
         webhooks = spec["webhooks"]
-        assert set(webhooks) == {"message-status", "inbound-message"}
+        assert set(webhooks) == {"message-status", "inbound-message", "template-status", "channel-status"}
         schemas = spec["components"]["schemas"]
         assert set(schemas["StatusWebhook"]["properties"]) == {
             "messageId",

@@ -56,6 +56,39 @@ class InboundWebhook(_Wire):
     applicationId: int
 
 
+class WebhookObjectState(_Wire):
+    publicId: str = Field(description="The template's or the channel's id")
+    status: int = Field(
+        description="A template: 1 REQUEST, 2 APPROVED, 3 REJECTED. A channel: 1 REQUEST, 2 PROCESSING, "
+        "3 LAUNCH, 4 SUSPEND, 5 REJECT, 6 ACCEPT"
+    )
+    cause: str | None
+
+
+class _StateWebhook(_Wire):
+    """What the `type: 3` and `type: 4` bodies share (api.md §5.3)."""
+
+    timestamp: int
+    publicId: str = Field(description="The channel (accountId)")
+    applicationId: int
+
+
+class TemplateWebhook(_StateWebhook):
+    """`type: 3`: a template's status changed (REQUEST on create and update, then APPROVED or REJECTED
+    with the reason)."""
+
+    type: Literal[3]
+    template: WebhookObjectState
+
+
+class ChannelWebhook(_StateWebhook):
+    """`type: 4`: the channel's status changed (an RCS agent launched or rejected, an account suspended,
+    ...)."""
+
+    type: Literal[4]
+    channel: WebhookObjectState
+
+
 WEBHOOK_HEADERS_DOC = (
     "Signed with Standard Webhooks headers: `webhook-id` (stable across retries), `webhook-timestamp` "
     "(seconds), `webhook-signature` (`v1,<base64 HMAC-SHA256 of id.timestamp.body>` keyed by the channel's "
