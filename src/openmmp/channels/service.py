@@ -17,13 +17,11 @@ from openmmp.channels.schemas import ChannelSettings, CreateChannelRequest, Edit
 from openmmp.companies import repository as companies
 from openmmp.errors import AppError, BadRequest, Conflict, ErrorCode, Forbidden, Invalid, NotFound
 from openmmp.kit.crypto import Keyring, new_webhook_secret
-from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job
 from openmmp.models.channel import ChannelStatus, WebhookStatus
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials
 from openmmp.providers.registry import REGISTRY
-from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.webhooks.guard import check_target, check_upstream_targets
 from openmmp.webhooks.service import webhooks
 
@@ -339,19 +337,15 @@ async def change_status(
         return False
     channel.status, channel.status_cause = int(status), cause
     await session.flush()
-    await notify(session, WEBHOOKS)
-    await webhooks.enqueue(
+    await webhooks.enqueue_state(
         session,
         channel=channel,
         event_type=4,
-        body={
-            "type": 4,
-            "timestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
-            "publicId": channel.public_id,
-            "applicationId": channel.application_id,
-            "channel": {"publicId": channel.public_id, "status": int(status), "cause": cause},
-        },
-        ordering_key=f"channel:{channel.public_id}",
+        kind="channel",
+        public_id=channel.public_id,
+        status=int(status),
+        cause=cause,
+        timestamp_ms=timestamp_ms,
     )
     return True
 

@@ -46,11 +46,10 @@ from openmmp.providers.base import (
     TemplateEvent,
 )
 from openmmp.providers.registry import REGISTRY
-from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.templates import repository
 from openmmp.templates.repository import Shown
 from openmmp.templates.schemas import CreateFormTemplateMessage
-from openmmp.webhooks import service as webhooks
+from openmmp.webhooks.service import webhooks
 
 _CAUSE_LENGTH = 500
 _OVERTAKEN_MARGIN_MS = 60_000
@@ -215,23 +214,15 @@ async def _announce(session: AsyncSession, template: Template, *, timestamp_ms: 
     channel = await session.get(Channel, template.channel_id)
     if channel is None:
         return
-    await notify(session, WEBHOOKS)
-    await webhooks.enqueue(
+    await webhooks.enqueue_state(
         session,
         channel=channel,
         event_type=3,
-        body={
-            "type": 3,
-            "timestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
-            "publicId": channel.public_id,
-            "applicationId": channel.application_id,
-            "template": {
-                "publicId": template.public_id,
-                "status": template.status,
-                "cause": template.status_cause,
-            },
-        },
-        ordering_key=f"template:{template.public_id}",
+        kind="template",
+        public_id=template.public_id,
+        status=template.status,
+        cause=template.status_cause,
+        timestamp_ms=timestamp_ms,
     )
 
 

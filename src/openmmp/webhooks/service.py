@@ -21,6 +21,7 @@ from openmmp.kit.time import now_ms
 from openmmp.models import Channel, WebhookAttempt, WebhookDelivery
 from openmmp.models.channel import WebhookStatus
 from openmmp.models.webhook import DeliveryState
+from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.webhooks import repository
 
 
@@ -65,6 +66,35 @@ class WebhookService:
         delivery = WebhookDelivery(**row)
         session.add(delivery)
         return delivery
+
+    async def enqueue_state(
+        self,
+        session: AsyncSession,
+        *,
+        channel: Channel,
+        event_type: int,
+        kind: str,
+        public_id: str,
+        status: int,
+        cause: str | None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """A `type: 3` (`kind` "template") or `type: 4` (`kind` "channel") event, api.md §5.3's body: the
+        object's new status, in the order of its changes, and the deliverer told at the commit."""
+        await notify(session, WEBHOOKS)
+        await self.enqueue(
+            session,
+            channel=channel,
+            event_type=event_type,
+            body={
+                "type": event_type,
+                "timestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
+                "publicId": channel.public_id,
+                "applicationId": channel.application_id,
+                kind: {"publicId": public_id, "status": status, "cause": cause},
+            },
+            ordering_key=f"{kind}:{public_id}",
+        )
 
     def delivery_row(
         self, *, channel: Channel, event_type: int, body: Mapping[str, Any], ordering_key: str | None
