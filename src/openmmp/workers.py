@@ -39,6 +39,8 @@ from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 from openmmp.tasks import service as tasks
 from openmmp.tasks.runner import TaskHandler, TaskRunner
+from openmmp.templates import flows
+from openmmp.templates.flows import FlowRunner
 from openmmp.webhooks.guard import upstream_target_check
 from openmmp.webhooks.tasks import WebhookDeliverer, webhooks_allow_private
 
@@ -101,12 +103,18 @@ class Workers:
         self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
         self.agent_sync = AgentSync(db, keyring, contexts, settings.channel_setup)
         self.task_runner = TaskRunner(db, task_handlers(db, keyring, contexts, chosen), settings.tasks)
+        self.flows = FlowRunner(db, keyring, on_commit=self._flow_sent)
+
+    def _flow_sent(self) -> None:
+        self.dispatcher.wake()
+        self.deliverer.wake()
 
     def wake(self) -> None:
         """New sends, events or tasks were committed by this process."""
         self.dispatcher.wake()
         self.deliverer.wake()
         self.task_runner.wake()
+        self.flows.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("workers_started", shared_limits=self._redis_limiter is not None)
@@ -126,6 +134,7 @@ class Workers:
             self.links.run(links_stop),
             self.listeners.run(stop),
             self.task_runner.run(stop),
+            self.flows.run(stop),
             self._periodic(stop),
         ]
         if not self.db.is_sqlite:
@@ -133,6 +142,7 @@ class Workers:
                 JOBS: self.dispatcher.wake,
                 WEBHOOKS: self.deliverer.wake,
                 tasks.NOTIFY_CHANNEL: self.task_runner.wake,
+                flows.NOTIFY_CHANNEL: self.flows.wake,
             }
             loops.append(Listener(self.db.url, handlers).run(stop))
         try:

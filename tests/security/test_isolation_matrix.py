@@ -27,7 +27,7 @@ from tests.security.conftest import operations
 
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.models import Channel, Company, Job, Message
+from openmmp.models import Channel, Company, Job, Message, TemplateFlow
 from openmmp.models.base import Base
 from openmmp.models.message import MessageStatus
 from openmmp.tasks import service as tasks
@@ -241,6 +241,9 @@ TENANT: dict[tuple[str, str], Probe] = {
     ),
     ("GET", f"{API}/background-task/{{taskId}}/download"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}/download"
+    ),
+    ("GET", f"{API}/template/flow/{{messageId}}"): lambda w, i: w.as_b(
+        "GET", f"{API}/template/flow/{i.message}"
     ),
     ("GET", TEMPLATE): _template("GET", ""),
     ("POST", TEMPLATE): _template("POST", "", template_form()),
@@ -461,6 +464,23 @@ async def world(
         a_company = await session.scalar(select(Company).where(Company.public_id == a.company_id))
         assert a_company is not None
         task = await tasks.create(session, company_id=a_company.id, type="phone_check", params={"phones": []})
+        # A conversation flow A's reply started (as a CONVERSATION template's START message would).
+        message = await session.scalar(select(Message).where(Message.public_id == reply.json()["messageId"]))
+        assert message is not None
+        session.add(
+            TemplateFlow(
+                company_id=a_company.id,
+                channel_id=message.channel_id,
+                conversation_id=message.conversation_id,
+                template_public_id=template.json()["publicId"],
+                message_id=message.public_id,
+                api_key_id=0,
+                steps=[],
+                params={},
+                step="start",
+                sent=[message.public_id],
+            )
+        )
     ids = Ids(
         account=a_bot["publicId"],
         viber_account=a_viber["publicId"],

@@ -106,21 +106,23 @@ class TestCreatingATemplate:
                 }
             ],
         }
+        thanks = {"type": "text", "message": "{{choice}} it is, {{name}}: your code is {{code}}"}
         messages = [
+            {"id": "start", "name": "offer", "status": "START", "message": card, "answerId": "choice"},
             {
-                "id": "start",
-                "name": "offer",
-                "status": "START",
-                "message": card,
-                "nextMessageBaseOn": "ANSWER",
+                "id": "yes",
+                "name": "thanks",
+                "status": "COMPLETE",
+                "message": thanks,
+                "nextMessageBaseOn": "start:Yes",
             },
-            {"id": "yes", "name": "thanks", "status": "COMPLETE", "message": TEXT, "answerId": "start"},
         ]
         created = await create(client, tenant, form(10, channel["publicId"], type=2, messages=messages))
         found = await read(client, tenant, created["publicId"])
+        # The answers are the end user's to give: a send gives the other placeholders.
         assert found["variables"] == ["code", "cta", "name", "order", "picture", "title"]
-        assert found["messages"][0]["nextMessageBaseOn"] == "ANSWER"
-        assert found["messages"][1]["answerId"] == "start"
+        assert found["messages"][0]["answerId"] == "choice"
+        assert found["messages"][1]["nextMessageBaseOn"] == "start:Yes"
 
 
 class TestBadBodiesAre400NamingTheField:

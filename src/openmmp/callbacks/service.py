@@ -46,6 +46,7 @@ from openmmp.providers.base import (
 from openmmp.providers.registry import REGISTRY
 from openmmp.queue.notify import WEBHOOKS, notify
 from openmmp.settings import CallbackSettings
+from openmmp.templates import flows
 from openmmp.templates import service as templates
 from openmmp.webhooks import service as webhooks
 
@@ -219,6 +220,7 @@ async def apply_inbound(session: AsyncSession, channel: Channel, event: InboundE
     )
     session.add(inbound)
     await session.flush()
+    await flows.note_inbound(session, channel, conversation, event.kind)
     await notify(session, WEBHOOKS)
     await webhooks.enqueue(
         session,

@@ -7,7 +7,7 @@ from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
 from openmmp.models.task import BackgroundTask, BackgroundTaskChunk
-from openmmp.models.template import Template
+from openmmp.models.template import Template, TemplateFlow
 from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MessagePart",
     "ProviderEvent",
     "Template",
+    "TemplateFlow",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -57,3 +57,51 @@ class Template(IdMixin, Base):
     variables: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class FlowStatus:
+    """Where a conversation flow is (a TemplateFlow's `status`)."""
+
+    WAITING = "WAITING"  # for the end user's reply to `step`
+    COMPLETE = "COMPLETE"
+    ERROR = "ERROR"
+
+
+class TemplateFlow(IdMixin, Base):
+    """A CONVERSATION template running with one end user (templates/flows.py).
+
+    Started by Broadcast Template Message, whose message is the flow's START step (`message_id`, the id
+    its API answer gave). `steps` are the template's messages as they were then: editing or deleting the
+    template later changes no running flow. The flow is the recipient's on its channel: their
+    conversation (`conversation_id`), or, until they first write, their `phone`. `answers` are their
+    replies by `answerId`; `replied_up_to` is the last inbound message of the conversation the flow has
+    taken as a reply, so a reply is applied once however often its job runs. At most one flow per
+    recipient and channel waits: a newer one ends the older.
+    """
+
+    __tablename__ = "template_flows"
+    __table_args__ = (
+        Index("ix_template_flows_conversation", "channel_id", "conversation_id", "status"),
+        Index("ix_template_flows_phone", "channel_id", "phone", "status"),
+    )
+
+    company_id: Mapped[int] = mapped_column(Id, ForeignKey("companies.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(Id, ForeignKey("channels.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    phone: Mapped[str | None] = mapped_column(String(20))
+    template_public_id: Mapped[str] = mapped_column(String(36))
+    message_id: Mapped[str] = mapped_column(String(36), unique=True, doc="The START message's public id")
+    api_key_id: Mapped[int] = mapped_column(Id, doc="The key that started it: the flow's sends are its")
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default=FlowStatus.WAITING)
+    step: Mapped[str] = mapped_column(String(100), doc="The step sent last")
+    sent: Mapped[list[str]] = mapped_column(JSON, default=list, doc="Public ids of the messages it sent")
+    replied_up_to: Mapped[int] = mapped_column(Id, default=0)
+    expire_at: Mapped[int | None] = mapped_column(BigInteger)
+    cause: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)

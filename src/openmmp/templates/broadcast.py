@@ -22,12 +22,15 @@ from pydantic import Discriminator, Field, Tag, ValidationError, WrapValidator
 from openmmp.api_keys.auth import CompanyKey, Subject
 from openmmp.channels.service import channels
 from openmmp.deps import KeyringDep
-from openmmp.errors import ErrorCode, ErrorItem, Invalid, responses, validation_items
+from openmmp.errors import Conflict, ErrorCode, ErrorItem, Invalid, responses, validation_items
+from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.schemas import AccountId, RequestModel, ResponseModel
 from openmmp.messages.schemas import BroadcastResponseMessage, ParamValue, SendMessageBroadcast
 from openmmp.messages.service import messages
 from openmmp.models import Template
+from openmmp.models.template import TemplateType
+from openmmp.templates import flows
 from openmmp.templates import service as templates
 from openmmp.templates.schemas import untagged
 
@@ -138,18 +141,9 @@ def _item(
         "params": None if template.upstream is not None else subscriber.params,
         "clientMessageId": subscriber.client_message_id,
         "requestId": request_id,
-        "expire": _expire(template),
+        "expire": templates.send_expiry(template),
     }
     return {k: v for k, v in item.items() if v is not None}
-
-
-def _expire(template: Template) -> dict[str, Any] | None:
-    """The template's expiry, as a send's `expire` (NONE: the send's own default)."""
-    if template.expire_type == "TTL" and template.ttl is not None:
-        return {"type": "TTL", "ttl": template.ttl}
-    if template.expire_type == "EXPIRE_TIME" and template.expire_time is not None:
-        return {"type": "EXPIRE_TIME", "expireTime": template.expire_time}
-    return None
 
 
 @router.post(
@@ -162,7 +156,9 @@ def _expire(template: Template) -> dict[str, Any] | None:
     "(`params.<name>`, or `subscribers[i].params.<name>`), as is any subscriber Broadcast Message would "
     "refuse (`subscribers[i].phone`, ...); then each send goes as Broadcast Message's, with its idempotency "
     "by `clientMessageId`, its statuses and webhooks. 400 naming `templateId` for a template not APPROVED "
-    "or not for this channel; 404 for another company's.",
+    "or not for this channel; 404 for another company's. A CONVERSATION template starts a conversation "
+    "flow with each subscriber: the answer's `messageId` is its START message, and Get Conversation Flow "
+    "follows it.",
     response_model=BroadcastResponseMessage | ListSubscriberResponseMessage,
     responses=responses(400, 401, 403, 404, 409, 413),
 )
@@ -180,6 +176,13 @@ async def broadcast_template(
             phone=body.phone, params=body.params, client_message_id=body.client_message_id
         )
         preflight(variables, [one.params], names=[""])
+        if template.type == TemplateType.CONVERSATION:
+            [first] = await _start_flows(
+                request, keyring, subject, account_id, template, [one], body.request_id, single=True
+            )
+            if "errors" in first:
+                raise Conflict("clientMessageId was already used with another body", name="clientMessageId")
+            return BroadcastResponseMessage.model_validate(first)
         # As Broadcast Message: its checks, its batch, its answers (a reused clientMessageId is a 409).
         try:
             send = SendMessageBroadcast.model_validate(_item(template, one, body.request_id, name=""))
@@ -192,13 +195,50 @@ async def broadcast_template(
         )
     names = [f"subscribers[{i}]" for i in range(len(body.subscribers))]
     preflight(variables, [s.params for s in body.subscribers], names=names)
-    items = [
-        _item(template, subscriber, body.request_id, name=name)
-        for name, subscriber in zip(names, body.subscribers, strict=True)
-    ]
-    async with state.db.write_sessions() as session, session.begin():
-        sent = await messages.broadcast_batch(
-            session, keyring, subject, account_id=account_id, items=items, whole="subscribers"
-        )
-    state.wake_workers()
+    sent = await _start_flows(
+        request, keyring, subject, account_id, template, body.subscribers, body.request_id
+    )
     return {"requestId": body.request_id, "templateId": body.template_id, "messages": sent}
+
+
+async def _start_flows(
+    request: Request,
+    keyring: Keyring,
+    subject: Subject,
+    account_id: str,
+    template: Template,
+    subscribers: list[TemplateSubscriber],
+    request_id: str | None,
+    *,
+    single: bool = False,
+) -> list[dict[str, Any]]:
+    """The subscribers' sends, all or none, in one transaction with the flows a CONVERSATION template
+    starts (flows.py). A `single` subscriber's faults are named as Broadcast Message names them
+    (`phone`, ...), a group's `subscribers[i].<field>`."""
+    names = [""] if single else [f"subscribers[{i}]" for i in range(len(subscribers))]
+    items = [
+        _item(template, subscriber, request_id, name=name)
+        for name, subscriber in zip(names, subscribers, strict=True)
+    ]
+    state = request.app.state
+    try:
+        async with state.db.write_sessions() as session, session.begin():
+            sent = await messages.broadcast_batch(
+                session, keyring, subject, account_id=account_id, items=items, whole="subscribers"
+            )
+            if template.type == TemplateType.CONVERSATION:
+                await flows.start(
+                    session,
+                    keyring,
+                    subject,
+                    template=template,
+                    answers=sent,
+                    params=[s.params for s in subscribers],
+                )
+    except Invalid as exc:
+        if not single:
+            raise
+        unnamed = [i.model_copy(update={"name": i.name.removeprefix("subscribers[0].")}) for i in exc.items]
+        raise Invalid(unnamed[0].message, items=unnamed) from None
+    state.wake_workers()
+    return sent

@@ -14,11 +14,12 @@ from openmmp.api_keys.auth import CompanyKey
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import responses
 from openmmp.kit.db import Database, SessionDep, after_commit
-from openmmp.kit.schemas import PageNumber, PageSize
+from openmmp.kit.schemas import MessageId, PageNumber, PageSize
 from openmmp.messages.schemas import MessageObject
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Provider, ProviderContext
 from openmmp.providers.registry import REGISTRY
+from openmmp.templates import flows
 from openmmp.templates import service as templates
 from openmmp.templates.repository import Shown
 from openmmp.templates.schemas import (
@@ -27,6 +28,7 @@ from openmmp.templates.schemas import (
     ResponseCreateTemplateMessage,
     ResponseGetTemplate,
     ResponseListApproveTemplate,
+    ResponseTemplateFlow,
     TemplateForm,
 )
 
@@ -128,6 +130,35 @@ async def list_approved(
         session, subject, account_id=account_id, application_id=application_id, page=page, size=size
     )
     return ResponseListApproveTemplate(total=total, page=page, size=size, items=[_read(i) for i in items])
+
+
+@router.get(
+    "/flow/{messageId}",
+    summary="Get Conversation Flow",
+    description="The conversation flow a CONVERSATION template's Broadcast Template Message started, by "
+    "the `messageId` its answer gave: where it is (WAITING for a reply, COMPLETE, ERROR), the end user's "
+    "answers by `answerId`, and the messages it sent. 404 for a message that started no flow of the "
+    "company's.",
+    response_model=ResponseTemplateFlow,
+    responses=responses(401, 403, 404),
+)
+async def get_flow(message_id: MessageId, subject: CompanyKey, session: SessionDep) -> ResponseTemplateFlow:
+    flow, account_id, to = await flows.get(session, subject, message_id)
+    return ResponseTemplateFlow(
+        message_id=flow.message_id,
+        template_id=flow.template_public_id,
+        account_id=account_id,
+        phone=flow.phone,
+        to=to,
+        status=flow.status,
+        step=flow.step,
+        answers=flow.answers,
+        messages=flow.sent,
+        cause=flow.cause,
+        expire_time=flow.expire_at,
+        created_date=flow.created_at,
+        updated_date=flow.updated_at,
+    )
 
 
 @router.get(

@@ -35,22 +35,42 @@ TemplateMessageStatus = Literal["START", "NORMAL", "COMPLETE", "ERROR"]
 
 class TemplateMessage(RequestModel):
     """One message of a template. A BROADCAST_ONLY template has one; a CONVERSATION template is a flow of
-    several, linked by `nextMessageBaseOn` and `answerId` (stored and checked for shape now; flows run in
-    a later version)."""
+    several, driven by the end user's replies (templates/flows.py): the START message is sent first; a
+    message with an `answerId` waits for the reply and keeps it as `{{answerId}}`; `nextMessageBaseOn`
+    places each other message after the one it follows (`"<id>"`, whatever the reply, or
+    `"<id>:<answer>"`, for that reply); a COMPLETE or ERROR message ends the flow."""
 
-    id: str = Field(min_length=1, max_length=100, description="The message's id within the template")
+    id: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^:\s]+$",
+        description="The message's id within the template (no spaces, no `:`)",
+    )
     name: str = Field(min_length=1, max_length=200)
     message: MessageObject = Field(
         description="The MMP message object (api.md §3), as a send on the template's application takes it; "
         "`{{name}}` placeholders may stand anywhere in its text"
     )
     next_message_base_on: str | None = Field(
-        default=None, min_length=1, max_length=100, description="What the flow's next message depends on"
+        default=None,
+        min_length=1,
+        max_length=600,
+        description="CONVERSATION: the message this one follows, `<id>` (whatever the reply to it) or "
+        "`<id>:<answer>` (when the reply is `<answer>`, compared without case); none for the START message "
+        "and for the ERROR message sent when a reply fits no message",
     )
     answer_id: str | None = Field(
-        default=None, min_length=1, max_length=100, description="The answer this message follows in a flow"
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="CONVERSATION: the flow waits for the end user's reply to this message and keeps it "
+        "under this name, usable as `{{answerId}}` in the messages after it",
     )
-    status: TemplateMessageStatus = Field(description="The message's place in a flow")
+    status: TemplateMessageStatus = Field(
+        description="START: the flow's first message; NORMAL: a message within it; COMPLETE: the flow ends "
+        "once it is sent; ERROR: the flow ends as failed once it is sent"
+    )
 
 
 class CreateFormTemplateMessage(RequestModel):
@@ -191,3 +211,23 @@ class PreviewTemplateRequest(RequestModel):
 
 class RejectTemplateRequest(RequestModel):
     cause: str = Field(min_length=1, max_length=500, description="Why, in a sentence the company reads")
+
+
+class ResponseTemplateFlow(ResponseModel):
+    """A conversation flow a CONVERSATION template started with one end user."""
+
+    message_id: str = Field(description="The messageId of its START message (the Broadcast Template Message)")
+    template_id: str
+    account_id: str = Field(description="The channel it runs on")
+    phone: str | None = Field(description="The recipient's phone, when known")
+    to: str | None = Field(description="The recipient's conversation id, once they have written")
+    status: Literal["WAITING", "COMPLETE", "ERROR"] = Field(
+        description="WAITING for the reply to `step`; COMPLETE or ERROR once ended"
+    )
+    step: str = Field(description="The id of the template message sent last")
+    answers: dict[str, str] = Field(description="The replies so far, by `answerId`")
+    messages: list[str] = Field(description="The messageId of each message it sent, in order")
+    cause: str | None = Field(description="Why it ended as it did, when not by its own messages")
+    expire_time: int | None = Field(description="When it stops taking replies (epoch ms), by the template")
+    created_date: int
+    updated_date: int

@@ -46,7 +46,7 @@ from openmmp.providers.base import (
     TemplateEvent,
 )
 from openmmp.providers.registry import REGISTRY
-from openmmp.templates import repository
+from openmmp.templates import flow_graph, repository
 from openmmp.templates.repository import Shown
 from openmmp.templates.schemas import CreateFormTemplateMessage
 from openmmp.webhooks.service import webhooks
@@ -111,8 +111,9 @@ def _expiry(form: CreateFormTemplateMessage) -> dict[str, Any]:
     return {"expire_type": form.expire_type, "ttl": form.ttl, "expire_time": form.expire_time}
 
 
-def _flow(form: CreateFormTemplateMessage) -> None:
-    """The shape of the messages: one for BROADCAST_ONLY (the one sent), ids unique within the template."""
+def _flow(form: CreateFormTemplateMessage, messages: list[dict[str, Any]]) -> None:
+    """The shape of the messages: one for BROADCAST_ONLY (the one sent), a flow for CONVERSATION
+    (flow_graph.py); ids unique within the template."""
     if form.type == TemplateType.BROADCAST_ONLY and len(form.messages) != 1:
         raise Invalid("a BROADCAST_ONLY template has exactly one message", name="messages")
     seen: set[str] = set()
@@ -120,6 +121,8 @@ def _flow(form: CreateFormTemplateMessage) -> None:
         if message.id in seen:
             raise Invalid("another message of the template has this id", name=f"messages[{index}].id")
         seen.add(message.id)
+    if form.type == TemplateType.CONVERSATION:
+        flow_graph.check(messages)
 
 
 async def _operator_form(
@@ -151,7 +154,6 @@ async def _operator_form(
             raise Invalid(f"not a channel of applicationId {int(application)}", name="accountId")
         credentials = open_credentials(keyring, channel)
     values = _expiry(form)
-    _flow(form)
     messages = []
     for index, item in enumerate(form.messages):
         stored = item.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -161,6 +163,7 @@ async def _operator_form(
         except Invalid as exc:
             raise _prefixed(exc, f"messages[{index}].") from None
         messages.append(stored)
+    _flow(form, messages)
     values |= {
         "company_id": subject.company_id,
         "channel_id": channel.id if channel else None,
@@ -170,7 +173,7 @@ async def _operator_form(
         "description": form.description,
         "messages": messages,
         "upstream": None,
-        "variables": sorted(placeholders([m["message"] for m in messages])),
+        "variables": sorted(placeholders([m["message"] for m in messages]) - flow_graph.answer_ids(messages)),
     }
     return _Plan(values, channel, provider, credentials, None)
 
@@ -465,13 +468,23 @@ def variables_of(template: Template) -> list[str]:
     return list(template.variables)
 
 
+def send_expiry(template: Template) -> dict[str, Any] | None:
+    """The template's expiry, as a send's `expire` (NONE: the send's own default)."""
+    if template.expire_type == "TTL" and template.ttl is not None:
+        return {"type": "TTL", "ttl": template.ttl}
+    if template.expire_type == "EXPIRE_TIME" and template.expire_time is not None:
+        return {"type": "EXPIRE_TIME", "expireTime": template.expire_time}
+    return None
+
+
 def message_for(template: Template, params: Mapping[str, str]) -> dict[str, Any]:
     """The MMP message object (api.md §3) a send of `template` goes as: for a template its upstream
     reviewed, the provider's template message with `params` in it (a 400 naming a parameter the upstream
-    would refuse); for any other, its first message as stored, placeholders not filled (the send fills
-    them from its `params`)."""
+    would refuse); for any other, its first message (a CONVERSATION template's START message) as stored,
+    placeholders not filled (the send fills them from its `params`)."""
     if template.upstream is None:
-        message: dict[str, Any] = dict(template.messages[0]["message"])
+        first = next((m for m in template.messages if m["status"] == "START"), template.messages[0])
+        message: dict[str, Any] = dict(first["message"])
         return message
     try:
         return _provider(template).template_message(template.upstream, params)
