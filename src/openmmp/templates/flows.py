@@ -239,8 +239,6 @@ async def start(
         channel = await session.get(Channel, message.channel_id)
         assert channel is not None
         run = _Run(session, keyring, flow, channel)
-        if start_step.status in flow_graph.ENDS:
-            run.end(FlowStatus.COMPLETE if start_step.status == "COMPLETE" else FlowStatus.ERROR, None)
         await run.go_on(subject, send_expiry(template))
     await session.flush()
 
@@ -268,11 +266,11 @@ async def _end_older(session: AsyncSession, message: Message) -> None:
 
 async def note_inbound(
     session: AsyncSession, channel: Channel, conversation: Conversation, kind: str
-) -> bool:
+) -> None:
     """An end user's inbound message was recorded: bind the flows started by their phone to their
-    conversation, and queue the flow's reply job when one waits there. True when one was queued."""
+    conversation, and queue the flow's reply job when one waits there."""
     if kind != "message":
-        return False
+        return
     if conversation.phone:
         await session.execute(
             update(TemplateFlow)
@@ -294,10 +292,9 @@ async def note_inbound(
         .limit(1)
     )
     if waiting is None:
-        return False
+        return
     session.add(Job(kind=KIND, company_id=channel.company_id, channel_id=channel.id))
     await notify(session, NOTIFY_CHANNEL)
-    return True
 
 
 async def _replied(session: AsyncSession, channel_id: int) -> list[int]:
