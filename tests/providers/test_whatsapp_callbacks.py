@@ -309,6 +309,41 @@ class TestTemplateEvents:
         assert parsed(self.update("FLAGGED")) == []
         assert parsed(webhook({"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}})) == []
 
+    def category_update(self, **value: Any) -> dict[str, Any]:
+        named = {
+            "message_template_id": 594425479261596,
+            "message_template_name": "order_ready",
+            "message_template_language": "en_US",
+        }
+        return webhook({"field": "template_category_update", "value": {**named, **value}}, time=1750000200)
+
+    def test_a_category_meta_changed_is_a_change_of_the_form_with_the_status_unchanged(self):
+        [found] = parsed(self.category_update(previous_category="UTILITY", new_category="MARKETING"))
+        assert isinstance(found, TemplateEvent)
+        assert (found.template_id, found.status, found.changes) == (
+            "594425479261596",
+            None,
+            {"category": "MARKETING"},
+        )
+        assert found.cause == "Meta changed the category from UTILITY to MARKETING"
+        assert found.timestamp_ms == 1_750_000_200_000
+        assert found.dedupe_key == "template:594425479261596:category:MARKETING:1750000200000"
+        assert found.raw["previous_category"] == "UTILITY"
+
+    def test_a_change_still_to_come_or_to_a_category_the_form_has_not_changes_nothing(self):
+        impending = self.category_update(
+            correct_category="MARKETING", new_category="UTILITY", category_update_timestamp=1750600000
+        )
+        assert parsed(impending) == []
+        assert parsed(self.category_update(previous_category="UTILITY", new_category="SERVICE")) == []
+        assert parsed(self.category_update(previous_category="UTILITY", new_category=["MARKETING"])) == []
+
+    def test_a_category_change_without_a_template_id_is_rejected(self):
+        body = self.category_update(previous_category="UTILITY", new_category="MARKETING")
+        del body["entry"][0]["changes"][0]["value"]["message_template_id"]
+        with pytest.raises(CallbackRejected):
+            parse_callback(orjson.dumps(body))
+
 
 class TestRefusedBodies:
     @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """WhatsApp templates on the provider contract: the form Meta reviews and its rules, a submission to the
-simulator over real HTTP and Meta's answers, the review's signed `message_template_status_update` webhook
-read as a `TemplateEvent`, which parameters a send gives, and the message that sends an approved template
-(refused with Meta's 132001 while it is still pending, or once rejected)."""
+simulator over real HTTP and Meta's answers (a repeated one answered with the template Meta has), the
+review's signed `message_template_status_update` webhook read as a `TemplateEvent`, editing (in place, or
+replacing a renamed template) and deleting, Meta's recategorisation (`template_category_update`), which
+parameters a send gives, and the message that sends an approved template (refused with Meta's 132001
+while it is still pending, once rejected, or once deleted)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -13,7 +16,14 @@ from tests.providers.test_whatsapp_onboarding import REDIRECT, sandbox_ctx, sign
 from tests.providers.test_whatsapp_simulator import Number, number_on, settled
 from tests.providers.viber_harness import Sim, StartSim
 
-from openmmp.providers.base import CallbackRequest, ProviderContext, ProviderError, SendOk, TemplateEvent
+from openmmp.providers.base import (
+    CallbackRequest,
+    ProviderContext,
+    ProviderError,
+    SendOk,
+    TemplateEvent,
+    TemplateReview,
+)
 from openmmp.providers.whatsapp.provider import WhatsappProvider
 from openmmp.providers.whatsapp.templates import WhatsappFormCreateTemplateMessage, form
 
@@ -97,20 +107,41 @@ async def number_of_an_account(start_sim: StartSim, **knobs: Any) -> Number:
     return made
 
 
-async def decision(number: Number, template_id: str) -> TemplateEvent:
-    """The review's verdict on `template_id`, once its webhook arrived (verified with the number's app
-    secret, then parsed)."""
+def template_events(number: Number, template_id: str) -> list[TemplateEvent]:
+    """The template events about `template_id` so far (verified with the number's app secret, parsed)."""
+    return [e for e in number.events() if isinstance(e, TemplateEvent) and e.template_id == template_id]
+
+
+async def decisions(number: Number, template_id: str, count: int = 1) -> list[TemplateEvent]:
+    """The review's verdicts on `template_id`, once `count` of them arrived."""
 
     def decided(_: Any) -> bool:
-        return any(isinstance(e, TemplateEvent) and e.template_id == template_id for e in number.events())
+        return len([e for e in template_events(number, template_id) if e.status is not None]) >= count
 
     await number.sim.inbox.wait_for(decided)
-    [found] = [e for e in number.events() if isinstance(e, TemplateEvent) and e.template_id == template_id]
+    return [e for e in template_events(number, template_id) if e.status is not None]
+
+
+async def decision(number: Number, template_id: str) -> TemplateEvent:
+    """The review's verdict on `template_id`, once its webhook arrived."""
+    [found] = await decisions(number, template_id)
     return found
 
 
-async def submitted(number: Number, submission: dict[str, Any]) -> str:
+async def reviewed(number: Number, submission: dict[str, Any]) -> TemplateReview:
     return await PROVIDER.submit_template(number.ctx, number.credentials, submission)
+
+
+async def submitted(number: Number, submission: dict[str, Any]) -> str:
+    return (await reviewed(number, submission)).template_id
+
+
+async def edited(number: Number, template_id: str, submission: dict[str, Any]) -> TemplateReview:
+    return await PROVIDER.edit_template(number.ctx, number.credentials, template_id, submission)
+
+
+async def deleted(number: Number, template_id: str, submission: dict[str, Any]) -> None:
+    await PROVIDER.delete_template(number.ctx, number.credentials, template_id, submission)
 
 
 async def listed(number: Number, query: str = "") -> dict[str, Any]:
@@ -454,16 +485,42 @@ class TestSubmitting:
         [entry] = (await listed(number, "?name=reject_me"))["data"]
         assert (entry["status"], entry["rejected_reason"]) == ("REJECTED", "INVALID_FORMAT")
 
-    async def test_a_name_the_account_has_in_that_language_is_refused_for_good(self, sim: Sim):
+    async def test_another_template_under_a_name_the_account_has_in_that_language_is_refused_for_good(
+        self, sim: Sim
+    ):
         number = number_on(sim)
         await number.set_up()
         await submitted(number, CARD_READY)
-        with pytest.raises(ProviderError) as duplicate:
-            await submitted(number, CARD_READY)
-        assert (duplicate.value.code, duplicate.value.retryable) == ("WHATSAPP_2388024", False)
-        assert "another name" in duplicate.value.message
-        assert "en_US" in duplicate.value.message  # Meta's own words come along
+        for other in (body_only("Your card is ready."), template(category="MARKETING")):
+            with pytest.raises(ProviderError) as duplicate:
+                await submitted(number, other)
+            assert (duplicate.value.code, duplicate.value.retryable) == ("WHATSAPP_2388024", False)
+            assert "another name" in duplicate.value.message
+            assert "en_US" in duplicate.value.message  # Meta's own words come along
         assert await submitted(number, template(language="km"))  # another language is another template
+
+    async def test_the_same_template_again_is_the_one_meta_has_as_after_a_lost_answer(
+        self, start_sim: StartSim
+    ):
+        number = await number_of_an_account(start_sim, template_review_seconds=30)
+        first = await reviewed(number, CARD_READY)
+        assert first == TemplateReview(first.template_id, "REQUEST", "")
+        assert await reviewed(number, CARD_READY) == first
+        # The same template written with types in lower case is still the same one.
+        lower = template(components=[{**c, "type": c["type"].lower()} for c in CARD_READY["components"]])
+        assert await reviewed(number, lower) == first
+        assert [t["id"] for t in (await listed(number, "?name=card_ready"))["data"]] == [first.template_id]
+
+    async def test_submitted_again_after_the_verdict_it_comes_with_the_verdict(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim)
+        approved = await submitted(number, CARD_READY)
+        rejected = await submitted(number, template(name="reject_me"))
+        await decision(number, approved)
+        await decision(number, rejected)
+        assert await reviewed(number, CARD_READY) == TemplateReview(approved, "APPROVED", "")
+        assert await reviewed(number, template(name="reject_me")) == TemplateReview(
+            rejected, "REJECTED", "REJECTED: INVALID_FORMAT"
+        )
 
     async def test_what_the_provider_refuses_never_reaches_meta(self, sim: Sim):
         number = number_on(sim)
@@ -549,6 +606,226 @@ class TestListing:
         assert "next" not in second["paging"]
         assert [t["name"] for t in (await listed(number, "?name=card_1"))["data"]] == ["card_1"]
         assert (await listed(number, "?name=none_such"))["data"] == []
+
+
+def reworded(base: dict[str, Any] = CARD_READY, **changes: Any) -> dict[str, Any]:
+    """`base` with another body text (its samples kept), and `changes`."""
+    components = copy.deepcopy(base["components"])
+    components[1]["text"] = "Hi {{1}}, card {{2}} can be picked up."
+    return template(base, components=components, **changes)
+
+
+def headers_of(number: Number) -> dict[str, str]:
+    return {"authorization": f"Bearer {number.credentials['accessToken']}"}
+
+
+class TestEditing:
+    async def test_meta_edits_it_in_place_and_reviews_it_again(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim)
+        template_id = await submitted(number, CARD_READY)
+        await decision(number, template_id)
+        edit = reworded(category="MARKETING")
+        assert await edited(number, template_id, edit) == TemplateReview(template_id, "REQUEST", "")
+        [entry] = (await listed(number, "?name=card_ready"))["data"]
+        assert (entry["id"], entry["status"], entry["category"]) == (template_id, "PENDING", "MARKETING")
+        assert entry["components"][1]["text"] == "Hi {{1}}, card {{2}} can be picked up."
+        first, again = await decisions(number, template_id, 2)
+        assert (first.status, again.status) == ("APPROVED", "APPROVED")
+        assert (await listed(number, "?name=card_ready"))["data"][0]["status"] == "APPROVED"
+
+    async def test_an_edit_while_it_is_being_reviewed_starts_the_review_over(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim, template_review_seconds=1.0)
+        template_id = await submitted(number, CARD_READY)
+        await asyncio.sleep(0.4)
+        await edited(number, template_id, reworded())
+        await asyncio.sleep(0.7)  # the first review's time is over, but it was of the old text
+        assert (await listed(number, "?name=card_ready"))["data"][0]["status"] == "PENDING"
+        assert [e.status for e in await decisions(number, template_id)] == ["APPROVED"]
+        await settled(number.sim)
+        assert len(template_events(number, template_id)) == 1
+
+    async def test_a_new_name_is_a_new_template_and_the_old_one_is_deleted(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim)
+        old_id = await submitted(number, CARD_READY)
+        await decision(number, old_id)
+        renamed = template(name="card_ready_v2")
+        review = await edited(number, old_id, renamed)
+        assert review.template_id != old_id
+        assert review.status == "REQUEST"
+        assert (await listed(number, "?name=card_ready"))["data"] == []
+        [entry] = (await listed(number, "?name=card_ready_v2"))["data"]
+        assert (entry["id"], entry["status"]) == (review.template_id, "PENDING")
+        assert (await decision(number, review.template_id)).status == "APPROVED"
+        gone = await number.refused(PHONE, PROVIDER.template_message(CARD_READY, CARD_PARAMS))
+        assert gone.code == "WHATSAPP_132001"
+        assert await number.sent(PHONE, PROVIDER.template_message(renamed, CARD_PARAMS))
+        # Repeated after a lost answer: the old one is gone, the new one is the answer.
+        assert await edited(number, old_id, renamed) == TemplateReview(review.template_id, "APPROVED", "")
+
+    async def test_another_language_replaces_only_that_template(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim, template_review_seconds=30)
+        english = await submitted(number, CARD_READY)
+        french = await submitted(number, template(language="fr"))
+        khmer = await edited(number, english, template(language="km"))
+        assert khmer.template_id not in (english, french)
+        languages = {t["language"]: t["id"] for t in (await listed(number, "?name=card_ready"))["data"]}
+        assert languages == {"fr": french, "km": khmer.template_id}
+
+    async def test_a_template_meta_does_not_have_is_a_final_refusal(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        with pytest.raises(ProviderError) as refused:
+            await edited(number, "123456789012345", CARD_READY)
+        assert (refused.value.code, refused.value.retryable) == ("WHATSAPP_100", False)
+        assert "123456789012345" in refused.value.message
+
+    async def test_what_meta_refuses_to_edit_is_100(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        template_id = await submitted(number, CARD_READY)
+        for body, words in (
+            ({"name": "card_ready_v2"}, "name: only a template's category and components"),
+            ({}, "nothing to edit"),
+            ({"category": "PROMOTION"}, "category: "),
+            ({"components": [FOOTER]}, "BODY component is required"),
+        ):
+            response = await sim.post(f"/whatsapp/{template_id}", body, headers=headers_of(number))
+            error = response.json()["error"]
+            assert (response.status_code, error["code"]) == (400, 100), body
+            assert words in error["error_data"]["details"]
+        [entry] = (await listed(number))["data"]
+        assert entry["components"] == CARD_READY["components"]
+
+    async def test_meta_reads_a_template_by_its_id(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        template_id = await submitted(number, CARD_READY)
+        response = await sim.http.get(f"{sim.base_url}/whatsapp/{template_id}", headers=headers_of(number))
+        assert response.status_code == 200
+        assert {k: response.json()[k] for k in ("id", "name", "language", "status")} == {
+            "id": template_id,
+            "name": "card_ready",
+            "language": "en_US",
+            "status": "PENDING",
+        }
+        unknown = await sim.http.get(f"{sim.base_url}/whatsapp/123456789012345", headers=headers_of(number))
+        assert (unknown.status_code, unknown.json()["error"]["error_subcode"]) == (400, 33)
+
+    async def test_server_trouble_can_be_tried_again(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        template_id = await submitted(number, CARD_READY)
+        await sim.fault("whatsapp", kind="http_503")
+        with pytest.raises(ProviderError) as unavailable:
+            await edited(number, template_id, reworded())
+        assert (unavailable.value.code, unavailable.value.retryable) == ("WHATSAPP_HTTP_503", True)
+        assert (await edited(number, template_id, reworded())).template_id == template_id
+
+
+class TestDeleting:
+    async def test_it_is_gone_and_never_goes_again(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim)
+        template_id = await submitted(number, CARD_READY)
+        await decision(number, template_id)
+        message = PROVIDER.template_message(CARD_READY, CARD_PARAMS)
+        assert await number.sent(PHONE, message)
+        await deleted(number, template_id, CARD_READY)
+        assert (await listed(number, "?name=card_ready"))["data"] == []
+        assert [t["id"] for t in (await listed(number, "?status=DELETED"))["data"]] == [template_id]
+        refused = await number.refused(PHONE, message)
+        assert (refused.code, refused.retryable) == ("WHATSAPP_132001", False)
+        assert "DELETED" in refused.message
+
+    async def test_deleting_it_again_or_one_meta_never_had_is_fine(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        template_id = await submitted(number, CARD_READY)
+        await deleted(number, template_id, CARD_READY)
+        await deleted(number, template_id, CARD_READY)
+        await deleted(number, "123456789012345", template(name="never_submitted"))
+
+    async def test_meta_says_so_when_it_has_no_such_template(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        waba = number.credentials["wabaId"]
+        response = await sim.http.request(
+            "DELETE",
+            f"{sim.base_url}/whatsapp/{waba}/message_templates?name=card_ready&hsm_id=123456789012345",
+            headers=headers_of(number),
+        )
+        error = response.json()["error"]
+        assert (response.status_code, error["code"], error["error_subcode"]) == (400, 100, 2593002)
+        assert error["error_user_title"] == "Message template not found"
+
+    async def test_only_that_language_is_deleted_and_its_name_is_free_again(self, sim: Sim):
+        number = number_on(sim)
+        await number.set_up()
+        english = await submitted(number, CARD_READY)
+        french = await submitted(number, template(language="fr"))
+        await deleted(number, english, CARD_READY)
+        assert [t["id"] for t in (await listed(number, "?name=card_ready"))["data"]] == [french]
+        again = await submitted(number, CARD_READY)
+        assert again not in (english, french)
+
+    async def test_a_refusal_stands_and_server_trouble_can_be_tried_again(self, sim: Sim):
+        ctx = sandbox_ctx(sim)
+        mine = await PROVIDER.complete_onboarding(ctx, await sign_up(sim, ctx), redirect_url=REDIRECT)
+        theirs = await PROVIDER.complete_onboarding(ctx, await sign_up(sim, ctx), redirect_url=REDIRECT)
+        template_id = (await PROVIDER.submit_template(ctx, mine, CARD_READY)).template_id
+        with pytest.raises(ProviderError) as refused:
+            await PROVIDER.delete_template(
+                ctx, {**mine, "accessToken": theirs["accessToken"]}, template_id, CARD_READY
+            )
+        assert (refused.value.code, refused.value.retryable) == ("WHATSAPP_200", False)
+        await sim.fault("whatsapp", kind="http_503")
+        with pytest.raises(ProviderError) as unavailable:
+            await PROVIDER.delete_template(ctx, mine, template_id, CARD_READY)
+        assert (unavailable.value.code, unavailable.value.retryable) == ("WHATSAPP_HTTP_503", True)
+        await PROVIDER.delete_template(ctx, mine, template_id, CARD_READY)
+        waba = mine["wabaId"]
+        response = await sim.http.get(
+            f"{sim.base_url}/whatsapp/{waba}/message_templates",
+            headers={"authorization": f"Bearer {mine['accessToken']}"},
+        )
+        assert response.json()["data"] == []
+
+
+class TestRecategorising:
+    async def test_meta_moves_a_promotional_utility_template_to_marketing_after_approving_it(
+        self, start_sim: StartSim
+    ):
+        number = await number_of_an_account(start_sim)
+        template_id = await submitted(number, template(name="card_promo"))
+
+        def recategorised(_: Any) -> bool:
+            return any(e.changes for e in template_events(number, template_id))
+
+        await number.sim.inbox.wait_for(recategorised)
+        approval, change = template_events(number, template_id)
+        assert (approval.status, approval.changes) == ("APPROVED", {})
+        assert (change.status, change.changes) == (None, {"category": "MARKETING"})
+        assert change.cause == "Meta changed the category from UTILITY to MARKETING"
+        assert change.dedupe_key != approval.dedupe_key
+        [webhook] = [
+            item.json()["entry"][0]["changes"][0]
+            for item in number.sim.inbox.received
+            if item.json()["entry"][0]["changes"][0]["field"] == "template_category_update"
+        ]
+        assert webhook["value"]["previous_category"] == "UTILITY"
+        assert webhook["value"]["message_template_name"] == "card_promo"
+        [entry] = (await listed(number, "?name=card_promo"))["data"]
+        assert (entry["status"], entry["category"]) == ("APPROVED", "MARKETING")
+
+    async def test_other_templates_keep_their_category(self, start_sim: StartSim):
+        number = await number_of_an_account(start_sim)
+        marketing = await submitted(number, template(name="card_promo", category="MARKETING"))
+        utility = await submitted(number, CARD_READY)
+        await decision(number, marketing)
+        await decision(number, utility)
+        await settled(number.sim)
+        assert not [e for e in number.events() if isinstance(e, TemplateEvent) and e.changes]
+        categories = {t["name"]: t["category"] for t in (await listed(number))["data"]}
+        assert categories == {"card_promo": "MARKETING", "card_ready": "UTILITY"}
 
 
 class TestSendingIt:

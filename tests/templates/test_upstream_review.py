@@ -10,6 +10,7 @@ test decides when each verdict arrives, and where.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
@@ -27,7 +28,7 @@ from tests.templates.conftest import API, HOOKS, create, errors, form, read, tem
 
 from openmmp.kit.http import HttpClient
 from openmmp.models import Channel, Template
-from openmmp.providers.base import Provider
+from openmmp.providers.base import Provider, ProviderError
 from openmmp.providers.registry import REGISTRY
 from openmmp.providers.simulation import SimulatorConfig
 from openmmp.settings import Settings
@@ -114,6 +115,16 @@ class Upstream:
         assert answer.status_code == 200, answer.text
 
 
+async def upstream_names(upstream: Upstream, given: dict[str, Any]) -> list[str]:
+    """The names of the templates the simulator's account holds (Meta's list)."""
+    listed = await upstream.http.get(
+        f"{upstream.sim_url}/{given['wabaId']}/message_templates",
+        headers={"Authorization": f"Bearer {given['accessToken']}"},
+    )
+    assert listed.status_code == 200, listed.text
+    return [t["name"] for t in listed.json()["data"]]
+
+
 @pytest.fixture(scope="module")
 async def upstream(settings: Settings) -> AsyncIterator[Upstream]:
     http = HttpClient(timeout=5.0)
@@ -180,7 +191,7 @@ class TestSubmittedAtOnce:
         channel, _, inbox = await upstream.channel(tenant)
         submit = PROVIDER.submit_template
 
-        async def slow_to_answer(*args: Any) -> str:
+        async def slow_to_answer(*args: Any) -> Any:
             template_id = await submit(*args)
             # The upstream decided, and called back, before the platform stored the template's id.
             await upstream.hand_over(await upstream.verdict(inbox), channel["publicId"])
@@ -214,27 +225,99 @@ class TestSubmittedAtOnce:
         assert (await read(upstream.api, tenant, created["publicId"]))["status"] == 1
         assert len(await template_webhooks(upstream.api, tenant, channel["publicId"])) == 1
 
-    async def test_an_update_is_submitted_again_and_the_earlier_verdict_changes_nothing(
+    async def test_an_update_edits_the_upstreams_copy_which_reviews_it_again(
         self, upstream: Upstream, tenant: Tenant
     ):
         channel, _, inbox = await upstream.channel(tenant)
         account = channel["publicId"]
-        created = await create(upstream.api, tenant, upstream_form(account))
+        body = upstream_form(account)
+        created = await create(upstream.api, tenant, body)
         first = await read(upstream.api, tenant, created["publicId"])
+        await upstream.hand_over(await upstream.verdict(inbox, 1), account)
+        assert (await read(upstream.api, tenant, created["publicId"]))["status"] == 2
+        # Meta times its webhooks in seconds: two verdicts alike within one second are one to the platform.
+        await asyncio.sleep(1.0)
+
+        edited = body | {"components": [{**body["components"][0], "text": "Hi {{1}}, card {{2}} is ready"}]}
         response = await upstream.api.post(
-            f"{API}/{created['publicId']}", json=upstream_form(account), headers=tenant.headers
+            f"{API}/{created['publicId']}", json=edited, headers=tenant.headers
         )
         assert response.status_code == 200, response.text
         second = response.json()
-        assert second["status"] == 1
-        assert second["upstreamId"] != first["upstreamId"]
+        assert (second["status"], second["upstreamId"]) == (1, first["upstreamId"])
+        assert second["upstream"]["components"] == edited["components"]
+        await upstream.hand_over(await upstream.verdict(inbox, 2), account)
+        assert (await read(upstream.api, tenant, created["publicId"]))["status"] == 2
+        statuses = [w["template"]["status"] for w in await template_webhooks(upstream.api, tenant, account)]
+        assert statuses == [1, 2, 1, 2]
 
+    async def test_an_update_with_a_new_name_is_a_new_template_upstream(
+        self, upstream: Upstream, tenant: Tenant
+    ):
+        channel, given, inbox = await upstream.channel(tenant)
+        account = channel["publicId"]
+        created = await create(upstream.api, tenant, upstream_form(account))
+        first = await read(upstream.api, tenant, created["publicId"])
+        renamed = upstream_form(account, f"card_out_{uuid.uuid4().hex[:6]}")
+        response = await upstream.api.post(
+            f"{API}/{created['publicId']}", json=renamed, headers=tenant.headers
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["upstreamId"] != first["upstreamId"]
+        assert await upstream_names(upstream, given) == [renamed["name"]]
+        # Deleted while in review, the earlier one gets no verdict: the first is the new one's.
+        verdict = await upstream.verdict(inbox, 1)
+        assert renamed["name"].encode() in verdict.body
+        await upstream.hand_over(verdict, account)
+        assert (await read(upstream.api, tenant, created["publicId"]))["status"] == 2
+
+    async def test_a_delete_deletes_the_upstreams_copy(self, upstream: Upstream, tenant: Tenant):
+        channel, given, _ = await upstream.channel(tenant)
+        created = await create(upstream.api, tenant, upstream_form(channel["publicId"]))
+        assert len(await upstream_names(upstream, given)) == 1
+        response = await upstream.api.delete(f"{API}/{created['publicId']}", headers=tenant.headers)
+        assert response.status_code == 204, response.text
+        assert await upstream_names(upstream, given) == []
+        gone = await upstream.api.get(f"{API}/{created['publicId']}", headers=tenant.headers)
+        assert gone.status_code == 404
+
+    async def test_meta_changing_the_category_is_recorded_and_told(self, upstream: Upstream, tenant: Tenant):
+        channel, _, inbox = await upstream.channel(tenant)
+        account = channel["publicId"]
+        created = await create(upstream.api, tenant, upstream_form(account, f"promo_{uuid.uuid4().hex[:6]}"))
         await upstream.hand_over(await upstream.verdict(inbox, 1), account)
         await upstream.hand_over(await upstream.verdict(inbox, 2), account)
         found = await read(upstream.api, tenant, created["publicId"])
-        assert found["status"] == 2
-        statuses = [w["template"]["status"] for w in await template_webhooks(upstream.api, tenant, account)]
-        assert statuses == [1, 1, 2]
+        assert (found["status"], found["upstream"]["category"]) == (2, "MARKETING")
+        assert "MARKETING" in found["cause"]
+        [*_, last] = await template_webhooks(upstream.api, tenant, account)
+        assert (last["template"]["status"], last["template"]["cause"]) == (2, found["cause"])
+
+    async def test_a_submission_whose_answer_was_lost_is_found_again(
+        self, upstream: Upstream, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    ):
+        channel, given, inbox = await upstream.channel(tenant)
+        account = channel["publicId"]
+        body = upstream_form(account)
+        submit = PROVIDER.submit_template
+
+        async def answer_lost(*args: Any) -> Any:
+            await submit(*args)
+            raise ProviderError("TIMEOUT", "the connection closed before the answer", retryable=True)
+
+        monkeypatch.setattr(PROVIDER, "submit_template", answer_lost)
+        lost = await upstream.api.post(API, json=body, headers=tenant.headers)
+        assert lost.status_code == 502, lost.text
+        monkeypatch.undo()
+        await upstream.verdict(inbox, 1)  # Meta decided meanwhile: the template is APPROVED there
+        again = await create(upstream.api, tenant, body)
+        assert again["status"] == 2
+        found = await read(upstream.api, tenant, again["publicId"])
+        assert found["upstreamId"] and await upstream_names(upstream, given) == [body["name"]]
+        # The same again is the company's template already.
+        twice = await upstream.api.post(API, json=body, headers=tenant.headers)
+        assert (twice.status_code, errors(twice)) == (409, [("name", "EXISTED")])
+        assert again["publicId"] in twice.json()["errors"][0]["message"]
 
     async def test_preview_is_the_upstreams_template_message(self, upstream: Upstream, tenant: Tenant):
         channel, _, _ = await upstream.channel(tenant)
@@ -280,7 +363,8 @@ class TestTheUpstreamsFormIsChecked:
         channel, _, _ = await upstream.channel(tenant)
         body = upstream_form(channel["publicId"])
         await create(upstream.api, tenant, body)
-        again = await upstream.api.post(API, json=body, headers=tenant.headers)  # the name is taken upstream
+        other = body | {"components": [{**body["components"][0], "text": "Dear {{1}}, card {{2}} is here"}]}
+        again = await upstream.api.post(API, json=other, headers=tenant.headers)  # the name is taken upstream
         assert (again.status_code, errors(again)) == (400, [("upstream", "BAD_REQUEST")])
         async with app.state.db.read_sessions() as session:
             names = select(Template.name).join(Channel, Channel.id == Template.channel_id)

@@ -160,17 +160,33 @@ class InboundEvent:
 
 @dataclass(frozen=True, slots=True)
 class TemplateEvent:
-    """The upstream decided about a message template (e.g. WhatsApp's `message_template_status_update`).
+    """The upstream decided about a message template (e.g. WhatsApp's `message_template_status_update`),
+    or changed it (`template_category_update`).
 
-    `template_id` is the upstream's id of the template; `status` one of the MMP TemplateStatus names.
+    `template_id` is the upstream's id of the template; `status` one of the MMP TemplateStatus names, None
+    when the event leaves the status as it is. `changes` are fields of the template's form (wire names of
+    `template_model`) the upstream set anew, e.g. ``{"category": "MARKETING"}``; `cause` says what
+    happened, in a sentence the company reads.
     """
 
     template_id: str
-    status: Literal["APPROVED", "REJECTED", "REQUEST"]
+    status: Literal["APPROVED", "REJECTED", "REQUEST"] | None
     cause: str
     timestamp_ms: int
     dedupe_key: str
     raw: Mapping[str, Any]
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateReview:
+    """A template as the upstream holds it after a submission or an edit: its id there (which its
+    `TemplateEvent`s name) and where its review stands (`status`, an MMP TemplateStatus name; `cause` the
+    upstream's reason for a rejection)."""
+
+    template_id: str
+    status: Literal["APPROVED", "REJECTED", "REQUEST"] = "REQUEST"
+    cause: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,11 +660,37 @@ class Provider(ABC):
 
     async def submit_template(
         self, ctx: ProviderContext, credentials: Mapping[str, Any], template: Mapping[str, Any]
-    ) -> str:
+    ) -> TemplateReview:
         """Submit `template` (wire names of `template_model`) for the upstream's review; returns the
-        upstream's id of it, which its `TemplateEvent`s name. Raises ValueError("<field>: ...") for a
-        template the upstream would refuse as it is, `ProviderError` when it refused (final) or could not
-        be reached (retryable)."""
+        upstream's id of it and its review so far. Idempotent: submitted again after an answer was lost,
+        the same template is the one the upstream has already (its id and status), never a refusal.
+        Raises ValueError("<field>: ...") for a template the upstream would refuse as it is,
+        `ProviderError` when it refused (final) or could not be reached (retryable)."""
+        raise NotImplementedError(f"{self.title} does not review templates")
+
+    async def edit_template(
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        template_id: str,
+        template: Mapping[str, Any],
+    ) -> TemplateReview:
+        """Replace the upstream's template `template_id` with `template` and have it reviewed again;
+        returns its id (a new one when the upstream cannot edit what changed, e.g. a template's name: the
+        new template is submitted and the old one deleted) and its review so far. Raises as
+        `submit_template`."""
+        raise NotImplementedError(f"{self.title} does not review templates")
+
+    async def delete_template(
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        template_id: str,
+        template: Mapping[str, Any],
+    ) -> None:
+        """Delete the upstream's template `template_id` (`template`: its form as submitted). One the
+        upstream no longer has counts as deleted. Raises `ProviderError` when the upstream refused (final)
+        or could not be reached (retryable)."""
         raise NotImplementedError(f"{self.title} does not review templates")
 
     def template_variables(self, template: Mapping[str, Any]) -> list[str]:

@@ -6,9 +6,10 @@ Create and Update talk to an upstream for the templates it reviews, so they take
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.deps import KeyringDep, SettingsDep
@@ -56,6 +57,18 @@ _WEBHOOK = (
 )
 
 
+def _upstream_context(request: Request, settings: SettingsDep) -> Callable[[Provider], ProviderContext]:
+    """The run-time context of a provider, for the calls to an upstream that reviews templates."""
+
+    def context(provider: Provider) -> ProviderContext:
+        return settings.provider_context(provider, request.app.state.http)
+
+    return context
+
+
+UpstreamContext = Annotated[Callable[[Provider], ProviderContext], Depends(_upstream_context)]
+
+
 def _database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
@@ -97,11 +110,8 @@ async def create_template(
     subject: CompanyKey,
     request: Request,
     keyring: KeyringDep,
-    settings: SettingsDep,
+    context: UpstreamContext,
 ) -> ResponseCreateTemplateMessage:
-    def context(provider: Provider) -> ProviderContext:
-        return settings.provider_context(provider, request.app.state.http)
-
     template, _ = await templates.save(_database(request), keyring, subject, context, form=body)
     request.app.state.wake_workers()
     return ResponseCreateTemplateMessage(
@@ -178,7 +188,8 @@ async def get_template(
     "/{templateId}",
     summary="Update Template",
     description="Replaces the template with the body (the same forms as Create Template) under the same "
-    "`publicId`; it waits for review again (1 REQUEST: not sendable until approved again). "
+    "`publicId`; it waits for review again (1 REQUEST: not sendable until approved again). A template its "
+    "upstream reviewed is edited there (a new name: submitted anew, the old one deleted there). "
     + _FORMS
     + _WEBHOOK,
     response_model=ResponseGetTemplate,
@@ -190,11 +201,8 @@ async def update_template(
     subject: CompanyKey,
     request: Request,
     keyring: KeyringDep,
-    settings: SettingsDep,
+    context: UpstreamContext,
 ) -> ResponseGetTemplate:
-    def context(provider: Provider) -> ProviderContext:
-        return settings.provider_context(provider, request.app.state.http)
-
     saved = await templates.save(
         _database(request), keyring, subject, context, form=body, public_id=template_id
     )
@@ -205,14 +213,21 @@ async def update_template(
 @router.delete(
     "/{templateId}",
     summary="Delete Template",
-    description="Deletes the template: it cannot be sent, nor read, any more (204). An upstream that "
-    "reviewed it keeps its own copy.",
+    description="Deletes the template: it cannot be sent, nor read, any more (204). A template its "
+    "upstream reviewed (WhatsApp: Meta) is deleted there first: 502 when the upstream cannot be reached, "
+    "and nothing changes.",
     status_code=204,
     response_class=Response,
-    responses=responses(401, 403, 404),
+    responses=responses(400, 401, 403, 404, 502),
 )
-async def delete_template(template_id: TemplateId, subject: CompanyKey, session: SessionDep) -> Response:
-    await templates.delete(session, subject, public_id=template_id)
+async def delete_template(
+    template_id: TemplateId,
+    subject: CompanyKey,
+    request: Request,
+    keyring: KeyringDep,
+    context: UpstreamContext,
+) -> Response:
+    await templates.delete(_database(request), keyring, subject, context, public_id=template_id)
     return Response(status_code=204)
 
 

@@ -122,12 +122,18 @@ async def by_upstream_id(
     return (await session.execute(statement.order_by(Template.id.desc()).limit(1))).scalar_one_or_none()
 
 
+async def last_event_id(session: AsyncSession) -> int:
+    """The id of the last callback event recorded (0 before any): those recorded later have greater ids,
+    whichever API node received them and whatever its clock says."""
+    return int(await session.scalar(select(func.max(ProviderEvent.id))) or 0)
+
+
 async def template_events(
-    session: AsyncSession, *, company_id: int, application_id: int, since: int
+    session: AsyncSession, *, company_id: int, application_id: int, after: int
 ) -> list[str]:
-    """The raw bodies of template callbacks received since `since` (epoch ms) on the company's channels of
-    `application_id`, in arrival order: a verdict among them may have overtaken the commit of the
-    submission it is about."""
+    """The raw bodies of template callbacks recorded after the event `after` (`last_event_id`) on the
+    company's channels of `application_id`, in arrival order: an event among them may have overtaken the
+    commit of the submission it is about."""
     statement = (
         select(ProviderEvent.raw)
         .join(Channel, Channel.id == ProviderEvent.channel_id)
@@ -135,7 +141,7 @@ async def template_events(
             Channel.company_id == company_id,
             Channel.application_id == application_id,
             ProviderEvent.outcome == EventOutcome.TEMPLATE,
-            ProviderEvent.received_at >= since,
+            ProviderEvent.id > after,
         )
         .order_by(ProviderEvent.id)
     )

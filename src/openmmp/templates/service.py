@@ -3,18 +3,21 @@
 A template is one of two kinds, decided by its application's provider (never by its name):
 
 - the upstream reviews templates itself (`Provider.reviews_templates`, WhatsApp's Meta): the template is
-  the upstream's own form (`template_model`), submitted at once with its channel's credentials; the
-  verdict arrives later as a `TemplateEvent` in one of the company's callbacks (`apply_event`);
+  the upstream's own form (`template_model`), submitted at once with its channel's credentials (an update
+  edits the upstream's copy, a delete deletes it); the verdict, and any change the upstream makes to the
+  template (Meta's new category), arrive later as a `TemplateEvent` in one of the company's callbacks
+  (`apply_event`);
 - any other: CreateFormTemplateMessage, messages with `{{name}}` placeholders, each checked as a send on
   the application would check it; the operator approves or rejects it (a partner key, or the CLI).
 
-A new or updated template waits in REQUEST; every change of status is a `type: 3` webhook to its channel
-(api.md §5.3). A template without a channel has no webhook endpoint: its changes are read with GET.
+A new or updated template waits in REQUEST (unless the upstream answers that it holds it approved
+already: a submission repeated after a lost answer); every change of status is a `type: 3` webhook to its
+channel (api.md §5.3). A template without a channel has no webhook endpoint: its changes are read with GET.
 
 Upstream calls never run inside a database transaction (on SQLite a write transaction holds the database's
 only write lock): `save` checks the form in a short read session, asks the upstream, and writes in a short
-write session. A verdict can overtake that write; `save` looks for one among the callbacks received since
-it asked and applies it, so it is not lost.
+write session. A verdict can overtake that write; `save` looks for one among the callbacks recorded since
+it asked (by event id, not by any node's clock) and applies it, so it is not lost.
 """
 
 from __future__ import annotations
@@ -52,9 +55,6 @@ from openmmp.templates.schemas import CreateFormTemplateMessage
 from openmmp.webhooks.service import webhooks
 
 _CAUSE_LENGTH = 500
-_OVERTAKEN_MARGIN_MS = 60_000
-"""How long before its submission a verdict may have been received and still be looked at: the clocks of
-the API nodes that received the callback and that submitted may differ by this much."""
 
 
 class TemplateNotFound(NotFound):
@@ -255,17 +255,25 @@ def _verdicts(provider: Provider, raw: str, upstream_id: str) -> list[TemplateEv
     return [e for e in events if isinstance(e, TemplateEvent) and e.template_id == upstream_id]
 
 
-async def _overtaken(session: AsyncSession, template: Template, provider: Provider, *, since: int) -> None:
-    """Apply the verdicts about `template` received before it was stored with its upstream id."""
+async def _overtaken(session: AsyncSession, template: Template, provider: Provider, *, after: int) -> None:
+    """Apply the upstream's events about `template` received after it was submitted (the events recorded
+    past `after`, the last one's id before it asked) and before it was stored with its upstream id."""
     assert template.upstream_id is not None
     bodies = await repository.template_events(
-        session, company_id=template.company_id, application_id=template.application_id, since=since
+        session, company_id=template.company_id, application_id=template.application_id, after=after
     )
     for raw in bodies:
         for event in _verdicts(provider, raw, template.upstream_id):
-            await _change(
-                session, template, TemplateStatus[event.status], event.cause, timestamp_ms=event.timestamp_ms
-            )
+            await _apply(session, template, event)
+
+
+async def _apply(session: AsyncSession, template: Template, event: TemplateEvent) -> None:
+    """The upstream's event about `template`: the fields of its form it changed, and its status (kept
+    when the event names none), with a `type: 3` webhook when either says something new."""
+    if event.changes and template.upstream is not None:
+        template.upstream = {**template.upstream, **event.changes}
+    status = TemplateStatus[event.status] if event.status is not None else TemplateStatus(template.status)
+    await _change(session, template, status, event.cause, timestamp_ms=event.timestamp_ms)
 
 
 async def save(
@@ -287,36 +295,59 @@ async def save(
     Opens its own sessions: give it no transaction.
     """
     async with db.read_sessions() as session, session.begin():
-        if public_id is not None:
-            await get(session, subject, public_id=public_id)
+        edited = None
         if isinstance(form, CreateFormTemplateMessage):
             plan = await _operator_form(session, keyring, subject, form)
         else:
             plan = await _upstream_form(session, keyring, subject, form)
-    asked_at = now_ms()
-    upstream_id = None
+        if public_id is not None:
+            earlier, _ = await get(session, subject, public_id=public_id)
+            # The upstream's copy on the same channel is edited; anywhere else a new one is submitted.
+            same_channel = plan.channel is not None and earlier.channel_id == plan.channel.id
+            edited = earlier.upstream_id if earlier.upstream is not None and same_channel else None
+        heard = await repository.last_event_id(session)
+    review = None
     if plan.submission is not None:
-        submitted = plan.provider.submit_template(context(plan.provider), plan.credentials, plan.submission)
-        upstream_id = (await upstream(submitted))[:200]
+        ctx = context(plan.provider)
+        if edited is not None:
+            call = plan.provider.edit_template(ctx, plan.credentials, edited, plan.submission)
+        else:
+            call = plan.provider.submit_template(ctx, plan.credentials, plan.submission)
+        review = await upstream(call)
     async with db.write_sessions() as session, session.begin():
-        previous = None
+        if review is not None:
+            await _not_twice(session, subject, plan, review.template_id, public_id)
         if public_id is None:
             template = Template(**plan.values)
             session.add(template)
         else:
             template, _ = await get(session, subject, public_id=public_id)
-            previous = template.upstream_id
             for name, value in plan.values.items():
                 setattr(template, name, value)
-        template.upstream_id = upstream_id
-        template.status, template.status_cause = int(TemplateStatus.REQUEST), None
+        template.upstream_id = review.template_id[:200] if review is not None else None
+        template.status = int(TemplateStatus[review.status]) if review is not None else TemplateStatus.REQUEST
+        template.status_cause = (review.cause[:_CAUSE_LENGTH] or None) if review is not None else None
         template.updated_at = now_ms()
         await session.flush()
         await _announce(session, template)
-        # An upstream that kept the id of the earlier submission: its verdicts so far are about that one.
-        if upstream_id is not None and upstream_id != previous:
-            await _overtaken(session, template, plan.provider, since=asked_at - _OVERTAKEN_MARGIN_MS)
+        if review is not None:
+            await _overtaken(session, template, plan.provider, after=heard)
     return template, plan.channel.public_id if plan.channel else None
+
+
+async def _not_twice(
+    session: AsyncSession, subject: Subject, plan: _Plan, upstream_id: str, public_id: str | None
+) -> None:
+    """409 when the template the upstream answered with is another template of the company already
+    (the same form created again: the upstream's submission is idempotent, the company's list is not)."""
+    twin = await repository.by_upstream_id(
+        session,
+        company_id=subject.company_id,
+        application_id=plan.values["application_id"],
+        upstream_id=upstream_id,
+    )
+    if twin is not None and twin.public_id != public_id:
+        raise Conflict(f"the company's template {twin.public_id} is this template already", name="name")
 
 
 async def get(session: AsyncSession, subject: Subject, *, public_id: str) -> Shown:
@@ -328,12 +359,30 @@ async def get(session: AsyncSession, subject: Subject, *, public_id: str) -> Sho
     return found
 
 
-async def delete(session: AsyncSession, subject: Subject, *, public_id: str) -> None:
-    """Delete the company's template: it cannot be sent any more, nor read. An upstream that reviewed it
-    keeps its own copy."""
-    template, _ = await get(session, subject, public_id=public_id)
-    await session.delete(template)
-    await session.flush()
+async def delete(
+    db: Database,
+    keyring: Keyring,
+    subject: Subject,
+    context: Callable[[Provider], ProviderContext],
+    *,
+    public_id: str,
+) -> None:
+    """Delete the company's template: it cannot be sent any more, nor read. A template its upstream
+    reviewed is deleted there first (a 502 when the upstream cannot be reached, and nothing changes).
+
+    Opens its own sessions: give it no transaction.
+    """
+    async with db.read_sessions() as session, session.begin():
+        template, _ = await get(session, subject, public_id=public_id)
+        channel = await session.get(Channel, template.channel_id) if template.channel_id else None
+        upstream_id, form = template.upstream_id, template.upstream
+        provider = _provider(template)
+        credentials = open_credentials(keyring, channel) if channel is not None else None
+    if upstream_id is not None and form is not None and credentials is not None:
+        await upstream(provider.delete_template(context(provider), credentials, upstream_id, form))
+    async with db.write_sessions() as session, session.begin():
+        template, _ = await get(session, subject, public_id=public_id)
+        await session.delete(template)
 
 
 async def approved(
@@ -416,9 +465,7 @@ async def apply_event(session: AsyncSession, channel: Channel, event: TemplateEv
     )
     if template is None:
         return False
-    await _change(
-        session, template, TemplateStatus[event.status], event.cause, timestamp_ms=event.timestamp_ms
-    )
+    await _apply(session, template, event)
     return True
 
 

@@ -19,11 +19,16 @@ every entry and change in it counts, so one body may hold several events.
   (conversation id and phone) with the profile name.
 - `message_template_status_update` changes: APPROVED (and REINSTATED) → APPROVED; REJECTED, PAUSED and
   DISABLED → REJECTED, with the reason; PENDING and IN_APPEAL → REQUEST; the others change nothing.
+- `template_category_update` changes: Meta changed an approved template's category (`previous_category`
+  → `new_category`), which the template's form takes on (`changes`), its status unchanged. Meta's
+  notices of a change still to come (`correct_category`, with `new_category` the category as it is)
+  change nothing, and neither does a category the form does not have.
 - Every other field (account and quality updates, ...) changes nothing: answered, so Meta stops
   retrying, and ignored.
 
 Dedupe keys: the wamid and the status for a report, the message's wamid for an inbound message, the
-template's id, event and time for a template event.
+template's id, event and time for a template decision, the template's id, new category and time for a
+category change.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ MAX_CHALLENGE_LENGTH = 1000
 MAX_TIMESTAMP_S = (2**63 - 1) // 1000
 
 _STATUSES: Mapping[str, StatusName] = {"delivered": "DELIVERED", "read": "READ", "failed": "FAIL"}
-_TEMPLATE_STATUSES: Mapping[str, Literal["APPROVED", "REJECTED", "REQUEST"]] = {
+TEMPLATE_STATUSES: Mapping[str, Literal["APPROVED", "REJECTED", "REQUEST"]] = {
     "APPROVED": "APPROVED",
     "REINSTATED": "APPROVED",
     "REJECTED": "REJECTED",
@@ -66,6 +71,9 @@ _TEMPLATE_STATUSES: Mapping[str, Literal["APPROVED", "REJECTED", "REQUEST"]] = {
     "PENDING": "REQUEST",
     "IN_APPEAL": "REQUEST",
 }
+"""Meta's template statuses (and webhook events) as the MMP TemplateStatus they amount to; the others
+(PENDING_DELETION, DELETED, FLAGGED, ...) are none."""
+TEMPLATE_CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
 _MEDIA_TYPES: Mapping[str, str] = {
     "image": "picture",
     "sticker": "picture",
@@ -137,6 +145,8 @@ def parse_callback(raw: bytes) -> list[CallbackEvent]:
                 events += _messages_change(value)
             elif field == "message_template_status_update":
                 events += _template_change(value, entry.get("time"))
+            elif field == "template_category_update":
+                events += _category_change(value, entry.get("time"))
     return events
 
 
@@ -265,26 +275,54 @@ def _content(message: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "text", "message": ""}
 
 
+def template_cause(event: str, reason: Any) -> str:
+    """What a company reads of a template's status: Meta's word for it, with Meta's reason when there is
+    one (never for an approval, whose reason is "NONE")."""
+    return event if not isinstance(reason, str) or reason in ("", "NONE") else f"{event}: {reason}"
+
+
 def _template_change(value: dict[str, Any], entry_time: Any) -> list[CallbackEvent]:
     event = value.get("event")
-    status = _TEMPLATE_STATUSES.get(event) if isinstance(event, str) else None
-    if status is None:
+    if not isinstance(event, str) or event not in TEMPLATE_STATUSES:
         return []
+    status = TEMPLATE_STATUSES[event]
     template_id = _id(value.get("message_template_id"), "message_template_id")
-    reason = value.get("reason")
-    cause = str(event) if not isinstance(reason, str) or reason in ("", "NONE") else f"{event}: {reason}"
-    if entry_time is None:
-        timestamp, when = int(time.time() * 1000), ""
-    else:
-        timestamp = _seconds(entry_time, "template update")
-        when = str(timestamp)
+    timestamp, when = _entry_time(entry_time)
     return [
         TemplateEvent(
             template_id=template_id,
             status=status,
-            cause=cause,
+            cause=template_cause(event, value.get("reason")),
             timestamp_ms=timestamp,
             dedupe_key=f"template:{template_id}:{event}:{when}",
             raw=value,
         )
     ]
+
+
+def _category_change(value: dict[str, Any], entry_time: Any) -> list[CallbackEvent]:
+    previous, new = value.get("previous_category"), value.get("new_category")
+    if not isinstance(previous, str) or not isinstance(new, str) or new not in TEMPLATE_CATEGORIES:
+        return []
+    template_id = _id(value.get("message_template_id"), "message_template_id")
+    timestamp, when = _entry_time(entry_time)
+    return [
+        TemplateEvent(
+            template_id=template_id,
+            status=None,
+            cause=f"Meta changed the category from {previous} to {new}",
+            timestamp_ms=timestamp,
+            dedupe_key=f"template:{template_id}:category:{new}:{when}",
+            raw=value,
+            changes={"category": new},
+        )
+    ]
+
+
+def _entry_time(entry_time: Any) -> tuple[int, str]:
+    """An account webhook's time in epoch milliseconds, and as its dedupe keys name it ("" when Meta gave
+    none: then it is now, and repeats cannot be told apart by it)."""
+    if entry_time is None:
+        return int(time.time() * 1000), ""
+    timestamp = _seconds(entry_time, "template update")
+    return timestamp, str(timestamp)

@@ -76,15 +76,19 @@ class GraphClient:
         """`POST {base_url}/{path}` with the JSON `body` and `token` as Bearer."""
         return await self._call("POST", f"{self._base}/{path}", token=token, body=body)
 
+    async def delete(self, path: str, *, token: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """`DELETE {base_url}/{path}?{query}` with `token` as Bearer."""
+        return await self._call("DELETE", f"{self._base}/{path}?{urlencode(query)}", token=token)
+
     async def _call(
         self, method: str, url: str, *, token: str | None, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {token}"} if token else None
         try:
-            if method == "GET":
-                response = await self._http.get(url, headers=headers)
-            else:
+            if method == "POST":
                 response = await self._http.post(url, json=dict(body or {}), headers=headers)
+            else:
+                response = await self._http.request(method, url, headers=headers)
         except HttpUnreachable as exc:
             # Not chained: its text names the URL, whose query may carry a secret (the code exchange's
             # client_secret, the token debug_token inspects).

@@ -22,8 +22,11 @@ the override.
 Meta reviews templates (`reviews_templates`): a company's goes to the channel's WhatsApp Business
 account in Meta's form (`templates`: the form, its rules, which parameters a send gives and the
 `fb_whatsapp_template` message that sends it), and Meta's verdict comes back as a
-`message_template_status_update` webhook. Meta sends those to the app's callback URL, not to a number's
-override, so they reach whichever channel the business pointed its app at: any channel of the account.
+`message_template_status_update` webhook, as does Meta's own change of an approved template's category
+(`template_category_update`). A template may be edited (in place, or replaced by a new one when its
+name or language changes) and deleted. Meta sends those webhooks to the app's callback URL, not to a
+number's override, so they reach whichever channel the business pointed its app at: any channel of the
+account.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from openmmp.providers.base import (
     SandboxUser,
     SandboxWritten,
     SendUnit,
+    TemplateReview,
     one_unit_each,
 )
 from openmmp.providers.simulation import sandbox_control
@@ -176,8 +180,26 @@ class WhatsappProvider(Provider):
 
     async def submit_template(
         self, ctx: ProviderContext, credentials: Mapping[str, Any], template: Mapping[str, Any]
-    ) -> str:
+    ) -> TemplateReview:
         return await templates.submit(ctx.http, ctx.base_url, credentials, template)
+
+    async def edit_template(
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        template_id: str,
+        template: Mapping[str, Any],
+    ) -> TemplateReview:
+        return await templates.edit(ctx.http, ctx.base_url, credentials, template_id, template)
+
+    async def delete_template(
+        self,
+        ctx: ProviderContext,
+        credentials: Mapping[str, Any],
+        template_id: str,
+        template: Mapping[str, Any],
+    ) -> None:
+        await templates.delete(ctx.http, ctx.base_url, credentials, template_id, template)
 
     def template_variables(self, template: Mapping[str, Any]) -> list[str]:
         return templates.variables(template)

@@ -68,15 +68,29 @@ PENDING; the answer is `{id, status, category}`. After `template_review_seconds`
 decides: REJECTED with reason INVALID_FORMAT when the name contains "reject", else APPROVED, and sends a
 `message_template_status_update` webhook (`entry[].id` the account, `time`, `value` {event,
 message_template_id, message_template_name, message_template_language, reason,
-message_template_category}). Meta posts those to the app's callback URL; the simulator knows callback
-URLs per number, so it posts to that of a number of the account: the first with a URL from
-`/_sandbox/webhooks` (the app's), else the first with an override, signed with that number's app secret
-(held until one registers when none has yet). `GET /{waba_id}/message_templates?name&status&limit&after`
-lists the account's templates (exact `name`; Meta's `data` and `paging` with cursors; `limit` 25 by
-default, at most 100). Who may: as for the override, a sign-up's business token for its accounts, and
-any token for an account the simulator knows a number of from `/_sandbox/webhooks` (200 for a token of
-another sign-up, or any other token on an account whose numbers were registered through a sign-up; 100
-with subcode 33 for an account it knows nothing of). The templates live as long as the simulator.
+message_template_category}). Then, as Meta recategorises templates it finds misfiled, an approved
+UTILITY template whose name contains "promo" becomes MARKETING, and a `template_category_update`
+webhook follows the approval (`value` {message_template_id, message_template_name,
+message_template_language, previous_category, new_category}). Meta posts those to the app's callback
+URL; the simulator knows callback URLs per number, so it posts to that of a number of the account: the
+first with a URL from `/_sandbox/webhooks` (the app's), else the first with an override, signed with that
+number's app secret (held until one registers when none has yet).
+`GET /{waba_id}/message_templates?name&status&limit&after` lists the account's templates (exact `name`;
+Meta's `data` and `paging` with cursors; `limit` 25 by default, at most 100; deleted ones only with
+`status=DELETED`), each with its id, name, language, status (and `rejected_reason`), category,
+parameter format and components; `GET /{template_id}` reads one alike. `POST /{template_id}`
+`{category?, components?}` edits one in place (100 for anything else, its name and language included,
+or what a new template's checks refuse): `{"success": true}`, and it is PENDING and reviewed again as
+a new one is, webhooks and all (an edit during a review starts the review over). `DELETE
+/{waba_id}/message_templates?name&hsm_id` deletes the template `hsm_id` of that name (without `hsm_id`,
+every language of the name): `{"success": true}`; none such is 100 with subcode 2593002 ("Message
+template not found"). A deleted template is DELETED: sending it is 132001, and its name and language
+may be used anew. An id that is no template's, read or edited, is 100 with subcode 33 (a POST to it is
+a number's webhook override, below). Who may: as for the override, a sign-up's business token for its
+accounts, and any token for an account the simulator knows a number of from `/_sandbox/webhooks` (200
+for a token of another sign-up, or any other token on an account whose numbers were registered through
+a sign-up; 100 with subcode 33 for an account it knows nothing of). The templates live as long as the
+simulator.
 
 The fault injector (`/_sandbox/faults`) also answers the code exchange, the look-ups, the registrations,
 the override and the template calls.
@@ -99,7 +113,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -160,6 +174,8 @@ PARAMETER_MISMATCH = 132000
 NO_TEMPLATE = 132001
 DUPLICATE_TEMPLATE = 2388024
 """The subcode of 100 for a template whose name and language the account has already."""
+TEMPLATE_NOT_FOUND = 2593002
+"""The subcode of 100 for a deletion that names no template of the account."""
 CALLBACK_UNVERIFIED = 2200
 NO_SUCH_OBJECT = 33
 """The subcode of 100 for an id the token cannot see."""
@@ -172,6 +188,10 @@ TEMPLATE_PAGE_MAX = 100
 REJECTED_WORD = "reject"
 """A template whose name contains it is rejected by the review."""
 REJECTION_REASON = "INVALID_FORMAT"
+RECATEGORISED_WORD = "promo"
+"""An approved UTILITY template whose name contains it is recategorised as MARKETING."""
+DELETED = "DELETED"
+"""The status of a deleted template: kept as Meta keeps it, so that sending it is 132001."""
 
 TITLES = {
     INVALID_PARAMETER: "Invalid parameter",
@@ -279,6 +299,8 @@ class _Template:
     components: list[dict[str, Any]]
     status: str = "PENDING"
     reason: str = "NONE"
+    revision: int = 0
+    """How many times it was edited: a review decides only the revision it began with."""
 
     def listed(self) -> dict[str, Any]:
         """The template as `GET /{waba_id}/message_templates` lists it."""
@@ -294,6 +316,38 @@ class _Template:
         if self.status == "REJECTED":
             item["rejected_reason"] = self.reason
         return item
+
+    def decision(self) -> dict[str, Any]:
+        """The value of its `message_template_status_update` webhook: its status now."""
+        return {
+            "event": self.status,
+            "message_template_id": int(self.id),
+            "message_template_name": self.name,
+            "message_template_language": self.language,
+            "reason": self.reason,
+            "message_template_category": self.category,
+        }
+
+    def edit(self, body: Mapping[str, Any]) -> None:
+        """Meta's checks of an edit (`POST /{template_id}`), then the edit: only the category and the
+        components change, and it is PENDING again, its review to come."""
+        other = sorted(set(body) - {"category", "components"})
+        if other:
+            raise _Refused(
+                INVALID_PARAMETER, f"{other[0]}: only a template's category and components can be edited"
+            )
+        if not body:
+            raise _Refused(INVALID_PARAMETER, "category or components: there is nothing to edit")
+        category, components = body.get("category", self.category), body.get("components", self.components)
+        if category not in TEMPLATE_CATEGORIES:
+            raise _Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
+        try:
+            check_components(components, self.parameter_format)
+        except ValueError as exc:
+            raise _Refused(INVALID_PARAMETER, str(exc)) from None
+        self.category, self.components = str(category), list(components)
+        self.status, self.reason = "PENDING", "NONE"
+        self.revision += 1
 
     def mismatch(self, sent: Mapping[str, Any]) -> str | None:
         """What Meta's 132000 says of a send (its `template` object) whose parameters do not fit the
@@ -422,8 +476,9 @@ class _WhatsappSimulator:
             Route("/{waba_id}/subscribed_apps", self._subscribed_apps, methods=["POST"]),
             Route("/{waba_id}/phone_numbers", self._phone_numbers, methods=["GET"]),
             Route("/{phone_number_id}/register", self._register, methods=["POST"]),
-            Route("/{waba_id}/message_templates", self._templates_route, methods=["GET", "POST"]),
-            Route("/{phone_number_id}", self._override, methods=["POST"]),
+            Route("/{waba_id}/message_templates", self._templates_route, methods=["GET", "POST", "DELETE"]),
+            # Last: every one-segment route above (debug_token) wins over an object's id.
+            Route("/{object_id}", self._object, methods=["GET", "POST"]),
         ]
         self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
         self.app.state.simulator = self
@@ -595,7 +650,7 @@ class _WhatsappSimulator:
     # ---- message templates ------------------------------------------------------------------------------
 
     async def _templates_route(self, request: Request) -> Response:
-        """List (GET) or create (POST) a WhatsApp Business account's message templates."""
+        """List (GET), create (POST) or delete (DELETE) a WhatsApp Business account's message templates."""
         self._stats.requests += 1
         raw = await request.body()
         fault = self._faults.take()
@@ -606,13 +661,78 @@ class _WhatsappSimulator:
             self._check_manager(request, waba_id)
             if request.method == "GET":
                 return self._list_templates(request, waba_id)
+            if request.method == "DELETE":
+                return self._delete_templates(request, waba_id)
             if len(raw) > self._config.max_request_bytes:
                 raise _Refused(INVALID_PARAMETER, "the request is too large")
             template = self._new_template(waba_id, _json_object(raw))
         except _Refused as refused:
             return self._error(refused)
-        self._scheduler.spawn(self._review(template))
+        self._scheduler.spawn(self._review(template, template.revision))
         return json_response({"id": template.id, "status": template.status, "category": template.category})
+
+    async def _object(self, request: Request) -> Response:
+        """`/{id}`: a template, read (GET) or edited (POST); a POST to any other id is a phone number's
+        webhook override."""
+        template = self._template_by_id(request.path_params["object_id"])
+        if template is None and request.method == "POST":
+            return await self._override(request)
+        self._stats.requests += 1
+        raw = await request.body()
+        fault = self._faults.take()
+        if fault is not None:
+            return await self._fault(request, fault.kind, fault.status)
+        try:
+            if template is None:
+                raise _Refused(
+                    INVALID_PARAMETER,
+                    f"Unsupported get request. Object with ID '{request.path_params['object_id']}' does "
+                    "not exist, cannot be loaded due to missing permissions, or does not support this "
+                    "operation",
+                    subcode=NO_SUCH_OBJECT,
+                )
+            self._check_manager(request, template.waba_id)
+            if request.method == "GET":
+                return json_response(template.listed())
+            if len(raw) > self._config.max_request_bytes:
+                raise _Refused(INVALID_PARAMETER, "the request is too large")
+            template.edit(_json_object(raw))
+        except _Refused as refused:
+            return self._error(refused)
+        self._scheduler.spawn(self._review(template, template.revision))
+        return json_response({"success": True})
+
+    def _template_by_id(self, template_id: str) -> _Template | None:
+        """The template of that id, unless it was deleted."""
+        return next(
+            (t for _, t in self._message_templates.items() if t.id == template_id and t.status != DELETED),
+            None,
+        )
+
+    def _delete_templates(self, request: Request, waba_id: str) -> Response:
+        """Delete the account's templates named `name`: every language of it, or with `hsm_id` that one."""
+        name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
+        if not name:
+            raise _Refused(INVALID_PARAMETER, "name: the template's name is required")
+        found = [
+            template
+            for _, template in self._message_templates.items()
+            if template.waba_id == waba_id
+            and template.name == name
+            and template.status != DELETED
+            and (hsm_id is None or template.id == hsm_id)
+        ]
+        if not found:
+            raise _Refused(
+                INVALID_PARAMETER,
+                f"no template {name}" + (f" with id {hsm_id}" if hsm_id is not None else ""),
+                subcode=TEMPLATE_NOT_FOUND,
+                user_title="Message template not found",
+                user_message=f"The message template {name} wasn't found for this account.",
+            )
+        for template in found:
+            template.status = DELETED
+        return json_response({"success": True})
 
     def _check_manager(self, request: Request, waba_id: str) -> None:
         """Raise `_Refused` unless the request's token may manage the account's templates (who may: as
@@ -661,7 +781,8 @@ class _WhatsappSimulator:
         except ValueError as exc:
             raise _Refused(INVALID_PARAMETER, str(exc)) from None
         key = _template_key(waba_id, name, language)
-        if self._message_templates.get(key) is not None:
+        existing = self._message_templates.get(key)
+        if existing is not None and existing.status != DELETED:
             raise _Refused(
                 INVALID_PARAMETER,
                 f"the account has a template named {name} in {language} already",
@@ -682,40 +803,50 @@ class _WhatsappSimulator:
         self._message_templates.set(key, template)
         return template
 
-    async def _review(self, template: _Template) -> None:
-        """Meta's review of a new template: after `template_review_seconds`, REJECTED when its name says
-        so, else APPROVED; then the account's webhook."""
+    async def _review(self, template: _Template, revision: int) -> None:
+        """Meta's review of a new or edited template: after `template_review_seconds`, REJECTED when its
+        name says so, else APPROVED; then the account's webhook, and for an approved UTILITY template
+        whose name says so, its recategorisation as MARKETING. Nothing when the template was edited
+        again meanwhile (the edit's own review decides) or deleted."""
         await asyncio.sleep(float(self._knobs.template_review_seconds))
+        if template.revision != revision or template.status == DELETED:
+            return
         if REJECTED_WORD in template.name:
             template.status, template.reason = "REJECTED", REJECTION_REASON
         else:
             template.status = "APPROVED"
-        await self._template_webhook(template)
+        await self._account_webhook(template.waba_id, "message_template_status_update", template.decision)
+        if (
+            template.status == "APPROVED"
+            and template.category == "UTILITY"
+            and RECATEGORISED_WORD in template.name
+        ):
+            template.category = "MARKETING"
+            change = {
+                "message_template_id": int(template.id),
+                "message_template_name": template.name,
+                "message_template_language": template.language,
+                "previous_category": "UTILITY",
+                "new_category": template.category,
+            }
+            await self._account_webhook(template.waba_id, "template_category_update", lambda: change)
 
-    async def _template_webhook(self, template: _Template) -> None:
-        """The `message_template_status_update` webhook of the template's status now, to the callback URL
-        of a number of its account (module docstring); held while none has one."""
-        numbers = self._numbers_of(template.waba_id)
+    async def _account_webhook(self, waba_id: str, field: str, value: Callable[[], dict[str, Any]]) -> None:
+        """A webhook of the account's `field`, its value made by `value` when it goes, to the callback
+        URL of a number of the account (module docstring); held while none has one."""
+        numbers = self._numbers_of(waba_id)
         chosen = [n for n in numbers if n.callback_url] or [n for n in numbers if n.override_url]
         url = (chosen[0].callback_url or chosen[0].override_url) if chosen else None
         if url is None:
-            self._held_templates.hold(template.waba_id, lambda: self._template_webhook(template))
+            self._held_templates.hold(waba_id, lambda: self._account_webhook(waba_id, field, value))
             return
-        value = {
-            "event": template.status,
-            "message_template_id": int(template.id),
-            "message_template_name": template.name,
-            "message_template_language": template.language,
-            "reason": template.reason,
-            "message_template_category": template.category,
-        }
-        change = {"field": "message_template_status_update", "value": value}
-        entry = {"id": template.waba_id, "time": int(time.time()), "changes": [change]}
+        change = {"field": field, "value": value()}
+        entry = {"id": waba_id, "time": int(time.time()), "changes": [change]}
         await self._deliver(url, chosen[0].app_secret, entry)
 
     def _list_templates(self, request: Request, waba_id: str) -> Response:
         """The account's templates, oldest first, a page of `limit` after the cursor `after`; only those
-        named `name` (exactly) or of `status` when given."""
+        named `name` (exactly) or of `status` when given (the deleted ones only then)."""
         query = request.query_params
         limit = query.get("limit", str(TEMPLATE_PAGE))
         if not limit.isdigit() or not 1 <= int(limit) <= TEMPLATE_PAGE_MAX:
@@ -726,7 +857,7 @@ class _WhatsappSimulator:
             for _, template in self._message_templates.items()
             if template.waba_id == waba_id
             and (name is None or template.name == name)
-            and (status is None or template.status == status.upper())
+            and (template.status != DELETED if status is None else template.status == status.upper())
         ]
         if "after" in query:
             ids = [template.id for template in found]
@@ -877,10 +1008,11 @@ class _WhatsappSimulator:
         return RedirectResponse(_with_query(redirect_uri, answer), status_code=302)
 
     def _new_id(self) -> str:
-        # Meta's ids are 15 to 17 digits; a new one is nobody's number yet.
+        # Meta's ids are 15 to 17 digits; a new one is nobody's number or template yet (`/{id}` tells
+        # them apart by their ids).
         while True:
             candidate = str(random.randrange(10**14, 10**15))
-            if self._numbers.get(candidate) is None:
+            if self._numbers.get(candidate) is None and self._template_by_id(candidate) is None:
                 return candidate
 
     async def _access_token(self, request: Request) -> Response:
@@ -1007,7 +1139,7 @@ class _WhatsappSimulator:
         fault = self._faults.take()
         if fault is not None:
             return await self._fault(request, fault.kind, fault.status)
-        phone_number_id = request.path_params["phone_number_id"]
+        phone_number_id = request.path_params["object_id"]
         try:
             app_secret = self._manager_secret(request, phone_number_id)
             body = _json_object(await request.body())

@@ -1,11 +1,15 @@
-"""WhatsApp message templates: the form Meta reviews, its rules, and how an approved one is sent.
+"""WhatsApp message templates: the form Meta reviews, its rules, Meta's copy, and how an approved one is sent.
 
 A company's template goes to Meta as `POST {base}/{wabaId}/message_templates` (providers.md §3) in
 the MMP API's form `WhatsappFormCreateTemplateMessage`: `name`, `accountId`, `category`, `language`,
 `parameterFormat` and `components`, which are Meta's own component objects under Meta's own names
 (`header_text`, `phone_number`, ...), so that a template copied from Meta's documentation or WhatsApp
 Manager goes as it is. Meta answers with the template's id at once; its verdict comes later, as a
-`message_template_status_update` webhook (`callbacks`).
+`message_template_status_update` webhook (`callbacks`). A submission is idempotent (`submit`: Meta's
+refusal of a second template of a name and language is answered with the first when it is the same).
+Meta edits a template's category and components in place (`POST {base}/{template-id}`, reviewed again);
+one renamed or in another language is submitted anew and the old one deleted (`edit`); and
+`DELETE {base}/{wabaId}/message_templates?name&hsm_id` deletes one (`delete`).
 
 The form is checked against Meta's documented rules before anything is sent (`check_components`, which
 the simulator applies too), so a template Meta would refuse is a 400 naming the field instead of an
@@ -44,9 +48,12 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from openmmp.kit.http import HttpClient
 from openmmp.kit.schemas import RequestModel
 from openmmp.kit.validators import http_url
+from openmmp.providers.base import ProviderError, TemplateReview
 from openmmp.providers.viber_bot.errors import bad_response
 from openmmp.providers.whatsapp import payload
+from openmmp.providers.whatsapp.callbacks import TEMPLATE_STATUSES, template_cause
 from openmmp.providers.whatsapp.client import GraphClient
+from openmmp.providers.whatsapp.errors import DUPLICATE_TEMPLATE
 
 NAME_MAX = payload.TEMPLATE_NAME_MAX
 BODY_MAX = 1024
@@ -380,26 +387,225 @@ def form(template: Mapping[str, Any]) -> WhatsappFormCreateTemplateMessage:
         raise ValueError(f"{where}: {message}" if where else message) from None
 
 
-# ---- submitting --------------------------------------------------------------------------------------------
+# ---- Meta's copy: submitting, editing, deleting ------------------------------------------------------------
+
+
+_DUPLICATE = f"WHATSAPP_{DUPLICATE_TEMPLATE}"
+_NO_OBJECT = "WHATSAPP_100"
+"""What Meta answers for an id it has no object of (100, subcode 33), among other faults of a request."""
+_LISTED = "id,name,language,status,category,parameter_format,components,rejected_reason"
+_PAGE = "100"
+_GONE = frozenset({"PENDING_DELETION", "DELETED"})
+"""Statuses of a template Meta is deleting or has deleted."""
 
 
 async def submit(
     http: HttpClient, base_url: str, credentials: Mapping[str, Any], template: Mapping[str, Any]
-) -> str:
-    """Submit `template` for Meta's review on the channel's WhatsApp Business account; its id.
+) -> TemplateReview:
+    """Submit `template` for Meta's review on the channel's WhatsApp Business account; its id and review
+    so far (Meta approves some templates at once).
 
-    Not idempotent: Meta keys templates by name and language, so a submission repeated after a lost
-    answer is refused as a duplicate (`WHATSAPP_2388024`). Raises as `Provider.submit_template` says.
+    Idempotent: Meta keys templates by name and language and refuses a second one (`WHATSAPP_2388024`),
+    so on that refusal the account's template of this name and language is the answer when it is this
+    very template (same category, parameter format and components: a submission repeated after a lost
+    answer). When it is another, the refusal stands. Raises as `Provider.submit_template` says.
     """
     body = form(template).upstream()
-    path = f"{quote(str(credentials['wabaId']), safe='')}/message_templates"
-    answer = await GraphClient(http, base_url).post(path, token=str(credentials["accessToken"]), body=body)
-    template_id = answer.get("id")
-    if isinstance(template_id, int) and not isinstance(template_id, bool):
-        template_id = str(template_id)
-    if not isinstance(template_id, str) or not template_id:
-        raise bad_response("the Graph API took the template but named no template id")
-    return template_id
+    graph = GraphClient(http, base_url)
+    try:
+        answer = await graph.post(
+            f"{_waba(credentials)}/message_templates", token=_token(credentials), body=body
+        )
+    except ProviderError as refused:
+        if refused.code != _DUPLICATE:
+            raise
+        held = await _held(graph, credentials, body)
+        if held is None:
+            raise
+        return held
+    template_id = _template_id(answer.get("id"), "the Graph API took the template but named no template id")
+    return _review(template_id, answer.get("status"), None) or TemplateReview(template_id)
+
+
+async def edit(
+    http: HttpClient,
+    base_url: str,
+    credentials: Mapping[str, Any],
+    template_id: str,
+    template: Mapping[str, Any],
+) -> TemplateReview:
+    """Make Meta's template `template_id` the `template` and have it reviewed again; its id (a new one
+    when it had to be replaced) and review so far.
+
+    Meta edits a template in place (`POST /{template-id}`), but only its category and components: to
+    Meta a template under another name or in another language is another template, so that one is
+    submitted (`submit`) and the old one deleted. Meta's copy says which it is (`GET /{template-id}`).
+    A replacement repeated after a lost answer finds the old template gone and the new one there, which
+    is then the answer. Raises as `Provider.edit_template` says.
+    """
+    body = form(template).upstream()
+    graph = GraphClient(http, base_url)
+    path = quote(template_id, safe="")
+    try:
+        current = await graph.get(path, token=_token(credentials), query={"fields": "id,name,language"})
+    except ProviderError as refused:
+        held = await _held(graph, credentials, body) if refused.code == _NO_OBJECT else None
+        if held is None:
+            raise
+        return held
+    name = current.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad_response("the Graph API named no name for the template")
+    if (name, current.get("language")) == (body["name"], body["language"]):
+        changed = {"category": body["category"], "components": body["components"]}
+        _confirmed(await graph.post(path, token=_token(credentials), body=changed), "the edit")
+        return TemplateReview(template_id)
+    review = await submit(http, base_url, credentials, template)
+    await _remove(http, base_url, credentials, name, template_id)
+    return review
+
+
+async def delete(
+    http: HttpClient,
+    base_url: str,
+    credentials: Mapping[str, Any],
+    template_id: str,
+    template: Mapping[str, Any],
+) -> None:
+    """Delete Meta's template `template_id` (`template`: its form as submitted, whose name Meta wants
+    along with the id). Raises as `Provider.delete_template` says."""
+    await _remove(http, base_url, credentials, str(template["name"]), template_id)
+
+
+def _waba(credentials: Mapping[str, Any]) -> str:
+    return quote(str(credentials["wabaId"]), safe="")
+
+
+def _token(credentials: Mapping[str, Any]) -> str:
+    return str(credentials["accessToken"])
+
+
+def _template_id(value: Any, missing: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise bad_response(missing)
+    return value
+
+
+def _review(template_id: str, status: Any, reason: Any) -> TemplateReview | None:
+    """The review of Meta's template in Meta's `status`; None for a status that is no review (DELETED,
+    ARCHIVED, ...)."""
+    decided = TEMPLATE_STATUSES.get(status) if isinstance(status, str) else None
+    if decided is None:
+        return None
+    cause = template_cause(status, reason) if decided == "REJECTED" else ""
+    return TemplateReview(template_id, decided, cause)
+
+
+def _confirmed(answer: Mapping[str, Any], what: str) -> None:
+    if answer.get("success") is not True:
+        raise bad_response(f"the Graph API answered {what} without success")
+
+
+async def _held(
+    graph: GraphClient, credentials: Mapping[str, Any], body: Mapping[str, Any]
+) -> TemplateReview | None:
+    """The review of the account's template that is `body` (Meta's form) already, if it has one."""
+    for item in await _named(graph, credentials, body["name"]):
+        if item.get("language") != body["language"] or not _same(item, body):
+            continue
+        template_id = _template_id(item.get("id"), "the Graph API listed a template without its id")
+        review = _review(template_id, item.get("status"), item.get("rejected_reason"))
+        if review is not None:
+            return review
+    return None
+
+
+def _same(item: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """Whether Meta's template `item` has the category, parameter format and components of `body`."""
+    return bool(
+        item.get("category") == body["category"]
+        and item.get("parameter_format", "POSITIONAL") == body.get("parameter_format", "POSITIONAL")
+        and _canonical(item.get("components")) == _canonical(body["components"])
+    )
+
+
+def _canonical(value: Any) -> Any:
+    # Meta spells types and formats in either case; the rest of a component is compared as it is.
+    if isinstance(value, Mapping):
+        return {
+            key: _upper(item) if key in ("type", "format") else _canonical(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+async def _named(graph: GraphClient, credentials: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The account's templates named `name` exactly (Meta's `name` filter also finds names containing
+    it), every page of them."""
+    path = f"{_waba(credentials)}/message_templates"
+    query = {"name": name, "fields": _LISTED, "limit": _PAGE}
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await graph.get(path, token=_token(credentials), query=query)
+        data = page.get("data")
+        if not isinstance(data, list):
+            raise bad_response("the Graph API listed templates without a data list")
+        found += [item for item in data if isinstance(item, dict) and item.get("name") == name]
+        after = _next_cursor(page)
+        if after is None:
+            return found
+        query = {**query, "after": after}
+
+
+def _next_cursor(page: Mapping[str, Any]) -> str | None:
+    """The cursor of the list's next page; None on its last."""
+    paging = page.get("paging")
+    if not isinstance(paging, Mapping) or not paging.get("next"):
+        return None
+    cursors = paging.get("cursors")
+    after = cursors.get("after") if isinstance(cursors, Mapping) else None
+    return after if isinstance(after, str) and after else None
+
+
+async def _remove(
+    http: HttpClient, base_url: str, credentials: Mapping[str, Any], name: str, template_id: str
+) -> None:
+    """`DELETE /{waba-id}/message_templates?name&hsm_id`: the one template (by its name alone Meta would
+    delete every language of it). One Meta no longer has counts as deleted: Meta refuses to delete it,
+    and its list no longer holds it."""
+    try:
+        await _delete(http, base_url, credentials, name, template_id)
+    except ProviderError as refused:
+        if refused.retryable or await _still_there(
+            GraphClient(http, base_url), credentials, name, template_id
+        ):
+            raise
+
+
+async def _delete(
+    http: HttpClient, base_url: str, credentials: Mapping[str, Any], name: str, template_id: str
+) -> None:
+    path = f"{_waba(credentials)}/message_templates"
+    answer = await GraphClient(http, base_url).delete(
+        path, token=_token(credentials), query={"name": name, "hsm_id": template_id}
+    )
+    _confirmed(answer, "the deletion")
+
+
+async def _still_there(
+    graph: GraphClient, credentials: Mapping[str, Any], name: str, template_id: str
+) -> bool:
+    """Whether the account still has the template, as far as its list says (True when it cannot be
+    listed either: then the refusal to delete it stands)."""
+    try:
+        named = await _named(graph, credentials, name)
+    except ProviderError:
+        return True
+    return any(str(item.get("id")) == template_id and item.get("status") not in _GONE for item in named)
 
 
 # ---- sending an approved one -------------------------------------------------------------------------------
