@@ -35,7 +35,8 @@ class TestCreateChannel:
         channel = created.json()
         assert channel["applicationId"] == application.value
         assert channel["type"] == (2 if application.value in BOT_APPLICATIONS else 1)
-        # Viber Bot and WhatsApp wait for their set-up job (PROCESSING), Viber BM is launched at once; an
+        # Viber Bot, WhatsApp, Telegram and Messenger wait for their set-up job (PROCESSING), Viber BM is
+        # launched at once; an
         # application that cannot send yet says so (REQUEST), never LAUNCH.
         expected = {
             Application.VIBER_BOT: 2,
@@ -45,6 +46,8 @@ class TestCreateChannel:
             Application.RCS: 3,
             Application.EMAIL: 3,
             Application.WHATSAPP: 2,
+            Application.TELEGRAM: 2,
+            Application.FACEBOOK: 2,
         }.get(application, 1)
         assert channel["status"] == expected
         read = await client.get(f"{CHANNELS}/{channel['publicId']}", headers=tenant.headers)

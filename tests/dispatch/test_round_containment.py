@@ -105,6 +105,8 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
         "rbm": ProviderContext(http, f"{simulators}/rbm", "http://127.0.0.1:9", sandbox=False),
         "smtp": ProviderContext(http, f"{simulators}/smtp", "http://127.0.0.1:9", sandbox=False),
         "whatsapp": ProviderContext(http, f"{simulators}/whatsapp", "http://127.0.0.1:9", sandbox=False),
+        "telegram": ProviderContext(http, f"{simulators}/telegram", "http://127.0.0.1:9", sandbox=False),
+        "messenger": ProviderContext(http, f"{simulators}/messenger", "http://127.0.0.1:9", sandbox=False),
     }
     assert set(contexts) == {p.name for p in REGISTRY.providers}
     dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())

@@ -17,6 +17,8 @@ import pytest
 from tests.e2e.harness import wait_until
 from tests.e2e.test_sandbox_restart import API, Sandbox, _launched, _read
 
+from openmmp.providers.registry import REGISTRY
+
 pytestmark = pytest.mark.e2e
 
 
@@ -44,7 +46,9 @@ async def _send_and_read(sandbox: Sandbox, demo: dict[str, str], phone: str) -> 
             headers=headers,
         )
         assert sent.status_code == 200, sent.text
-        await _read(api, headers, sent.json()["messageId"])
+        viber = REGISTRY.by_name("viber")
+        assert viber is not None
+        await _read(api, headers, sent.json()["messageId"], viber)
 
 
 async def test_the_workers_run_in_a_child_that_is_restarted_and_dies_with_the_api(tmp_path: Path) -> None:

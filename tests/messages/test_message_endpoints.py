@@ -170,15 +170,17 @@ class TestBroadcast:
     async def test_applications_without_an_adapter_refuse_sends_clearly(
         self, client: httpx.AsyncClient, make_channel, tenant: Tenant
     ):
-        telegram = await make_channel(
-            tenant, applicationId=5, credentials={"botToken": f"telegram-{uuid.uuid4().hex}"}
+        apple = await make_channel(
+            tenant,
+            applicationId=4,
+            credentials={"businessId": f"apple-{uuid.uuid4().hex}", "mspId": "msp", "secret": "s3cret"},
         )
-        response = await send(client, tenant, telegram, {"phone": "85512345678", "message": TEXT})
+        response = await send(client, tenant, apple, {"phone": "85512345678", "message": TEXT})
         assert response.status_code == 400
         assert response.json()["errors"][0] == {
             "name": "accountId",
             "code": "NOT_ACCEPTABLE",
-            "message": "Sending on TELEGRAM channels is not available yet",
+            "message": "Sending on APPLE channels is not available yet",
         }
 
     async def test_another_companys_channel_is_404(self, client: httpx.AsyncClient, app, new_company, viber):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
@@ -60,15 +59,6 @@ async def send_error(coro: Any) -> ProviderError:
     return caught.value
 
 
-async def settled(sim: Sim) -> dict[str, Any]:
-    async with asyncio.timeout(5):
-        while True:
-            stats = await sim.stats("viber")
-            if stats["callbacksPending"] == 0:
-                return stats
-            await asyncio.sleep(0.01)
-
-
 class TestSandboxOutcomesByPhoneDigit:
     @pytest.mark.parametrize("digit", range(7))
     async def test_digits_0_to_6_are_delivered_on_two_devices_then_seen(self, sim: Sim, digit: int) -> None:
@@ -88,7 +78,7 @@ class TestSandboxOutcomesByPhoneDigit:
     async def test_digit_7_is_delivered_and_never_seen(self, sim: Sim) -> None:
         await sim.register_service(SERVICE)
         token = await send(client_for(sim), "855123457")
-        await settled(sim)
+        await sim.settled("viber")
         assert [(e.status, e.provider_message_id) for e in statuses(sim.inbox)] == [
             ("DELIVERED", token),
             ("DELIVERED", token),
@@ -98,7 +88,7 @@ class TestSandboxOutcomesByPhoneDigit:
         await sim.register_service(SERVICE)
         error = await send_error(send(client_for(sim), "855123458"))
         assert (error.code, error.message, error.retryable) == ("VIBER_9", "NOT_VIBER_USER", False)
-        await settled(sim)
+        await sim.settled("viber")
         assert sim.inbox.received == []
 
     async def test_digit_9_fails_twice_for_the_same_seq_then_goes_through(self, sim: Sim) -> None:
@@ -130,7 +120,7 @@ class TestIdempotency:
         again = await send(client, "855123450", seq=5)
         other_service = await send(client, "855123450", seq=5, service_id=SERVICE + 1)
         assert first == again != other_service
-        stats = await settled(sim)
+        stats = await sim.settled("viber")
         assert stats["duplicates"] == 1
         assert stats["accepted"] == 2
         assert len(sim.inbox.events("seen")) == 1
@@ -149,7 +139,7 @@ class TestCallbacks:
 
     async def test_a_service_without_a_callback_url_gets_no_callbacks(self, sim: Sim) -> None:
         assert await send(client_for(sim), "855123450")
-        stats = await settled(sim)
+        stats = await sim.settled("viber")
         assert stats["callbacksSent"] == 0
 
     async def test_callbacks_of_a_service_not_yet_registered_since_the_start_follow_its_registration(
@@ -157,7 +147,7 @@ class TestCallbacks:
     ) -> None:
         # A simulator restarted with the platform: the send comes before the channel's set-up registers.
         token = await send(client_for(sim), "855123450")
-        assert (await settled(sim))["callbacksSent"] == 0
+        assert (await sim.settled("viber"))["callbacksSent"] == 0
         await sim.register_service(SERVICE)
         [seen] = await sim.inbox.wait_events("seen", 1)
         assert [e.provider_message_id for e in statuses(sim.inbox)] == [token] * 3  # delivered x2, seen
@@ -170,7 +160,7 @@ class TestCallbacks:
         assert removed.status_code == 200
         await send(client_for(sim), "855123450")
         await sim.register_service(SERVICE)
-        stats = await settled(sim)
+        stats = await sim.settled("viber")
         assert stats["callbacksSent"] == 0
         assert sim.inbox.received == []
 

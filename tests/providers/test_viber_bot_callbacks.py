@@ -9,6 +9,7 @@ import pytest
 
 from openmmp.kit.http import HttpResponse, HttpUnreachable
 from openmmp.providers.base import CallbackRejected, InboundEvent, PingEvent, ProviderError, StatusEvent
+from openmmp.providers.upstream import parse_retry_after, transport_error
 from openmmp.providers.viber_bot import errors
 from openmmp.providers.viber_bot.callbacks import parse_callback, sign, verify_signature
 
@@ -252,8 +253,8 @@ class TestErrorMapping:
         )
 
     def test_retry_after_may_be_an_http_date(self) -> None:
-        assert errors.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-        assert errors.parse_retry_after("soon") is None
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+        assert parse_retry_after("soon") is None
 
     @pytest.mark.parametrize(("code", "retryable"), [(500, True), (503, True), (404, False), (400, False)])
     def test_http_errors(self, code: int, retryable: bool) -> None:
@@ -268,7 +269,7 @@ class TestErrorMapping:
         assert (caught.value.code, caught.value.retryable) == ("UPSTREAM_BAD_RESPONSE", True)
 
     def test_no_answer_is_retryable_timeout_or_unreachable(self) -> None:
-        timeout = errors.transport_error(HttpUnreachable("x", timed_out=True))
-        refused = errors.transport_error(HttpUnreachable("x", timed_out=False))
+        timeout = transport_error(HttpUnreachable("x", timed_out=True))
+        refused = transport_error(HttpUnreachable("x", timed_out=False))
         assert (timeout.code, timeout.retryable) == ("UPSTREAM_TIMEOUT", True)
         assert (refused.code, refused.retryable) == ("UPSTREAM_UNREACHABLE", True)

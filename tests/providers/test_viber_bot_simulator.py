@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from typing import Any
 
@@ -57,16 +56,6 @@ async def send(
     return sent.provider_message_id
 
 
-async def settled(sim: Sim, provider: str = "viber-bot") -> dict[str, Any]:
-    """Stats once no callback is in flight (bounded wait): the deterministic way to assert absence."""
-    async with asyncio.timeout(5):
-        while True:
-            stats = await sim.stats(provider)
-            if stats["callbacksPending"] == 0:
-                return stats
-            await asyncio.sleep(0.01)
-
-
 async def send_error(coro: Any) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         await coro
@@ -90,7 +79,7 @@ class TestSandboxOutcomesByPhoneDigit:
         user_id = await user_with_phone(sim, "855123457")
         token = await send(client, user_id)
         await sim.inbox.wait_events("delivered", 1)
-        await settled(sim)
+        await sim.settled("viber-bot")
         assert [(e.status, e.provider_message_id) for e in statuses(sim.inbox)] == [("DELIVERED", token)]
 
     async def test_digit_8_is_refused_at_send_as_not_subscribed_and_final(self, sim: Sim) -> None:
@@ -98,7 +87,7 @@ class TestSandboxOutcomesByPhoneDigit:
         user_id = await user_with_phone(sim, "855123458")
         error = await send_error(send(client, user_id))
         assert (error.code, error.message, error.retryable) == ("VIBER_BOT_6", "receiverNotSubscribed", False)
-        stats = await settled(sim)
+        stats = await sim.settled("viber-bot")
         assert stats["rejected"] == {"6": 1}
         assert statuses(sim.inbox) == []
 
@@ -153,7 +142,7 @@ class TestWebhook:
         await client.set_webhook(auth_token=TOKEN, url="")
         assert (await client.get_account_info(auth_token=TOKEN))["webhook"] == ""
         await send(client, "user0=")
-        await settled(sim)
+        await sim.settled("viber-bot")
         assert sim.inbox.events("delivered") == []
 
     async def test_reports_of_a_bot_without_a_webhook_since_the_start_follow_its_set_webhook(
@@ -163,7 +152,7 @@ class TestWebhook:
         client = client_for(sim)
         user_id = await user_with_phone(sim, "855123450")
         token = await send(client, user_id)
-        assert (await settled(sim))["callbacksSent"] == 0
+        assert (await sim.settled("viber-bot"))["callbacksSent"] == 0
         await client.set_webhook(auth_token=TOKEN, url=sim.inbox.url)
         await sim.inbox.wait_events("seen", 1)
         assert [(e.status, e.provider_message_id) for e in statuses(sim.inbox)] == [
@@ -188,7 +177,7 @@ class TestWebhook:
         assert len({item.body for item in delivered}) == 1
         event = verified(delivered[-1])
         assert isinstance(event, StatusEvent) and event.provider_message_id == token
-        stats = await settled(sim)
+        stats = await sim.settled("viber-bot")
         assert stats["callbackAttemptsFailed"] == 2
         assert stats["callbacksFailed"] == 0
 
@@ -196,7 +185,7 @@ class TestWebhook:
         client = await with_webhook(sim)
         sim.inbox.always_fail = True
         await send(client, "user0=")
-        stats = await settled(sim)
+        stats = await sim.settled("viber-bot")
         # delivered and seen: 1 try + 3 retries each, then given up.
         assert stats["callbacksFailed"] == 2
         assert stats["callbackAttemptsFailed"] == 8

@@ -20,7 +20,8 @@ from openmmp.providers.base import (
     StatusEvent,
     TemplateEvent,
 )
-from openmmp.providers.whatsapp.callbacks import callback_verify_token, parse_callback, sign
+from openmmp.providers.meta.webhooks import sign
+from openmmp.providers.whatsapp.callbacks import callback_verify_token, parse_callback
 from openmmp.providers.whatsapp.provider import WhatsappProvider
 
 PROVIDER = WhatsappProvider()

@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests.providers.meta_harness import MetaChannel
 from tests.providers.viber_harness import AppHost, Received, Sim, StartSim
 
 from openmmp.kit.http import HttpClient, HttpResponse
@@ -28,12 +29,10 @@ from openmmp.providers.base import (
     CallbackRequest,
     CallbackUnverified,
     InboundEvent,
-    Outgoing,
     ProviderContext,
     ProviderError,
     SandboxUser,
     SendOk,
-    SendOutcome,
     StatusEvent,
 )
 from openmmp.providers.whatsapp.callbacks import callback_verify_token
@@ -55,49 +54,15 @@ BUTTONS = {
 
 
 @dataclass
-class Number:
+class Number(MetaChannel):
     """One business phone number (a channel) at the simulator."""
 
-    sim: Sim
-    credentials: dict[str, Any]
-    keys: Any
-
-    @property
-    def ctx(self) -> ProviderContext:
-        return ProviderContext(
-            self.sim.http, f"{self.sim.base_url}/whatsapp", "http://127.0.0.1:9", sandbox=True
-        )
-
-    async def set_up(self) -> None:
-        await PROVIDER.set_up(self.ctx, callback_url=self.sim.inbox.url, credentials=self.credentials)
-
-    async def send(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> SendOutcome:
-        key = next(self.keys)
-        [unit] = PROVIDER.plan(self.ctx, self.credentials, [Outgoing(key, to, content)])
-        return (await unit.call())[key]
-
-    async def sent(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> str:
-        outcome = await self.send(to, content)
-        assert isinstance(outcome, SendOk), outcome
-        return outcome.provider_message_id
-
-    async def refused(self, to: str, content: Mapping[str, Any] = TEMPLATE) -> ProviderError:
-        outcome = await self.send(to, content)
-        assert isinstance(outcome, ProviderError), outcome
-        return outcome
+    provider = PROVIDER
+    message = TEMPLATE
 
     async def writes(self, phone: str, text: str = "hello", name: str = "Sokha") -> str:
         user = SandboxUser(name=name, text=text, phone=phone)
         return (await PROVIDER.sandbox_inbound(self.ctx, self.credentials, user)).user_id
-
-    def events(self) -> list[Any]:
-        """Every webhook so far, verified with this number's app secret, then parsed."""
-        found = []
-        for item in self.sim.inbox.received:
-            request = CallbackRequest("POST", {k.lower(): v for k, v in item.headers.items()}, {}, item.body)
-            assert PROVIDER.verify(self.ctx, request, self.credentials), item.body
-            found += PROVIDER.parse(item.body)
-        return found
 
     def statuses(self, wamid: str) -> list[str]:
         return [
@@ -130,16 +95,6 @@ async def number(sim: Sim) -> Number:
     made = number_on(sim)
     await made.set_up()
     return made
-
-
-async def settled(sim: Sim) -> dict[str, Any]:
-    """Stats once no webhook is in flight: the way to assert that something did not come."""
-    async with asyncio.timeout(5):
-        while True:
-            stats = await sim.stats("whatsapp")
-            if stats["callbacksPending"] == 0:
-                return stats
-            await asyncio.sleep(0.01)
 
 
 def meta_ctx(sim: Sim) -> ProviderContext:
@@ -258,14 +213,14 @@ class TestSandboxOutcomesByPhoneDigit:
     async def test_7_is_delivered_and_never_read(self, number: Number):
         wamid = await number.sent("85512345677")
         await number.wait_statuses(wamid, "DELIVERED")
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert number.statuses(wamid) == ["DELIVERED"]
 
     async def test_8_is_undeliverable_at_send_and_final(self, number: Number):
         error = await number.refused("85512345678")
         assert (error.code, error.retryable) == ("WHATSAPP_131026", False)
         assert "Message undeliverable" in error.message
-        assert (await settled(number.sim))["rejected"] == {"131026": 1}
+        assert (await number.sim.settled("whatsapp"))["rejected"] == {"131026": 1}
 
     async def test_9_fails_twice_retryably_then_goes(self, number: Number):
         for _ in range(2):
@@ -459,14 +414,14 @@ class TestWebhooks:
         await number.set_up()
         wamid = await number.sent("85512345670")
         await number.wait_statuses(wamid, "READ")
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert raw_statuses(number.sim.inbox.received, wamid) == ["sent", "delivered", "read"]
 
     async def test_a_number_without_a_callback_url_gets_none(self, number: Number):
         body = {"phoneNumberId": number.credentials["phoneNumberId"], "callbackUrl": ""}
         assert (await number.sim.post("/whatsapp/_sandbox/webhooks", body)).status_code == 200
         await number.sent("85512345670")
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert number.sim.inbox.received == []
 
     @pytest.mark.parametrize(
@@ -537,7 +492,7 @@ class TestWebhookOverrides:
         assert await callback_route.wait_statuses(url, wamid, "READ") == ["DELIVERED", "READ"]
         await number.writes("85512345671", "over here")
         await callback_route.wait_for(lambda: bool(callback_route.inbound(url)))
-        await settled(sim)
+        await sim.settled("whatsapp")
         assert callback_route.inbound(url) == ["over here"]
         assert sim.inbox.received == []  # the app's own URL got none of them
 
@@ -551,7 +506,7 @@ class TestWebhookOverrides:
         assert len(callback_route.handshakes) == 2
         wamid = await number.sent("85512345670")
         await callback_route.wait_statuses(url, wamid, "READ")
-        await settled(sim)
+        await sim.settled("whatsapp")
         assert callback_route.statuses(url, wamid) == ["DELIVERED", "READ"]
 
     @pytest.mark.parametrize("answer", [(200, b"not the challenge"), (403, b"Forbidden")])
@@ -598,7 +553,7 @@ class TestWebhookOverrides:
         assert callback_route.handshakes == []
         wamid = await number.sent("85512345670")
         await number.wait_statuses(wamid, "READ")
-        await settled(sim)
+        await sim.settled("whatsapp")
         assert callback_route.events(url) == []
 
     async def test_a_permission_error_is_final_and_says_what_the_token_lacks(
@@ -684,5 +639,5 @@ class TestTheOverrideEndpoint:
         assert (removed.status_code, removed.json()) == (200, {"success": True})
         wamid = await number.sent("85512345670")
         await number.wait_statuses(wamid, "READ")
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert callback_route.events(url) == []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from tests.providers.test_whatsapp_onboarding import REDIRECT, sandbox_ctx, sign_up
-from tests.providers.test_whatsapp_simulator import Number, number_on, settled
+from tests.providers.test_whatsapp_simulator import Number, number_on
 from tests.providers.viber_harness import Sim, StartSim
 
 from openmmp.providers.base import (
@@ -585,7 +585,7 @@ class TestSubmitting:
         credentials = await PROVIDER.complete_onboarding(ctx, await sign_up(sim, ctx), redirect_url=REDIRECT)
         number = Number(sim, credentials, iter(range(1, 100)))
         template_id = await submitted(number, CARD_READY)
-        await settled(sim)
+        await sim.settled("whatsapp")
         assert (await listed(number))["data"][0]["status"] == "APPROVED"
         assert sim.inbox.received == []  # decided, but nobody to tell yet
         await number.set_up()
@@ -641,7 +641,7 @@ class TestEditing:
         await asyncio.sleep(0.7)  # the first review's time is over, but it was of the old text
         assert (await listed(number, "?name=card_ready"))["data"][0]["status"] == "PENDING"
         assert [e.status for e in await decisions(number, template_id)] == ["APPROVED"]
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert len(template_events(number, template_id)) == 1
 
     async def test_a_new_name_is_a_new_template_and_the_old_one_is_deleted(self, start_sim: StartSim):
@@ -822,7 +822,7 @@ class TestRecategorising:
         utility = await submitted(number, CARD_READY)
         await decision(number, marketing)
         await decision(number, utility)
-        await settled(number.sim)
+        await number.sim.settled("whatsapp")
         assert not [e for e in number.events() if isinstance(e, TemplateEvent) and e.changes]
         categories = {t["name"]: t["category"] for t in (await listed(number))["data"]}
         assert categories == {"card_promo": "MARKETING", "card_ready": "UTILITY"}

@@ -189,6 +189,16 @@ class Sim:
         data: dict[str, Any] = response.json()
         return data
 
+    async def settled(self, provider: str) -> dict[str, Any]:
+        """`provider`'s stats once no callback is in flight (bounded wait): the deterministic way to assert
+        that something did not come."""
+        async with asyncio.timeout(5):
+            while True:
+                stats = await self.stats(provider)
+                if stats["callbacksPending"] == 0:
+                    return stats
+                await asyncio.sleep(0.01)
+
     async def fault(self, provider: str, **body: Any) -> None:
         response = await self.post(f"/{provider}/_sandbox/faults", body)
         assert response.status_code == 200, response.content

@@ -253,6 +253,28 @@ async def lock_unread_up_to(session: AsyncSession, message: Message) -> list[Mes
     return [m for m in rows if m.id != message.id and m.status in unread]
 
 
+async def lock_behind_up_to(
+    session: AsyncSession, channel_id: int, recipient: str, *, up_to_ms: int, statuses: Collection[int]
+) -> list[Message]:
+    """Lock the channel's messages to `recipient` that reached their status (one of `statuses`) up to
+    `up_to_ms`, in id order: a watermark by time moves them on. The time a message became SENT (or
+    DELIVERED) is what counts, not when it was accepted: one still queued at the watermark was not
+    delivered nor read by then."""
+    statement = (
+        select(Message)
+        .where(
+            Message.channel_id == channel_id,
+            Message.recipient == recipient,
+            Message.updated_at <= up_to_ms,
+            Message.status.in_(list(statuses)),
+        )
+        .order_by(Message.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
 async def matchable(
     session: AsyncSession, *, tokens: Collection[str] | None, limit: int
 ) -> list[tuple[ProviderEvent, Channel]]:

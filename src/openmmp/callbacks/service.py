@@ -97,6 +97,8 @@ async def _lookup(
 async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
     """Apply a delivery report; False when no message carries its token (yet). On a channel whose
     provider sends messages in parts (`Provider.sends_parts`), the report may name one of them."""
+    if event.up_to_ms is not None:
+        return await _apply_watermark(session, channel, event)
     provider = REGISTRY.for_application(channel.application_id)
     if provider is not None and provider.sends_parts:
         found = await repository.part_for(session, channel.id, event.provider_message_id)
@@ -119,6 +121,27 @@ async def apply_status(session: AsyncSession, channel: Channel, event: StatusEve
         changes = [status_machine.Change(m, change.target, change.timestamp, raw=change.raw) for m in earlier]
         changes.append(change)
     await status_machine.apply(session, changes, {channel.id: channel})
+    return True
+
+
+async def _apply_watermark(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:
+    """A watermark by time: the user's messages on the channel accepted up to `event.up_to_ms` that are
+    not that far yet take its status. True: the report is applied, whether or not it moved any."""
+    assert event.up_to_ms is not None
+    if event.user_id is None:
+        return True
+    target = _STATUS[event.status]
+    behind = (
+        [MessageStatus.SENT]
+        if target == MessageStatus.DELIVERED
+        else [MessageStatus.SENT, MessageStatus.DELIVERED]
+    )
+    rows = await repository.lock_behind_up_to(
+        session, channel.id, event.user_id, up_to_ms=event.up_to_ms, statuses=behind
+    )
+    changes = [_change(message, event) for message in rows]
+    if changes:
+        await status_machine.apply(session, changes, {channel.id: channel})
     return True
 
 
@@ -271,7 +294,9 @@ class Prepared:
         """Only delivery reports, a read watermark naming its user: `apply_reports` takes it, unless
         `naming_parts` finds that it names a part of a message (those are resolved one by one)."""
         return all(
-            isinstance(event, StatusEvent) and (event.user_id is not None or not _watermark(event))
+            isinstance(event, StatusEvent)
+            and event.up_to_ms is None
+            and (event.user_id is not None or not _watermark(event))
             for event in self.events
         )
 
@@ -421,7 +446,7 @@ async def apply_reports(session: AsyncSession, callbacks: list[Prepared]) -> lis
 
 async def _apply(session: AsyncSession, channel: Channel, event: CallbackEvent, text: str) -> str:
     """Store one event's raw callback once and apply it; returns its outcome."""
-    token = event.provider_message_id if isinstance(event, StatusEvent) else None
+    token = event.provider_message_id or None if isinstance(event, StatusEvent) else None
     outcome = {
         StatusEvent: EventOutcome.APPLIED,
         InboundEvent: EventOutcome.INBOUND,

@@ -297,6 +297,10 @@ class MessageService:
                 return None
             targets = [(c["accountId"], None) for c in default["channels"]]
             after = after or default.get("fallbackAfterSeconds")
+        if not ctx.provider.reports_delivery:
+            raise Invalid(
+                f"{ctx.application.name} reports no delivery: a fallback would always go", name="fallback"
+            )
         if phone is None:
             raise Invalid("a fallback goes to the recipient's phone: give phone", name="phone")
         rest = []

@@ -113,7 +113,9 @@ class StatusEvent:
 
     `user_id` names the receiver when one upstream message id covers several (a broadcast to many users);
     `cumulative` says the report covers that user's earlier messages too (a read watermark, such as Viber
-    Bot's `seen`): the core then marks those READ as well.
+    Bot's `seen`): the core then marks those READ as well. `up_to_ms` is a watermark by time instead
+    (Messenger's `delivery` and `read` watermarks): the report covers every message to `user_id` on the
+    channel sent (or delivered) up to that time, and `provider_message_id` is empty.
     """
 
     provider_message_id: str
@@ -125,6 +127,7 @@ class StatusEvent:
     error_code: str | None = None
     error_message: str | None = None
     cumulative: bool = False
+    up_to_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +557,9 @@ class Provider(ABC):
     """End users can write in (inbound messages become `type: 2` webhooks)."""
     sandbox_credentials: ClassVar[Mapping[str, Any]]
     """The demo channel's credentials in sandbox mode (wire names; the simulator takes any)."""
+    reports_delivery: ClassVar[bool] = True
+    """The upstream tells when a message is delivered (DELIVERED). Telegram's Bot API does not: an
+    accepted send stays SENT, which is final for it (no expiry fails it, no fallback waits for it)."""
     reports_read: ClassVar[bool] = True
     """The upstream tells when a message is read (READ); SMS, for one, reports delivery only."""
     sends_parts: ClassVar[bool] = False

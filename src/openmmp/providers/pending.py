@@ -34,20 +34,6 @@ class AppleCredentials(Credentials):
     secret: str = Secret
 
 
-class FacebookCredentials(Credentials):
-    identity_fields = ("page_id",)
-
-    page_id: str = Ident
-    page_access_token: str = Secret
-    app_secret: str = Secret
-
-
-class TelegramCredentials(Credentials):
-    identity_fields = ("bot_token",)
-
-    bot_token: str = Secret
-
-
 def _zalo(oa_id: str) -> dict[str, str]:
     return {"oaId": oa_id, "appId": oa_id, "accessToken": "demo", "refreshToken": "demo", "secretKey": "demo"}
 
@@ -57,12 +43,6 @@ NOT_AVAILABLE = (
         Application.APPLE,
         AppleCredentials,
         {"businessId": "demo-business", "mspId": "demo-msp", "secret": "demo-secret"},
-    ),
-    NotAvailable(Application.TELEGRAM, TelegramCredentials, {"botToken": "demo-telegram-token"}),
-    NotAvailable(
-        Application.FACEBOOK,
-        FacebookCredentials,
-        {"pageId": "1001", "pageAccessToken": "demo-page-token", "appSecret": "demo-app-secret"},
     ),
     NotAvailable(Application.ZALO, ZaloCredentials, _zalo("1001")),
     NotAvailable(Application.ZALO_ZNS, ZaloCredentials, _zalo("1002")),

@@ -12,11 +12,13 @@ from typing import Any
 
 from openmmp.providers.applications import Application
 from openmmp.providers.base import Credentials, NotAvailable, Provider
+from openmmp.providers.messenger.provider import MessengerProvider
 from openmmp.providers.mm7.provider import Mm7Provider
 from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.rbm.provider import RbmProvider
 from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.smtp.provider import EmailProvider
+from openmmp.providers.telegram.provider import TelegramProvider
 from openmmp.providers.viber.provider import ViberProvider
 from openmmp.providers.viber_bot.provider import ViberBotProvider
 from openmmp.providers.whatsapp.provider import WhatsappProvider
@@ -107,6 +109,8 @@ REGISTRY = Registry(
         RbmProvider(),
         EmailProvider(),
         WhatsappProvider(),
+        MessengerProvider(),
+        TelegramProvider(),
     ],
     not_available=NOT_AVAILABLE,
 )

@@ -23,7 +23,7 @@ import contextlib
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
-from openmmp.providers.base import ProviderError
+from openmmp.providers.base import ProviderContext, ProviderError, SandboxUser
 
 logger = structlog.get_logger(__name__)
 
@@ -103,6 +103,21 @@ def last_digit(value: str | None) -> int:
         if "0" <= char <= "9":
             return ord(char) - ord("0")
     return 0
+
+
+def phone_digits(phone: Any) -> str:
+    """The digits of a sandbox user's phone (an E.164 number, spaces and dashes allowed), or "" for none.
+
+    Raises ValueError for anything else: the `/_sandbox/inbound` routes answer it as the caller's mistake.
+    """
+    if phone is None or phone == "":
+        return ""
+    if not isinstance(phone, str):
+        raise ValueError("phone must be a string")
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if not 8 <= len(digits) <= 15 or any(ch not in "+0123456789 -" for ch in phone):
+        raise ValueError("phone must be an E.164 number (8-15 digits)")
+    return digits
 
 
 class LruMap(Generic[K, V]):
@@ -444,6 +459,57 @@ async def sandbox_control(
     return answer if isinstance(answer, dict) else {}
 
 
+async def sandbox_inbound(
+    ctx: ProviderContext,
+    body: Mapping[str, Any],
+    *,
+    simulator: str,
+    headers: Mapping[str, str] | None = None,
+    registered: str = "webhook",
+    missing: str = "the channel's callback URL is not registered",
+) -> dict[str, Any]:
+    """An end user writes in through the simulator (`POST {base_url}/_sandbox/inbound` with `body`, the
+    simulator's own fields); returns its answer.
+
+    A simulator forgets where a channel's callbacks go when it restarts, and the channel's set-up tells it
+    again only once the workers run: until then the message would go nowhere. An answer whose `registered`
+    field is empty says so, and this raises a retryable `SIMULATOR_NOT_SET_UP` naming what is `missing`
+    rather than answer as if the message went in.
+    """
+    url = f"{ctx.base_url}/_sandbox/inbound"
+    answer = await sandbox_control(ctx.http, url, body, simulator=simulator, headers=headers)
+    if not answer.get(registered):
+        raise ProviderError(
+            "SIMULATOR_NOT_SET_UP",
+            f"{missing} with the simulator yet (the channel's set-up runs when the workers start); retry "
+            "in a few seconds",
+            retryable=True,
+        )
+    return answer
+
+
+async def sandbox_bot_inbound(
+    ctx: ProviderContext, user: SandboxUser, *, simulator: str, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """A bot's end user writes in (`sandbox_inbound`); returns the simulator's answer to their text.
+
+    Bots know their users by id only. A user with a phone shares their contact first (the bot platforms'
+    share-contact button), so that the platform learns the number, then writes as the user the simulator
+    answered with.
+    """
+    who: dict[str, Any] = {"name": user.name}
+    if user.user_id:
+        who["userId"] = user.user_id
+    missing = "the bot's webhook is not set"
+    if user.phone:
+        shared = {**who, "phone": user.phone}
+        who["userId"] = (
+            await sandbox_inbound(ctx, shared, simulator=simulator, headers=headers, missing=missing)
+        ).get("userId")
+    written = {**who, "text": user.text}
+    return await sandbox_inbound(ctx, written, simulator=simulator, headers=headers, missing=missing)
+
+
 def now_ms() -> int:
     """Epoch milliseconds, the upstreams' time unit."""
     return int(time.time() * 1000)
@@ -486,6 +552,22 @@ async def hang(request: Request, seconds: float) -> None:
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def edge_fault(
+    request: Request, kind: str, config: SimulatorConfig, stats: SimulatorStats
+) -> Response | None:
+    """Count an injected fault of `kind`, and answer it when the upstream's edge would: `http_503` as a
+    proxy's plain-text 503, `timeout` as a 504 once the request was held (`hang`). None for the faults
+    the upstream answers in its own words (`rate_limit`, `final_error`).
+    """
+    stats.faults_injected += 1
+    if kind == "http_503":
+        return Response("Service Unavailable", status_code=503, media_type="text/plain")
+    if kind == "timeout":
+        await hang(request, config.fault_hang_s)
+        return Response("Gateway Timeout", status_code=504, media_type="text/plain")
+    return None
 
 
 def wants_detail(request: Request) -> bool:
@@ -575,6 +657,31 @@ def scheduler_lifespan(
             await scheduler.aclose()
 
     return lifespan
+
+
+class HttpSimulator:
+    """An upstream's simulator as a Starlette app (`app`): what every one keeps (its config and stats, the
+    scheduler of its callbacks, its faults and the planner of its outcomes), and the sandbox routes every
+    one answers after its own `routes` (`GET /_sandbox/stats`, `POST /_sandbox/faults`)."""
+
+    def __init__(self, config: SimulatorConfig, http: HttpClient, routes: Sequence[BaseRoute]) -> None:
+        self._config = config
+        self._stats = SimulatorStats(config)
+        self._scheduler = CallbackScheduler(http, config, self._stats)
+        self._faults = FaultInjector()
+        self._planner = OutcomePlanner(config)
+        shared = [
+            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
+            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
+        ]
+        self.app = Starlette(routes=[*routes, *shared], lifespan=scheduler_lifespan(self._scheduler))
+        self.app.state.simulator = self
+
+    async def _sandbox_stats(self, request: Request) -> Response:
+        return stats_response(request, self._stats, self._scheduler)
+
+    async def _sandbox_faults(self, request: Request) -> Response:
+        return await faults_response(request, self._faults)
 
 
 def create_simulators_app(config: SimulatorConfig, http: HttpClient) -> Starlette:

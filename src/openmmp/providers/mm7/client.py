@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpUnreachable, IpAddress
 from openmmp.providers.base import ProviderContext, ProviderError, SendOk, TargetCheck
 from openmmp.providers.mm7 import errors, mime, soap
-from openmmp.providers.viber_bot.errors import transport_error
+from openmmp.providers.upstream import transport_error
 
 SOAP_ID = "mm7-soap"
 SANDBOX_PATH = "/mm7"

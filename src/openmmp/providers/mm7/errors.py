@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from openmmp.kit.http import HttpResponse
 from openmmp.providers.base import ProviderError, SendOk
 from openmmp.providers.mm7 import mime, soap
-from openmmp.providers.viber_bot.errors import bad_response, parse_retry_after
+from openmmp.providers.upstream import bad_response, parse_retry_after
 
 STATUS_TEXT: Mapping[int, str] = {
     1000: "Success",

@@ -44,25 +44,19 @@ from openmmp.providers.mm7.client import SANDBOX_PATH, basic_authorization
 from openmmp.providers.mm7.content import MAX_CONTENT_BYTES
 from openmmp.providers.mm7.errors import STATUS_TEXT
 from openmmp.providers.simulation import (
-    CallbackScheduler,
-    FaultInjector,
     HeldUntilRegistered,
+    HttpSimulator,
     LruMap,
     Outcome,
-    OutcomePlanner,
     SimulatorConfig,
-    SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
-    hang,
+    edge_fault,
     json_response,
     knobs,
     last_digit,
     now_ms,
     read_json,
     sandbox_error,
-    scheduler_lifespan,
-    stats_response,
 )
 
 CLIENT_ERROR = 2000
@@ -120,19 +114,13 @@ def create_mm7_simulator(config: SimulatorConfig, http: HttpClient) -> Starlette
     return _Mm7Simulator(config, http).app
 
 
-class _Mm7Simulator:
+class _Mm7Simulator(HttpSimulator):
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
-        self._config = config
         self._knobs = knobs(config, "mm7", Mm7Knobs)
         # `--set` hands over what parses as JSON as such (`mm7.password=1234` is a number): text here.
         self._callback_secret = str(self._knobs.callback_secret or SANDBOX_CALLBACK_SECRET)
         self._login = (str(self._knobs.username), str(self._knobs.password))
         self._known = {v.strip() for v in str(self._knobs.vasp_ids).split(",") if v.strip()}
-        self._stats = SimulatorStats(config)
-        self._scheduler = CallbackScheduler(http, config, self._stats)
-        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
-        self._faults = FaultInjector()
-        self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(capacity=self._knobs.requests_per_second, window_s=1.0)
         self._callback_urls: dict[str, str] = {}
         self._submissions: LruMap[str, dict[str, Any]] = LruMap(config.max_tracked_keys)
@@ -144,11 +132,9 @@ class _Mm7Simulator:
             Route("/_sandbox/vasps", self._sandbox_vasp, methods=["POST"]),
             Route("/_sandbox/submissions/{message_id}", self._sandbox_submission, methods=["GET"]),
             Route("/_sandbox/media/sample.png", self._sandbox_media, methods=["GET"]),
-            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
-            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
-        self.app.state.simulator = self
+        super().__init__(config, http, routes)
+        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
 
     def _message_id(self) -> str:
         return f"{int(time.time() * 1000):x}{next(self._sequence) & 0xFFFFF:05x}"
@@ -216,12 +202,8 @@ class _Mm7Simulator:
         return Response(answer, media_type=_XML)
 
     async def _fault(self, request: Request, kind: str, status: int | None) -> Response:
-        self._stats.faults_injected += 1
-        if kind == "http_503":
-            return Response("Service Unavailable", status_code=503, media_type="text/plain")
-        if kind == "timeout":
-            await hang(request, self._config.fault_hang_s)
-            return Response("Gateway Timeout", status_code=504, media_type="text/plain")
+        if (edge := await edge_fault(request, kind, self._config, self._stats)) is not None:
+            return edge
         if kind == "rate_limit":
             self._stats.rate_limited += 1
             throttled = soap.Status(SERVICE_UNAVAILABLE, "Service unavailable", "throttled (sandbox fault)")
@@ -323,12 +305,6 @@ class _Mm7Simulator:
 
     async def _sandbox_media(self, request: Request) -> Response:
         return Response(SAMPLE_PNG, media_type="image/png")
-
-    async def _sandbox_stats(self, request: Request) -> Response:
-        return stats_response(request, self._stats, self._scheduler)
-
-    async def _sandbox_faults(self, request: Request) -> Response:
-        return await faults_response(request, self._faults)
 
 
 async def _body(request: Request, limit: int) -> bytes | None:

@@ -35,7 +35,7 @@ from openmmp.kit.http import HttpClient, HttpResponse, HttpUnreachable
 from openmmp.kit.time import now_ms
 from openmmp.providers.base import ProviderContext, ProviderError
 from openmmp.providers.rbm.credentials import ServiceAccount
-from openmmp.providers.viber_bot.errors import bad_response, parse_retry_after, transport_error
+from openmmp.providers.upstream import bad_response, parse_retry_after, transport_error
 
 TOKEN_PATH = "/token"  # noqa: S105 - a path, not a secret
 """The simulator's token endpoint, under the provider's base URL."""

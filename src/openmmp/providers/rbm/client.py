@@ -28,7 +28,7 @@ from openmmp.providers.rbm import auth
 from openmmp.providers.rbm.content import content_message
 from openmmp.providers.rbm.credentials import ServiceAccount
 from openmmp.providers.rbm.errors import send_error
-from openmmp.providers.viber_bot.errors import transport_error
+from openmmp.providers.upstream import transport_error
 
 TTL_MAX_S = 30 * 86_400
 """RBM keeps an undelivered message for 30 days: a longer TTL means nothing more."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from openmmp.kit.http import HttpResponse
 from openmmp.providers.base import ProviderError
-from openmmp.providers.viber_bot.errors import parse_retry_after
+from openmmp.providers.upstream import parse_retry_after
 
 MESSAGE_MAX = 300
 NOT_RCS_CAPABLE = (

@@ -63,7 +63,7 @@ from openmmp.providers.base import (
 from openmmp.providers.rbm import auth
 from openmmp.providers.rbm.credentials import ServiceAccount, acting_account
 from openmmp.providers.rbm.errors import management_error
-from openmmp.providers.viber_bot.errors import bad_response, transport_error
+from openmmp.providers.upstream import bad_response, transport_error
 
 DEFAULT_MANAGEMENT_URL = "https://businesscommunications.googleapis.com"
 DEFAULT_REGIONAL_URL = "https://asia-rcsbusinessmessaging.googleapis.com"

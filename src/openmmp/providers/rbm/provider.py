@@ -69,7 +69,7 @@ from openmmp.providers.rbm.management import (
     RcsVerificationRequest,
 )
 from openmmp.providers.rbm.sandbox import SANDBOX_SERVICE_ACCOUNT_JSON
-from openmmp.providers.simulation import sandbox_control
+from openmmp.providers.simulation import sandbox_control, sandbox_inbound
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -250,18 +250,7 @@ class RbmProvider(Provider):
             raise ValueError("phone: required: an RCS user writes from a phone number")
         phone = user.phone.removeprefix("+")
         body = {"agentId": str(credentials["agentId"]), "phone": phone, "text": user.text}
-        answer = await sandbox_control(
-            ctx.http, f"{ctx.base_url}/_sandbox/inbound", body, simulator=self.title
-        )
-        if not answer.get("callbackUrl"):
-            # The simulator forgets the agents' callback URLs when it restarts; the channel's set-up, run
-            # again at every start of the workers, registers them. Say so rather than lose the message.
-            raise ProviderError(
-                "SIMULATOR_NOT_SET_UP",
-                "the channel's callback URL is not registered with the simulator yet (the channel's "
-                "set-up runs when the workers start); retry in a few seconds",
-                retryable=True,
-            )
+        answer = await sandbox_inbound(ctx, body, simulator=self.title, registered="callbackUrl")
         return SandboxWritten(user_id=phone, message_token=str(answer.get("messageId", "")))
 
 

@@ -87,23 +87,18 @@ from openmmp.providers.rbm.credentials import TRAFFIC_TYPES, load_rsa_key, parse
 from openmmp.providers.rbm.management import BATCH_GET_MAX, INDIA_REGIONS, INDONESIA_REGIONS, REGION_PREFIX
 from openmmp.providers.rbm.sandbox import SANDBOX_CLIENT_EMAIL, SANDBOX_PRIVATE_KEY_PEM
 from openmmp.providers.simulation import (
-    CallbackScheduler,
-    FaultInjector,
     HeldUntilRegistered,
+    HttpSimulator,
     LruMap,
     Outcome,
-    OutcomePlanner,
     SimulatorConfig,
-    SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
     hang,
     json_response,
     knobs,
     last_digit,
     read_json,
     sandbox_error,
-    scheduler_lifespan,
     wants_detail,
 )
 
@@ -307,15 +302,9 @@ def _rfc3339(epoch_s: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _RbmSimulator:
+class _RbmSimulator(HttpSimulator):
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
-        self._config = config
         self._knobs = knobs(config, "rbm", RbmKnobs)
-        self._stats = SimulatorStats(config)
-        self._scheduler = CallbackScheduler(http, config, self._stats)
-        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
-        self._faults = FaultInjector()
-        self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(capacity=self._knobs.requests_per_minute, window_s=60.0)
         self._batch_limiter = TokenBucketLimiter(capacity=self._knobs.batch_get_per_minute, window_s=60.0)
         self._callback_urls: dict[str, str] = {}
@@ -371,11 +360,9 @@ class _RbmSimulator:
             Route("/_sandbox/agents", self._sandbox_agent, methods=["POST"]),
             Route("/_sandbox/inbound", self._sandbox_inbound, methods=["POST"]),
             Route("/_sandbox/messages/{message_id}", self._sandbox_message, methods=["GET"]),
-            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
-            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
-        self.app.state.simulator = self
+        super().__init__(config, http, routes)
+        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
 
     # ---- the token endpoint ---------------------------------------------------------------------------
 
@@ -930,9 +917,6 @@ class _RbmSimulator:
     async def _sandbox_stats(self, request: Request) -> Response:
         data = self._stats.as_json(detail=wants_detail(request), pending_callbacks=self._scheduler.pending)
         return json_response({**data, "rbm": dict(self._counts)})
-
-    async def _sandbox_faults(self, request: Request) -> Response:
-        return await faults_response(request, self._faults)
 
 
 def _event_id() -> str:

@@ -12,7 +12,8 @@ from typing import Any
 
 from openmmp.kit.http import HttpResponse
 from openmmp.providers.base import ProviderError
-from openmmp.providers.viber_bot.errors import bad_response, response_body, transport_error
+from openmmp.providers.upstream import bad_response, transport_error
+from openmmp.providers.viber_bot.errors import response_body
 
 __all__ = ["STATUS_NAMES", "bad_response", "check_response", "status_error", "transport_error"]
 

@@ -26,7 +26,6 @@ from openmmp.providers.base import (
     Outgoing,
     Provider,
     ProviderContext,
-    ProviderError,
     RateLimit,
     SandboxUser,
     SandboxWritten,
@@ -34,7 +33,7 @@ from openmmp.providers.base import (
     SendUnit,
     one_unit_each,
 )
-from openmmp.providers.simulation import sandbox_control
+from openmmp.providers.simulation import sandbox_control, sandbox_inbound
 from openmmp.providers.viber import callbacks
 from openmmp.providers.viber.client import TTL_MAX_S, TTL_MIN_S, ViberClient, to_viber_bm_message
 
@@ -140,17 +139,5 @@ class ViberProvider(Provider):
         if not user.phone:
             raise ValueError("phone: required: a Viber Business Messages user writes from a phone number")
         body = {"serviceId": int(credentials["serviceId"]), "phone": user.phone, "text": user.text}
-        answer = await sandbox_control(
-            ctx.http, f"{ctx.base_url}/_sandbox/inbound", body, simulator=self.title
-        )
-        if not answer.get("callbackUrl"):
-            # The simulator forgets the service's callback URL when it restarts; the channel's set-up,
-            # which the workers run again at every start, registers it. Until then the user's message
-            # would go nowhere: say so rather than answer as if it were delivered.
-            raise ProviderError(
-                "SIMULATOR_NOT_SET_UP",
-                "the channel's callback URL is not registered with the simulator yet (the channel's "
-                "set-up runs when the workers start); retry in a few seconds",
-                retryable=True,
-            )
+        answer = await sandbox_inbound(ctx, body, simulator=self.title, registered="callbackUrl")
         return SandboxWritten(user_id=user.phone, message_token=str(answer.get("messageToken", "")))

@@ -27,25 +27,19 @@ from starlette.routing import Route
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.simulation import (
-    CallbackScheduler,
-    FaultInjector,
     HeldUntilRegistered,
+    HttpSimulator,
     LruMap,
     Outcome,
-    OutcomePlanner,
     SimulatorConfig,
-    SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
-    hang,
+    edge_fault,
     json_response,
     knobs,
     last_digit,
     now_ms,
     read_json,
     sandbox_error,
-    scheduler_lifespan,
-    stats_response,
 )
 from openmmp.providers.viber.callbacks import SANDBOX_CALLBACK_SECRET, SIGNATURE_HEADER, sign
 from openmmp.providers.viber.errors import STATUS_NAMES
@@ -120,15 +114,9 @@ def create_viber_simulator(config: SimulatorConfig, http: HttpClient) -> Starlet
     return _ViberSimulator(config, http).app
 
 
-class _ViberSimulator:
+class _ViberSimulator(HttpSimulator):
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
-        self._config = config
         self._knobs = knobs(config, "viber", ViberKnobs)
-        self._stats = SimulatorStats(config)
-        self._scheduler = CallbackScheduler(http, config, self._stats)
-        self._held: HeldUntilRegistered[int] = HeldUntilRegistered(self._scheduler)
-        self._faults = FaultInjector()
-        self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(capacity=self._knobs.requests_per_second, window_s=1.0)
         self._callback_urls: dict[int, str] = {}
         # Idempotency is behaviour, not a statistic, so it is always on; bounded like upstream's window.
@@ -140,11 +128,9 @@ class _ViberSimulator:
             Route("/vibersrvc/1/send_message", self._send_message, methods=["POST"]),
             Route("/_sandbox/services/{service_id:int}", self._sandbox_service, methods=["POST"]),
             Route("/_sandbox/inbound", self._sandbox_inbound, methods=["POST"]),
-            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
-            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
-        self.app.state.simulator = self
+        super().__init__(config, http, routes)
+        self._held: HeldUntilRegistered[int] = HeldUntilRegistered(self._scheduler)
 
     def _token(self) -> int:
         return (int(time.time() * 1000) << 20) | (next(self._sequence) & 0xFFFFF)
@@ -162,12 +148,8 @@ class _ViberSimulator:
         raw = await request.body()
         fault = self._faults.take()
         if fault is not None:
-            self._stats.faults_injected += 1
-            if fault.kind == "http_503":
-                return Response("Service Unavailable", status_code=503, media_type="text/plain")
-            if fault.kind == "timeout":
-                await hang(request, self._config.fault_hang_s)
-                return Response("Gateway Timeout", status_code=504, media_type="text/plain")
+            if (edge := await edge_fault(request, fault.kind, self._config, self._stats)) is not None:
+                return edge
             if fault.kind == "rate_limit":
                 self._stats.rate_limited += 1
                 return self._answer(TOO_MANY_REQUESTS, None)
@@ -303,12 +285,6 @@ class _ViberSimulator:
     async def _inbound_after_latency(self, service_id: int, fields: dict[str, Any]) -> None:
         await asyncio.sleep(self._config.callback_latency_s)
         await self._callback(service_id, fields)
-
-    async def _sandbox_stats(self, request: Request) -> Response:
-        return stats_response(request, self._stats, self._scheduler)
-
-    async def _sandbox_faults(self, request: Request) -> Response:
-        return await faults_response(request, self._faults)
 
 
 def _validate(body: dict[str, Any]) -> None:

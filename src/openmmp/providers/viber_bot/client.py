@@ -12,6 +12,8 @@ from typing import Any
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.base import BroadcastResult, ProviderError, SendOk
+from openmmp.providers.content import message_type
+from openmmp.providers.upstream import bad_response, transport_error
 from openmmp.providers.viber_bot import errors
 
 TEXT_MAX_CHARS = 7000
@@ -49,14 +51,7 @@ def to_viber_bot_payload(message: Mapping[str, Any]) -> dict[str, Any]:
     `receiver`, `sender` or `tracking_data`, which belong to the call. Raises ValueError naming the MMP
     field when the message cannot be sent to Viber Bot as it is.
     """
-    if not isinstance(message, Mapping):
-        raise ValueError("message: must be an object")
-    kind = message.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError("message.type: required")
-    if kind not in SUPPORTED_TYPES:
-        raise ValueError(f"message.type: {kind!r} is not supported on Viber Bot")
-
+    kind = message_type(message, SUPPORTED_TYPES, on="Viber Bot")
     payload: dict[str, Any]
     if kind == "text":
         payload = {"type": "text", "text": _text(message, required=True)}
@@ -184,7 +179,7 @@ class ViberBotClient:
         try:
             response = await self._http.post(url, json=body, headers={"X-Viber-Auth-Token": auth_token})
         except HttpUnreachable as exc:
-            raise errors.transport_error(exc) from exc
+            raise transport_error(exc) from exc
         return errors.check_response(response)
 
 
@@ -212,7 +207,7 @@ def _message_body(
 def _message_token(answer: Mapping[str, Any]) -> str:
     token = answer.get("message_token")
     if isinstance(token, bool) or not isinstance(token, int | str) or token == "":
-        raise errors.bad_response("the upstream accepted the message but sent no message_token")
+        raise bad_response("the upstream accepted the message but sent no message_token")
     return str(token)
 
 

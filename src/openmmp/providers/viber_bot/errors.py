@@ -5,19 +5,18 @@ in three layers: the transport (`HttpUnreachable`), the HTTP status (5xx / 429 f
 and the body's `status`. Only rate limiting and upstream trouble are worth a retry; everything the upstream
 said about the request itself is final.
 
-The transport-level helpers here (`transport_error`, `http_status_error`, `bad_response`) are shared with the
-Viber Business Messages adapter, which fails in the same three layers.
+The HTTP layer's helpers here (`http_status_error`, `response_body`) are shared with the Viber Business
+Messages adapter, which fails in the same three layers; the transport's failures are `providers.upstream`'s.
 """
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from openmmp.kit.http import HttpResponse, HttpUnreachable
+from openmmp.kit.http import HttpResponse
 from openmmp.providers.base import ProviderError
+from openmmp.providers.upstream import bad_response, parse_retry_after
 
 STATUS_NAMES: Mapping[int, str] = {
     0: "ok",
@@ -49,30 +48,6 @@ def status_error(status: int, status_message: str | None = None) -> ProviderErro
     return ProviderError(f"VIBER_BOT_{status}", message, retryable=False)
 
 
-def transport_error(exc: HttpUnreachable) -> ProviderError:
-    """No answer at all: always retryable, since the upstream never said no."""
-    if exc.timed_out:
-        return ProviderError("UPSTREAM_TIMEOUT", "the upstream did not answer in time", retryable=True)
-    return ProviderError("UPSTREAM_UNREACHABLE", "the upstream could not be reached", retryable=True)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date); None when absent or odd."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def http_status_error(response: HttpResponse) -> ProviderError | None:
     """The error for a non-2xx HTTP answer, or None when the HTTP layer succeeded.
 
@@ -94,11 +69,6 @@ def http_status_error(response: HttpResponse) -> ProviderError | None:
     if code >= 500:
         return ProviderError(f"UPSTREAM_HTTP_{code}", f"HTTP {code}", retryable=True)
     return ProviderError(f"UPSTREAM_HTTP_{code}", f"HTTP {code}", retryable=False)
-
-
-def bad_response(detail: str) -> ProviderError:
-    """An answer that is not the upstream's protocol (HTML error page, truncated JSON): worth a retry."""
-    return ProviderError("UPSTREAM_BAD_RESPONSE", detail, retryable=True)
 
 
 def response_body(response: HttpResponse) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from openmmp.providers.base import (
     SendOk,
     SendUnit,
 )
-from openmmp.providers.simulation import sandbox_control
+from openmmp.providers.simulation import sandbox_bot_inbound
 from openmmp.providers.viber_bot import callbacks
 from openmmp.providers.viber_bot.client import (
     BROADCAST_MAX_RECEIVERS,
@@ -154,38 +154,11 @@ class ViberBotProvider(Provider):
     async def sandbox_inbound(
         self, ctx: ProviderContext, credentials: Mapping[str, Any], user: SandboxUser
     ) -> SandboxWritten:
-        who: dict[str, Any] = {"name": user.name}
-        if user.user_id:
-            who["userId"] = user.user_id
-        url, auth = f"{ctx.base_url}/_sandbox/inbound", {"X-Viber-Auth-Token": str(credentials["authToken"])}
-        if user.phone:
-            # The user shares their number first (Viber's share-phone button), so the platform learns it.
-            shared = await sandbox_control(
-                ctx.http, url, {**who, "phone": user.phone}, simulator=self.title, headers=auth
-            )
-            if not shared.get("webhook"):
-                raise _not_set_up()
-            who["userId"] = shared.get("userId")
-        answer = await sandbox_control(
-            ctx.http, url, {**who, "text": user.text}, simulator=self.title, headers=auth
-        )
-        if not answer.get("webhook"):
-            # As for a share above: the simulator forgot the bot's webhook when it restarted, and the
-            # channel's set-up (run again at every start of the workers) has not set it yet.
-            raise _not_set_up()
+        auth = {"X-Viber-Auth-Token": str(credentials["authToken"])}
+        answer = await sandbox_bot_inbound(ctx, user, simulator=self.title, headers=auth)
         return SandboxWritten(
             user_id=str(answer.get("userId", "")), message_token=str(answer.get("messageToken", ""))
         )
-
-
-def _not_set_up() -> ProviderError:
-    """The simulator has no webhook for the bot: a user's message would go nowhere."""
-    return ProviderError(
-        "SIMULATOR_NOT_SET_UP",
-        "the bot's webhook is not set with the simulator yet (the channel's set-up runs when the workers "
-        "start); retry in a few seconds",
-        retryable=True,
-    )
 
 
 def _distinct_chunks(group: list[Outgoing]) -> list[list[Outgoing]]:

@@ -27,24 +27,19 @@ from starlette.routing import Route
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.simulation import (
-    CallbackScheduler,
-    FaultInjector,
     HeldUntilRegistered,
+    HttpSimulator,
     Outcome,
-    OutcomePlanner,
     SimulatorConfig,
-    SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
-    hang,
+    edge_fault,
     json_response,
     knobs,
     last_digit,
     now_ms,
+    phone_digits,
     read_json,
     sandbox_error,
-    scheduler_lifespan,
-    stats_response,
 )
 from openmmp.providers.viber_bot.callbacks import SIGNATURE_HEADER, sign
 from openmmp.providers.viber_bot.errors import STATUS_NAMES
@@ -112,16 +107,10 @@ def create_viber_bot_simulator(config: SimulatorConfig, http: HttpClient) -> Sta
     return _ViberBotSimulator(config, http).app
 
 
-class _ViberBotSimulator:
+class _ViberBotSimulator(HttpSimulator):
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
-        self._config = config
         self._knobs = knobs(config, "viber-bot", ViberBotKnobs)
         self._http = http
-        self._stats = SimulatorStats(config)
-        self._scheduler = CallbackScheduler(http, config, self._stats)
-        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
-        self._faults = FaultInjector()
-        self._planner = OutcomePlanner(config)
         self._limiter = TokenBucketLimiter(
             capacity=self._knobs.requests_per_window, window_s=self._knobs.window_s
         )
@@ -134,11 +123,9 @@ class _ViberBotSimulator:
             Route("/pa/get_account_info", self._get_account_info, methods=["POST"]),
             Route("/pa/get_user_details", self._get_user_details, methods=["POST"]),
             Route("/_sandbox/inbound", self._sandbox_inbound, methods=["POST"]),
-            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
-            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
-        self.app.state.simulator = self
+        super().__init__(config, http, routes)
+        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
 
     # ---- plumbing -------------------------------------------------------------------------------------
 
@@ -173,12 +160,8 @@ class _ViberBotSimulator:
         raw = await request.body()
         fault = self._faults.take()
         if fault is not None:
-            self._stats.faults_injected += 1
-            if fault.kind == "http_503":
-                return Response("Service Unavailable", status_code=503, media_type="text/plain")
-            if fault.kind == "timeout":
-                await hang(request, self._config.fault_hang_s)
-                return Response("Gateway Timeout", status_code=504, media_type="text/plain")
+            if (edge := await edge_fault(request, fault.kind, self._config, self._stats)) is not None:
+                return edge
             if fault.kind == "rate_limit":
                 self._stats.rate_limited += 1
                 return self._answer(TOO_MANY_REQUESTS)
@@ -443,7 +426,7 @@ class _ViberBotSimulator:
                 raise ValueError("text must be a string")
             if user_handle is not None and (not isinstance(user_handle, str) or not user_handle):
                 raise ValueError("userId must be a non-empty string")
-            digits = _phone_digits(phone)
+            digits = phone_digits(phone)
             if event == "message" and not text and not digits:
                 raise ValueError("text is required (or phone, to share a contact)")
         except ValueError as exc:
@@ -515,12 +498,6 @@ class _ViberBotSimulator:
             user.phone = phone
         return user
 
-    async def _sandbox_stats(self, request: Request) -> Response:
-        return stats_response(request, self._stats, self._scheduler)
-
-    async def _sandbox_faults(self, request: Request) -> Response:
-        return await faults_response(request, self._faults)
-
 
 def _failed_entry(receiver: str, status: int) -> dict[str, Any]:
     return {"receiver": receiver, "status": status, "status_message": STATUS_NAMES[status]}
@@ -530,17 +507,6 @@ def _payload_hash(body: dict[str, Any], without: str) -> str:
     # "The same message" for digit-9 retries and duplicate stats: the body minus who it goes to.
     content = {key: value for key, value in body.items() if key != without}
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-def _phone_digits(phone: Any) -> str:
-    if phone is None or phone == "":
-        return ""
-    if not isinstance(phone, str):
-        raise ValueError("phone must be a string")
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    if not 8 <= len(digits) <= 15 or any(ch not in "+0123456789 -" for ch in phone):
-        raise ValueError("phone must be an E.164 number (8-15 digits)")
-    return digits
 
 
 def _validate_message(body: dict[str, Any]) -> None:

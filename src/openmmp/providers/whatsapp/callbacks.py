@@ -1,10 +1,8 @@
-"""Cloud API webhooks: the signature, the verification handshake, and what the bodies mean.
+"""Cloud API webhooks: the channel's verify token, and what the bodies mean.
 
-**Proof.** Meta signs every webhook with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`,
-keyed by the app secret (the channel's `appSecret`), and checks a callback URL once with a GET:
-`hub.mode=subscribe&hub.verify_token=<token>&hub.challenge=<n>`, answered with the challenge. The verify
-token is the channel's own, derived from its app secret (`callback_verify_token`): nothing to configure
-or store, different for every app, and the business can compute it (README).
+**Proof.** As for every Meta webhook (`meta.webhooks`): signed with the app secret, and the callback URL
+checked with a GET handshake against the channel's verify token (`callback_verify_token`), which the
+business can compute (README).
 
 **Meaning.** A body is
 `{"object": "whatsapp_business_account", "entry": [{"id", "time"?, "changes": [{"field", "value"}]}]}`;
@@ -33,15 +31,10 @@ category change.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import orjson
-
-from openmmp.kit.crypto import constant_time_equals
 from openmmp.providers.base import (
     CallbackEvent,
     CallbackRejected,
@@ -51,14 +44,13 @@ from openmmp.providers.base import (
     StatusName,
     TemplateEvent,
 )
-from openmmp.providers.whatsapp.errors import code_error, describe
+from openmmp.providers.meta.graph import describe
+from openmmp.providers.meta.webhooks import entries, text_of, verify_token, webhook_id, webhook_objects
+from openmmp.providers.whatsapp.errors import GRAPH
 from openmmp.providers.whatsapp.payload import graph_media_url
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 VERIFY_TOKEN_PURPOSE = b"openmmp-whatsapp-verify-token"
 """What the app secret keys to make a channel's verify token."""
-MAX_ID_LENGTH = 200
-MAX_CHALLENGE_LENGTH = 1000
 MAX_TIMESTAMP_S = (2**63 - 1) // 1000
 
 _STATUSES: Mapping[str, StatusName] = {"delivered": "DELIVERED", "read": "READ", "failed": "FAIL"}
@@ -83,36 +75,11 @@ _MEDIA_TYPES: Mapping[str, str] = {
 }
 
 
-def sign(raw: bytes, app_secret: str) -> str:
-    """The `X-Hub-Signature-256` value for `raw` (the simulator's and the tests')."""
-    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def verify_signature(raw: bytes, header: str | None, app_secret: str) -> bool:
-    """True when `header` is `sha256=` and the app secret's HMAC of exactly these bytes."""
-    if not header or not app_secret:
-        return False
-    return constant_time_equals(sign(raw, app_secret), header.strip().lower())
-
-
 def callback_verify_token(app_secret: str) -> str:
     """The channel's `hub.verify_token`: the hex HMAC-SHA256 of "openmmp-whatsapp-verify-token" keyed by its
-    app secret (`printf %s openmmp-whatsapp-verify-token | openssl dgst -sha256 -hmac "$APP_SECRET"`)."""
-    return hmac.new(app_secret.encode(), VERIFY_TOKEN_PURPOSE, hashlib.sha256).hexdigest()
-
-
-def challenge_answer(query: Mapping[str, str], app_secret: str) -> bytes | None:
-    """The body that answers Meta's GET handshake (the challenge), or None when the mode, the token or
-    the challenge is wrong."""
-    given = query.get("hub.verify_token") or ""
-    challenge = query.get("hub.challenge") or ""
-    if not app_secret or query.get("hub.mode") != "subscribe":
-        return None
-    if not challenge or len(challenge) > MAX_CHALLENGE_LENGTH:
-        return None
-    if not constant_time_equals(callback_verify_token(app_secret), given):
-        return None
-    return challenge.encode()
+    app secret (`printf %s openmmp-whatsapp-verify-token | openssl dgst -sha256 -hmac "$APP_SECRET"`): what
+    the webhook override hands Meta, and the business enters in its app."""
+    return verify_token(app_secret, VERIFY_TOKEN_PURPOSE)
 
 
 # ---- bodies ------------------------------------------------------------------------------------------------
@@ -124,17 +91,8 @@ def parse_callback(raw: bytes) -> list[CallbackEvent]:
     Raises `CallbackRejected` for a body that is not a WhatsApp Business Account webhook, or names its
     events in a shape OpenMMP cannot read.
     """
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CallbackRejected("callback body is not JSON") from exc
-    if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
-        raise CallbackRejected("not a WhatsApp Business Account webhook (object)")
-    entries = body.get("entry")
-    if not isinstance(entries, list):
-        raise CallbackRejected("webhook has no entry list")
     events: list[CallbackEvent] = []
-    for entry in entries:
+    for entry in entries(raw, "whatsapp_business_account", "WhatsApp Business Account"):
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
             raise CallbackRejected("webhook entry has no changes")
         for change in entry["changes"]:
@@ -159,35 +117,17 @@ def _seconds(value: Any, what: str) -> int:
     return value * 1000
 
 
-def _id(value: Any, what: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value:
-        raise CallbackRejected(f"{what} is missing")
-    if len(value) > MAX_ID_LENGTH:
-        raise CallbackRejected(f"{what} is too long")
-    return value
-
-
-def _list(value: Any, what: str) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise CallbackRejected(f"{what} is not a list of objects")
-    return value
-
-
 def _messages_change(value: dict[str, Any]) -> list[CallbackEvent]:
     events: list[CallbackEvent] = []
-    for status in _list(value.get("statuses"), "statuses"):
+    for status in webhook_objects(value.get("statuses"), "statuses"):
         event = _status(status)
         if event is not None:
             events.append(event)
     names = {
         str(contact.get("wa_id")): _profile_name(contact)
-        for contact in _list(value.get("contacts"), "contacts")
+        for contact in webhook_objects(value.get("contacts"), "contacts")
     }
-    events += [_inbound(message, names) for message in _list(value.get("messages"), "messages")]
+    events += [_inbound(message, names) for message in webhook_objects(value.get("messages"), "messages")]
     return events
 
 
@@ -195,14 +135,14 @@ def _status(status: dict[str, Any]) -> StatusEvent | None:
     name = status.get("status")
     if not isinstance(name, str) or name not in _STATUSES:
         return None
-    wamid = _id(status.get("id"), "status id")
+    wamid = webhook_id(status.get("id"), "status id")
     error_code = error_message = None
     if name == "failed":
-        errors = _list(status.get("errors"), "status errors")
+        errors = webhook_objects(status.get("errors"), "status errors")
         first = errors[0] if errors else {}
         code = first.get("code")
         if isinstance(code, int) and not isinstance(code, bool):
-            error = code_error(code, describe(first))
+            error = GRAPH.code_error(code, describe(first))
             error_code, error_message = error.code, error.message
         else:
             error_code, error_message = "WHATSAPP_FAILED", describe(first) or "failed"
@@ -224,8 +164,8 @@ def _profile_name(contact: Mapping[str, Any]) -> str:
 
 
 def _inbound(message: dict[str, Any], names: Mapping[str, str]) -> InboundEvent:
-    wa_id = _id(message.get("from"), "message from")
-    wamid = _id(message.get("id"), "message id")
+    wa_id = webhook_id(message.get("from"), "message from")
+    wamid = webhook_id(message.get("id"), "message id")
     digits = wa_id if wa_id.isdigit() else ""
     return InboundEvent(
         kind="message",
@@ -237,41 +177,36 @@ def _inbound(message: dict[str, Any], names: Mapping[str, str]) -> InboundEvent:
     )
 
 
-def _text_of(value: Any, key: str) -> str:
-    found = value.get(key) if isinstance(value, Mapping) else None
-    return found if isinstance(found, str) else ""
-
-
 def _content(message: Mapping[str, Any]) -> dict[str, Any]:
     """The MMP message object (api.md §5.2) of an end user's message, `extra` aside."""
     kind = message.get("type")
     if kind == "text":
-        return {"type": "text", "message": _text_of(message.get("text"), "body")}
+        return {"type": "text", "message": text_of(message.get("text"), "body")}
     if isinstance(kind, str) and kind in _MEDIA_TYPES:
         media = message.get(kind)
-        content: dict[str, Any] = {"type": _MEDIA_TYPES[kind], "message": _text_of(media, "caption")}
-        media_id = _text_of(media, "id")
+        content: dict[str, Any] = {"type": _MEDIA_TYPES[kind], "message": text_of(media, "caption")}
+        media_id = text_of(media, "id")
         if media_id:
             content["fileUrl"] = graph_media_url(media_id)
-        if _text_of(media, "filename"):
-            content["fileName"] = _text_of(media, "filename")
+        if text_of(media, "filename"):
+            content["fileName"] = text_of(media, "filename")
         return content
     if kind == "interactive":
         interactive = message.get("interactive")
-        reply_kind = _text_of(interactive, "type")
+        reply_kind = text_of(interactive, "type")
         reply = interactive.get(reply_kind) if isinstance(interactive, Mapping) else None
-        return {"type": "text", "message": _text_of(reply, "title")}
+        return {"type": "text", "message": text_of(reply, "title")}
     if kind == "button":
-        return {"type": "text", "message": _text_of(message.get("button"), "text")}
+        return {"type": "text", "message": text_of(message.get("button"), "text")}
     if kind == "location":
         place = message.get("location")
         if isinstance(place, Mapping):
             location = {"latitude": place.get("latitude"), "longitude": place.get("longitude")}
             location |= {key: place[key] for key in ("name", "address") if isinstance(place.get(key), str)}
-            words = _text_of(place, "name") or _text_of(place, "address")
+            words = text_of(place, "name") or text_of(place, "address")
             return {"type": "location", "message": words, "location": location}
     if kind == "reaction":
-        return {"type": "reaction", "message": _text_of(message.get("reaction"), "emoji")}
+        return {"type": "reaction", "message": text_of(message.get("reaction"), "emoji")}
     return {"type": "text", "message": ""}
 
 
@@ -286,7 +221,7 @@ def _template_change(value: dict[str, Any], entry_time: Any) -> list[CallbackEve
     if not isinstance(event, str) or event not in TEMPLATE_STATUSES:
         return []
     status = TEMPLATE_STATUSES[event]
-    template_id = _id(value.get("message_template_id"), "message_template_id")
+    template_id = webhook_id(value.get("message_template_id"), "message_template_id")
     timestamp, when = _entry_time(entry_time)
     return [
         TemplateEvent(
@@ -304,7 +239,7 @@ def _category_change(value: dict[str, Any], entry_time: Any) -> list[CallbackEve
     previous, new = value.get("previous_category"), value.get("new_category")
     if not isinstance(previous, str) or not isinstance(new, str) or new not in TEMPLATE_CATEGORIES:
         return []
-    template_id = _id(value.get("message_template_id"), "message_template_id")
+    template_id = webhook_id(value.get("message_template_id"), "message_template_id")
     timestamp, when = _entry_time(entry_time)
     return [
         TemplateEvent(

@@ -14,7 +14,8 @@ from urllib.parse import quote, urlencode
 
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.providers.base import ProviderError, SendOk
-from openmmp.providers.viber_bot.errors import transport_error
+from openmmp.providers.meta import graph
+from openmmp.providers.upstream import transport_error
 from openmmp.providers.whatsapp import errors
 from openmmp.providers.whatsapp.payload import to_whatsapp_payload
 
@@ -40,7 +41,7 @@ class WhatsappClient:
     def __init__(self, http: HttpClient, base_url: str, *, phone_number_id: str, access_token: str) -> None:
         self._http = http
         self._url = messages_url(base_url, phone_number_id)
-        self._headers = {"authorization": f"Bearer {access_token}"}
+        self._token = access_token
 
     async def send(self, recipient: str, message: Mapping[str, Any]) -> SendOk:
         """Send one MMP message; `provider_message_id` is its wamid. Raises a classified `ProviderError`."""
@@ -49,16 +50,12 @@ class WhatsappClient:
         except ValueError as exc:
             # Checked when accepted; failing now means it can never be sent as it is.
             raise ProviderError("WHATSAPP_INVALID_MESSAGE", str(exc), retryable=False) from exc
-        try:
-            response = await self._http.post(self._url, json=body, headers=self._headers)
-        except HttpUnreachable as exc:
-            raise transport_error(exc) from exc
-        return errors.send_outcome(response)
+        return errors.send_outcome(await graph.post(self._http, self._url, body, token=self._token))
 
 
 class GraphClient:
     """Graph API calls other than sends, each answered with its JSON object or a classified
-    `ProviderError` (`errors.graph_answer`). Callers quote the ids they put in a path (tenant input)."""
+    `ProviderError` (`errors.GRAPH.answer`). Callers quote the ids they put in a path (tenant input)."""
 
     def __init__(self, http: HttpClient, base_url: str) -> None:
         self._http = http
@@ -93,4 +90,4 @@ class GraphClient:
             # Not chained: its text names the URL, whose query may carry a secret (the code exchange's
             # client_secret, the token debug_token inspects).
             raise transport_error(exc) from None
-        return errors.graph_answer(response)
+        return errors.GRAPH.answer(response)

@@ -1,10 +1,7 @@
 """Cloud API answers mapped to `SendOk` or a `ProviderError` (retryable or final).
 
-Meta answers with real HTTP status codes and, on failure, its Graph API envelope
-`{"error": {"message", "type", "code", "error_subcode"?, "error_data": {"details"}?, "fbtrace_id"}}`
-(providers.md §3). The envelope's `code` decides, as Meta recommends; the HTTP status only where there is
-no envelope (an edge proxy's 502, a 429 without a body). The error's code is `WHATSAPP_<code>` and its
-message Meta's words with the details.
+Meta answers as the Graph API does (`meta.graph`, providers.md §3). The error's code is `WHATSAPP_<code>`
+and its message Meta's words with the details.
 
 - Rate limits, waited out and never a failure (`rate_limited`, with `retry_after`): 130429 (the phone
   number's throughput: a second), 131056 (the pair rate, one user getting more than about one message
@@ -26,11 +23,11 @@ template submissions are mostly in `error_user_msg`, which the message carries t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from openmmp.kit.http import HttpResponse
-from openmmp.providers.base import ProviderError, SendOk
-from openmmp.providers.viber_bot.errors import bad_response, parse_retry_after
+from openmmp.providers.base import SendOk
+from openmmp.providers.meta.graph import GraphErrors
+from openmmp.providers.upstream import bad_response
 
 RATE_LIMITS: Mapping[int, float] = {130429: 1.0, 131056: 6.0, 4: 60.0, 613: 60.0, 80007: 60.0}
 """Rate-limit codes and how long to wait when Meta gives no Retry-After (seconds)."""
@@ -39,55 +36,32 @@ OUTSIDE_WINDOW = 131047
 TOKEN_INVALID = 190
 DUPLICATE_TEMPLATE = 2388024
 """The subcode (of 100) for a template whose name and language the WhatsApp Business account has."""
-OWN_SUBCODES = frozenset({DUPLICATE_TEMPLATE})
-"""Subcodes that name a failure of their own: the error's code is `WHATSAPP_<subcode>`."""
-MESSAGE_MAX = 300
 
-_EXPLAINED: Mapping[int, str] = {
-    OUTSIDE_WINDOW: (
-        "outside the 24-hour customer-service window: the end user has not written to this number in the "
-        "last 24 hours, so only a template (fb_whatsapp_template) may reach them"
-    ),
-    TOKEN_INVALID: "the channel's accessToken is invalid or expired (credentials.accessToken)",
-    DUPLICATE_TEMPLATE: (
-        "the WhatsApp Business account has a template of this name in this language already: submit "
-        "this one under another name"
-    ),
-}
-
-
-def code_error(
-    code: int, message: str, *, http_status: int | None = None, retry_after: float | None = None
-) -> ProviderError:
-    """The `ProviderError` for a Meta error `code` with Meta's `message` (answer or webhook alike)."""
-    text = message.strip() or f"error {code}"
-    if code in _EXPLAINED:
-        text = f"{_EXPLAINED[code]} ({text})"
-    text = text[:MESSAGE_MAX]
-    if code in RATE_LIMITS:
-        wait = retry_after if retry_after is not None else RATE_LIMITS[code]
-        return ProviderError(f"WHATSAPP_{code}", text, retryable=True, rate_limited=True, retry_after=wait)
-    server_side = http_status is not None and http_status >= 500
-    return ProviderError(f"WHATSAPP_{code}", text, retryable=code in RETRYABLE or server_side)
-
-
-def describe(error: Mapping[str, Any]) -> str:
-    """Meta's words for an error object: its message (or title), then the details and the words meant for
-    people (`error_user_msg`) when they add anything."""
-    message = error.get("message") or error.get("title") or ""
-    data = error.get("error_data")
-    text = str(message)
-    for more in (data.get("details") if isinstance(data, Mapping) else None, error.get("error_user_msg")):
-        if isinstance(more, str) and more and more not in text:
-            text = f"{text}: {more}" if text else more
-    return text
+GRAPH = GraphErrors(
+    prefix="WHATSAPP",
+    rate_limits=RATE_LIMITS,
+    retryable=RETRYABLE,
+    own_subcodes=frozenset({DUPLICATE_TEMPLATE}),
+    explained={
+        OUTSIDE_WINDOW: (
+            "outside the 24-hour customer-service window: the end user has not written to this number in "
+            "the last 24 hours, so only a template (fb_whatsapp_template) may reach them"
+        ),
+        TOKEN_INVALID: "the channel's accessToken is invalid or expired (credentials.accessToken)",
+        DUPLICATE_TEMPLATE: (
+            "the WhatsApp Business account has a template of this name in this language already: submit "
+            "this one under another name"
+        ),
+    },
+)
+"""The Cloud API's codes; `GRAPH.answer` answers the Graph API calls other than a send (onboarding's steps,
+the webhook override, templates), their errors classified as a send's would be."""
 
 
 def send_outcome(response: HttpResponse) -> SendOk:
     """The answer to `POST /{phone-number-id}/messages`: `SendOk` with the wamid, or raise the error."""
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
     if not response.ok:
-        raise _failure(response, retry_after)
+        raise GRAPH.failure(response)
     try:
         body = response.json()
     except ValueError as exc:
@@ -98,41 +72,3 @@ def send_outcome(response: HttpResponse) -> SendOk:
     if not isinstance(wamid, str) or not wamid:
         raise bad_response("the Cloud API accepted the message but named no message id")
     return SendOk(provider_message_id=wamid)
-
-
-def graph_answer(response: HttpResponse) -> dict[str, Any]:
-    """The JSON object answering a Graph API call other than a send (onboarding's steps, the webhook
-    override, a template submitted), or raise its error, classified as a send's would be."""
-    if not response.ok:
-        raise _failure(response, parse_retry_after(response.headers.get("retry-after")))
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise bad_response("the Graph API answered with something that is not JSON") from exc
-    if not isinstance(body, dict):
-        raise bad_response("the Graph API answered with something that is not a JSON object")
-    return body
-
-
-def _failure(response: HttpResponse, retry_after: float | None) -> ProviderError:
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(error, dict) and isinstance(code, int) and not isinstance(code, bool):
-        subcode = error.get("error_subcode")
-        if subcode in OWN_SUBCODES:
-            code = subcode
-        return code_error(code, describe(error), http_status=status, retry_after=retry_after)
-    if status == 429:
-        return ProviderError(
-            "WHATSAPP_HTTP_429",
-            "HTTP 429 Too Many Requests",
-            retryable=True,
-            rate_limited=True,
-            retry_after=retry_after,
-        )
-    return ProviderError(f"WHATSAPP_HTTP_{status}", f"HTTP {status}", retryable=status >= 500)

@@ -42,7 +42,7 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, Field
 
 from openmmp.providers.base import ProviderContext, ProviderError
-from openmmp.providers.viber_bot.errors import bad_response
+from openmmp.providers.upstream import bad_response
 from openmmp.providers.whatsapp.client import GraphClient
 
 SANDBOX_APP_ID = "100000000000001"

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.base import ProviderError
-from openmmp.providers.viber_bot.errors import bad_response
+from openmmp.providers.upstream import bad_response
 from openmmp.providers.whatsapp.callbacks import callback_verify_token
 from openmmp.providers.whatsapp.client import GraphClient
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from openmmp.kit.validators import http_url
+from openmmp.providers.content import list_field, text_field, url_field
 
 TEXT_MAX = 4096
 CAPTION_MAX = 1024
@@ -72,6 +73,8 @@ _BUTTON_PARAMETERS = {
 }
 _HEADER_MEDIA = ("image", "video", "document")
 _BODY_OBJECTS = ("currency", "date_time")
+_text = partial(text_field, on="WhatsApp")
+_link = partial(url_field, on="WhatsApp")
 
 
 def to_whatsapp_payload(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,40 +121,12 @@ def graph_media_url(media_id: str) -> str:
 # ---- plain fields ------------------------------------------------------------------------------------------
 
 
-def _text(value: Any, field: str, limit: int, *, required: bool = False) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise ValueError(f"{field}: must be a string")
-    if required and not value.strip():
-        raise ValueError(f"{field}: required")
-    if len(value) > limit:
-        raise ValueError(f"{field}: at most {limit} characters on WhatsApp")
-    return value
-
-
 def _object(value: Any, field: str) -> Mapping[str, Any]:
     if value is None:
         raise ValueError(f"{field}: required")
     if not isinstance(value, Mapping):
         raise ValueError(f"{field}: must be an object")
     return value
-
-
-def _list(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{field}: must be a list")
-    return value
-
-
-def _link(value: Any, field: str) -> str:
-    link = _text(value, field, 2000, required=True)
-    try:
-        return http_url(link)
-    except ValueError as exc:
-        raise ValueError(f"{field}: {exc}") from exc
 
 
 def _media_object(value: Any, field: str) -> dict[str, Any]:
@@ -217,15 +192,15 @@ def _template(value: Any) -> dict[str, Any]:
     if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
         raise ValueError(f"{field}.language: a WhatsApp language code such as en_US, pt_BR or km")
     components: list[dict[str, Any]] = []
-    header = _list(param.get("header"), f"{field}.header")
+    header = list_field(param.get("header"), f"{field}.header")
     if len(header) > 1:
         raise ValueError(f"{field}.header: a template header takes one parameter")
     if header:
         components.append({"type": "header", "parameters": _parameters(header, f"{field}.header", "header")})
-    body = _list(param.get("body"), f"{field}.body")
+    body = list_field(param.get("body"), f"{field}.body")
     if body:
         components.append({"type": "body", "parameters": _parameters(body, f"{field}.body", "body")})
-    buttons = _list(param.get("buttons"), f"{field}.buttons")
+    buttons = list_field(param.get("buttons"), f"{field}.buttons")
     if len(buttons) > TEMPLATE_BUTTONS_MAX:
         raise ValueError(f"{field}.buttons: at most {TEMPLATE_BUTTONS_MAX} on WhatsApp")
     components += [_template_button(b, n, f"{field}.buttons[{n}]") for n, b in enumerate(buttons)]
@@ -290,7 +265,7 @@ def _template_button(item: Any, position: int, field: str) -> dict[str, Any]:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < TEMPLATE_BUTTONS_MAX:
         raise ValueError(f"{field}.index: the button's position in the template, 0 to 9")
     wanted = _BUTTON_PARAMETERS[sub_type]
-    given = _list(button.get("parameters"), f"{field}.parameters")
+    given = list_field(button.get("parameters"), f"{field}.parameters")
     if len(given) != 1:
         raise ValueError(f"{field}.parameters: one {wanted} parameter")
     parameter = _object(given[0], f"{field}.parameters[0]")
@@ -355,7 +330,7 @@ def _interactive_header(value: Any, field: str, *, media: bool) -> dict[str, Any
 
 
 def _reply_buttons(value: Any, field: str) -> list[dict[str, Any]]:
-    buttons = _list(value, field)
+    buttons = list_field(value, field)
     if not 1 <= len(buttons) <= REPLY_BUTTONS_MAX:
         raise ValueError(f"{field}: 1 to {REPLY_BUTTONS_MAX} reply buttons")
     ids, titles = [], []
@@ -373,7 +348,7 @@ def _reply_buttons(value: Any, field: str) -> list[dict[str, Any]]:
 
 def _list_action(action: Mapping[str, Any], field: str) -> dict[str, Any]:
     button = _text(action.get("button"), f"{field}.button", LIST_BUTTON_MAX, required=True)
-    sections = _list(action.get("sections"), f"{field}.sections")
+    sections = list_field(action.get("sections"), f"{field}.sections")
     if not 1 <= len(sections) <= LIST_SECTIONS_MAX:
         raise ValueError(f"{field}.sections: 1 to {LIST_SECTIONS_MAX} sections")
     built, ids = [], []
@@ -381,7 +356,7 @@ def _list_action(action: Mapping[str, Any], field: str) -> dict[str, Any]:
         where = f"{field}.sections[{s}]"
         section = _object(item, where)
         title = _text(section.get("title"), f"{where}.title", SECTION_TITLE_MAX, required=len(sections) > 1)
-        rows = _list(section.get("rows"), f"{where}.rows")
+        rows = list_field(section.get("rows"), f"{where}.rows")
         if not rows:
             raise ValueError(f"{where}.rows: at least one row")
         built_rows = []

@@ -41,15 +41,10 @@ from openmmp.providers.applications import Application
 from openmmp.providers.base import (
     Addressing,
     CallbackEvent,
-    CallbackReply,
-    CallbackRequest,
-    CallbackUnverified,
     Credentials,
     Link,
     Outgoing,
-    Provider,
     ProviderContext,
-    ProviderError,
     RateLimit,
     SandboxUser,
     SandboxWritten,
@@ -57,7 +52,8 @@ from openmmp.providers.base import (
     TemplateReview,
     one_unit_each,
 )
-from openmmp.providers.simulation import sandbox_control
+from openmmp.providers.meta.webhooks import MetaAppProvider
+from openmmp.providers.simulation import sandbox_control, sandbox_inbound
 from openmmp.providers.whatsapp import callbacks, templates
 from openmmp.providers.whatsapp.client import WhatsappClient
 from openmmp.providers.whatsapp.onboarding import (
@@ -99,7 +95,7 @@ class WhatsappCredentials(Credentials):
     )
 
 
-class WhatsappProvider(Provider):
+class WhatsappProvider(MetaAppProvider):
     name = "whatsapp"
     application = Application.WHATSAPP
     title = "WhatsApp Business (Cloud API)"
@@ -120,12 +116,7 @@ class WhatsappProvider(Provider):
     credentials_model = WhatsappCredentials
     options_model = WhatsappOptions
     default_base_url = "https://graph.facebook.com/v21.0"
-    callback_auth = (
-        "`X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the raw body, keyed by the channel's "
-        "`appSecret`. The GET handshake (`hub.mode=subscribe`) is answered with `hub.challenge` when "
-        "`hub.verify_token` is the channel's verify token."
-    )
-    verifies_with_get = True
+    verify_token_label = callbacks.VERIFY_TOKEN_PURPOSE
     reports_read = True
     session_window_seconds = 86400.0
     window_free_types = frozenset({"fb_whatsapp_template"})
@@ -222,18 +213,6 @@ class WhatsappProvider(Provider):
         )
         return one_unit_each(outgoing, lambda message: client.send(message.recipient, message.content))
 
-    def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
-        header = request.header(callbacks.SIGNATURE_HEADER)
-        return callbacks.verify_signature(request.body, header, str(credentials.get("appSecret") or ""))
-
-    def challenge(
-        self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]
-    ) -> CallbackReply:
-        answer = callbacks.challenge_answer(request.query, str(credentials.get("appSecret") or ""))
-        if answer is None:
-            raise CallbackUnverified("hub.mode, hub.verify_token or hub.challenge is missing or wrong")
-        return CallbackReply(200, answer)
-
     def parse(self, body: bytes) -> Sequence[CallbackEvent]:
         return callbacks.parse_callback(body)
 
@@ -253,18 +232,7 @@ class WhatsappProvider(Provider):
             "name": user.name,
             "text": user.text,
         }
-        answer = await sandbox_control(
-            ctx.http, f"{ctx.base_url}/_sandbox/inbound", body, simulator=self.title
-        )
-        if not answer.get("webhook"):
-            # The simulator forgets the number's callback URL when it restarts, and the channel's set-up
-            # registers it again only once the workers run: until then the message would go nowhere.
-            raise ProviderError(
-                "SIMULATOR_NOT_SET_UP",
-                "the channel's callback URL is not registered with the simulator yet (the channel's "
-                "set-up runs when the workers start); retry in a few seconds",
-                retryable=True,
-            )
+        answer = await sandbox_inbound(ctx, body, simulator=self.title)
         return SandboxWritten(
             user_id=str(answer.get("waId", "")), message_token=str(answer.get("messageId", ""))
         )

@@ -107,8 +107,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import itertools
 import random
 import re
 import secrets
@@ -119,7 +117,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -127,28 +124,27 @@ from starlette.routing import Route
 
 from openmmp.kit.crypto import constant_time_equals
 from openmmp.kit.http import HttpClient, HttpUnreachable
+from openmmp.providers.meta.simulator import (
+    GraphSimulator,
+    Refused,
+    bearer,
+    json_object,
+    payload_hash,
+    webhook_settings,
+)
 from openmmp.providers.simulation import (
-    CallbackScheduler,
-    FaultInjector,
     HeldUntilRegistered,
     LruMap,
     Outcome,
-    OutcomePlanner,
     SimulatorConfig,
-    SimulatorStats,
     TokenBucketLimiter,
-    faults_response,
-    hang,
     json_response,
     knobs,
     last_digit,
     read_json,
     sandbox_error,
-    scheduler_lifespan,
-    stats_response,
 )
 from openmmp.providers.whatsapp import payload as limits
-from openmmp.providers.whatsapp.callbacks import SIGNATURE_HEADER, sign
 from openmmp.providers.whatsapp.onboarding import (
     PIN_DIGITS,
     SANDBOX_APP_ID,
@@ -245,27 +241,6 @@ class WhatsappKnobs:
     """How long a sign-up's code can be exchanged (upstream: seconds to minutes)."""
 
 
-class _Refused(Exception):
-    """A request the Graph API answers with an error envelope (`subcode`: its `error_subcode`;
-    `user_title` and `user_message`: its words for people, `error_user_title` and `error_user_msg`)."""
-
-    def __init__(
-        self,
-        code: int,
-        details: str = "",
-        *,
-        subcode: int | None = None,
-        user_title: str = "",
-        user_message: str = "",
-    ) -> None:
-        super().__init__(details or TITLES.get(code, "error"))
-        self.code = code
-        self.details = details
-        self.subcode = subcode
-        self.user_title = user_title
-        self.user_message = user_message
-
-
 @dataclass
 class _Number:
     """A business phone number as its app's webhook configuration knows it."""
@@ -333,18 +308,18 @@ class _Template:
         components change, and it is PENDING again, its review to come."""
         other = sorted(set(body) - {"category", "components"})
         if other:
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER, f"{other[0]}: only a template's category and components can be edited"
             )
         if not body:
-            raise _Refused(INVALID_PARAMETER, "category or components: there is nothing to edit")
+            raise Refused(INVALID_PARAMETER, "category or components: there is nothing to edit")
         category, components = body.get("category", self.category), body.get("components", self.components)
         if category not in TEMPLATE_CATEGORIES:
-            raise _Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
+            raise Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
         try:
             check_components(components, self.parameter_format)
         except ValueError as exc:
-            raise _Refused(INVALID_PARAMETER, str(exc)) from None
+            raise Refused(INVALID_PARAMETER, str(exc)) from None
         self.category, self.components = str(category), list(components)
         self.status, self.reason = "PENDING", "NONE"
         self.revision += 1
@@ -436,39 +411,27 @@ def create_whatsapp_simulator(config: SimulatorConfig, http: HttpClient) -> Star
     return _WhatsappSimulator(config, http).app
 
 
-class _WhatsappSimulator:
+class _WhatsappSimulator(GraphSimulator):
+    webhook_object = "whatsapp_business_account"
+    fault_rate_limit = THROUGHPUT
+    fault_final_error = UNDELIVERABLE
+
     def __init__(self, config: SimulatorConfig, http: HttpClient) -> None:
-        self._config = config
         self._http = http
         self._knobs = knobs(config, "whatsapp", WhatsappKnobs)
-        self._stats = SimulatorStats(config)
-        self._scheduler = CallbackScheduler(http, config, self._stats)
-        self._held: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
-        self._held_templates: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
-        """Template decisions of accounts none of whose numbers has a callback URL yet, by account."""
-        self._faults = FaultInjector()
-        self._planner = OutcomePlanner(config)
         self._throughput = TokenBucketLimiter(capacity=self._knobs.messages_per_second, window_s=1.0)
         burst = max(1, int(self._knobs.pair_burst))
         self._pairs = TokenBucketLimiter(capacity=burst, window_s=burst * float(self._knobs.pair_interval_s))
         self._templates = {t.strip() for t in str(self._knobs.templates).split(",") if t.strip()}
         self._numbers: LruMap[str, _Number] = LruMap(config.max_tracked_keys)
-        self._wrote: LruMap[str, float] = LruMap(config.max_tracked_keys)
-        self._messages: LruMap[str, dict[str, Any]] = LruMap(config.max_tracked_keys)
         self._message_templates: LruMap[str, _Template] = LruMap(config.max_tracked_keys)
         """Every account's templates, by account, name and language (`_template_key`)."""
-        self._sequence = itertools.count(1)
         self._app_id = self._knobs.app_id or SANDBOX_APP_ID
         self._app_secret = self._knobs.app_secret or SANDBOX_APP_SECRET
         self._config_id = self._knobs.config_id or SANDBOX_CONFIG_ID
         self._codes: LruMap[str, _Signup] = LruMap(config.max_tracked_keys)
         self._business_tokens: LruMap[str, _Signup] = LruMap(config.max_tracked_keys)
         routes = [
-            Route("/_sandbox/webhooks", self._sandbox_webhooks, methods=["POST"]),
-            Route("/_sandbox/inbound", self._sandbox_inbound, methods=["POST"]),
-            Route("/_sandbox/messages/{wamid}", self._sandbox_message, methods=["GET"]),
-            Route("/_sandbox/stats", self._sandbox_stats, methods=["GET"]),
-            Route("/_sandbox/faults", self._sandbox_faults, methods=["POST"]),
             Route("/_sandbox/signup", self._signup_page, methods=["GET"]),
             Route("/oauth/access_token", self._access_token, methods=["GET"]),
             Route("/debug_token", self._debug_token, methods=["GET"]),
@@ -480,8 +443,9 @@ class _WhatsappSimulator:
             # Last: every one-segment route above (debug_token) wins over an object's id.
             Route("/{object_id}", self._object, methods=["GET", "POST"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=scheduler_lifespan(self._scheduler))
-        self.app.state.simulator = self
+        super().__init__(config, http, routes)
+        self._held_templates: HeldUntilRegistered[str] = HeldUntilRegistered(self._scheduler)
+        """Template decisions of accounts none of whose numbers has a callback URL yet, by account."""
 
     def _wamid(self, phone_number_id: str) -> str:
         # Meta's ids are opaque base64 after "wamid."; time-prefixed so that restarts do not reuse them.
@@ -498,34 +462,32 @@ class _WhatsappSimulator:
     # ---- the send endpoint ------------------------------------------------------------------------------
 
     async def _send(self, request: Request) -> Response:
-        self._stats.requests += 1
         raw = await request.body()
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
-        token = _bearer(request)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
+        token = bearer(request)
         if token is None:
-            return self._error(_Refused(TOKEN_INVALID, "Cannot parse access token"))
+            return self._error(Refused(TOKEN_INVALID, "Cannot parse access token"))
         phone_number_id = request.path_params["phone_number_id"]
         registered = self._numbers.get(phone_number_id)
         if registered is not None and registered.access_token not in (None, token):
-            return self._error(_Refused(TOKEN_INVALID, "the token does not act for this phone number"))
+            return self._error(Refused(TOKEN_INVALID, "the token does not act for this phone number"))
         try:
             if len(raw) > self._config.max_request_bytes:
-                raise _Refused(INVALID_PARAMETER, "the request is too large")
-            body = _json_object(raw)
+                raise Refused(INVALID_PARAMETER, "the request is too large")
+            body = json_object(raw)
             to = _check_send(body)
             if body["type"] == "template":
                 waba_id = registered.waba_id if registered is not None else phone_number_id
                 self._check_template(waba_id, body["template"])
-        except _Refused as refused:
+        except Refused as refused:
             return self._error(refused)
         if not self._throughput.try_acquire(phone_number_id):
             self._stats.rate_limited += 1
-            return self._error(_Refused(THROUGHPUT, "too many messages sent from this phone number"))
+            return self._error(Refused(THROUGHPUT, "too many messages sent from this phone number"))
         if body["type"] != "template" and not self._inside_window(phone_number_id, to):
             return self._error(
-                _Refused(
+                Refused(
                     OUTSIDE_WINDOW,
                     "Message failed to send because more than 24 hours have passed since the customer "
                     "last replied to this number.",
@@ -533,13 +495,13 @@ class _WhatsappSimulator:
             )
         if not self._pairs.try_acquire(f"{phone_number_id}:{to}"):
             self._stats.rate_limited += 1
-            return self._error(_Refused(PAIR_RATE, "too many messages to this user in a short time"))
-        key = f"{phone_number_id}:{to}:{_payload_hash(body)}"
+            return self._error(Refused(PAIR_RATE, "too many messages to this user in a short time"))
+        key = f"{phone_number_id}:{to}:{payload_hash(body)}"
         outcome = self._planner.decide(digit=last_digit(to), attempt_key=key)
         if outcome is Outcome.FINAL_ERROR:
-            return self._error(_Refused(UNDELIVERABLE, "the recipient is not a WhatsApp user (sandbox)"))
+            return self._error(Refused(UNDELIVERABLE, "the recipient is not a WhatsApp user (sandbox)"))
         if outcome is Outcome.RETRYABLE_ERROR:
-            return self._error(_Refused(GENERIC_ERROR, "temporary failure (sandbox)"))
+            return self._error(Refused(GENERIC_ERROR, "temporary failure (sandbox)"))
         wamid = self._wamid(phone_number_id)
         self._stats.accept(key)
         if self._config.track_keys:
@@ -564,29 +526,8 @@ class _WhatsappSimulator:
         wrote = self._wrote.get(f"{phone_number_id}:{wa_id}")
         return wrote is not None and time.time() - wrote <= window
 
-    async def _fault(self, request: Request, kind: str, status: int | None) -> Response:
-        self._stats.faults_injected += 1
-        if kind == "http_503":
-            return Response("Service Unavailable", status_code=503, media_type="text/plain")
-        if kind == "timeout":
-            await hang(request, self._config.fault_hang_s)
-            return Response("Gateway Timeout", status_code=504, media_type="text/plain")
-        if kind == "rate_limit":
-            self._stats.rate_limited += 1
-            return self._error(_Refused(THROUGHPUT, "sandbox fault"))
-        return self._error(_Refused(status or UNDELIVERABLE, "sandbox fault"))
-
-    def _error(self, refused: _Refused) -> Response:
-        self._stats.reject(refused.code)
-        title = TITLES.get(refused.code, "Error")
-        error: dict[str, Any] = {
-            "message": f"(#{refused.code}) {title}",
-            "type": "OAuthException",
-            "code": refused.code,
-            "fbtrace_id": self._trace(),
-        }
-        if refused.subcode is not None:
-            error["error_subcode"] = refused.subcode
+    def _error(self, refused: Refused) -> Response:
+        error = self._envelope(refused, TITLES.get(refused.code, "Error"))
         if refused.details:
             error["error_data"] = {"messaging_product": "whatsapp", "details": refused.details}
         if refused.user_message:
@@ -641,21 +582,13 @@ class _WhatsappSimulator:
         }
         await self._deliver(url, number.app_secret, {"id": number.waba_id, "changes": [change]})
 
-    async def _deliver(self, url: str, app_secret: str, entry: Mapping[str, Any]) -> None:
-        """POST a webhook of one entry, signed with `app_secret` as Meta signs them."""
-        body = orjson.dumps({"object": "whatsapp_business_account", "entry": [entry]})
-        headers = {SIGNATURE_HEADER: sign(body, app_secret), "content-type": "application/json"}
-        await self._scheduler.post(url, body, headers)
-
     # ---- message templates ------------------------------------------------------------------------------
 
     async def _templates_route(self, request: Request) -> Response:
         """List (GET), create (POST) or delete (DELETE) a WhatsApp Business account's message templates."""
-        self._stats.requests += 1
         raw = await request.body()
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         waba_id = request.path_params["waba_id"]
         try:
             self._check_manager(request, waba_id)
@@ -664,9 +597,9 @@ class _WhatsappSimulator:
             if request.method == "DELETE":
                 return self._delete_templates(request, waba_id)
             if len(raw) > self._config.max_request_bytes:
-                raise _Refused(INVALID_PARAMETER, "the request is too large")
-            template = self._new_template(waba_id, _json_object(raw))
-        except _Refused as refused:
+                raise Refused(INVALID_PARAMETER, "the request is too large")
+            template = self._new_template(waba_id, json_object(raw))
+        except Refused as refused:
             return self._error(refused)
         self._scheduler.spawn(self._review(template, template.revision))
         return json_response({"id": template.id, "status": template.status, "category": template.category})
@@ -677,14 +610,12 @@ class _WhatsappSimulator:
         template = self._template_by_id(request.path_params["object_id"])
         if template is None and request.method == "POST":
             return await self._override(request)
-        self._stats.requests += 1
         raw = await request.body()
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         try:
             if template is None:
-                raise _Refused(
+                raise Refused(
                     INVALID_PARAMETER,
                     f"Unsupported get request. Object with ID '{request.path_params['object_id']}' does "
                     "not exist, cannot be loaded due to missing permissions, or does not support this "
@@ -695,9 +626,9 @@ class _WhatsappSimulator:
             if request.method == "GET":
                 return json_response(template.listed())
             if len(raw) > self._config.max_request_bytes:
-                raise _Refused(INVALID_PARAMETER, "the request is too large")
-            template.edit(_json_object(raw))
-        except _Refused as refused:
+                raise Refused(INVALID_PARAMETER, "the request is too large")
+            template.edit(json_object(raw))
+        except Refused as refused:
             return self._error(refused)
         self._scheduler.spawn(self._review(template, template.revision))
         return json_response({"success": True})
@@ -713,7 +644,7 @@ class _WhatsappSimulator:
         """Delete the account's templates named `name`: every language of it, or with `hsm_id` that one."""
         name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
         if not name:
-            raise _Refused(INVALID_PARAMETER, "name: the template's name is required")
+            raise Refused(INVALID_PARAMETER, "name: the template's name is required")
         found = [
             template
             for _, template in self._message_templates.items()
@@ -723,7 +654,7 @@ class _WhatsappSimulator:
             and (hsm_id is None or template.id == hsm_id)
         ]
         if not found:
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER,
                 f"no template {name}" + (f" with id {hsm_id}" if hsm_id is not None else ""),
                 subcode=TEMPLATE_NOT_FOUND,
@@ -735,23 +666,23 @@ class _WhatsappSimulator:
         return json_response({"success": True})
 
     def _check_manager(self, request: Request, waba_id: str) -> None:
-        """Raise `_Refused` unless the request's token may manage the account's templates (who may: as
+        """Raise `Refused` unless the request's token may manage the account's templates (who may: as
         for a number's override)."""
-        token = _bearer(request)
+        token = bearer(request)
         if token is None:
-            raise _Refused(TOKEN_INVALID, "Cannot parse access token")
+            raise Refused(TOKEN_INVALID, "Cannot parse access token")
         signup = self._business_tokens.get(token)
         if signup is not None:
             if waba_id not in signup.numbers:
-                raise _Refused(PERMISSION, "the token does not act for this business account")
+                raise Refused(PERMISSION, "the token does not act for this business account")
             return
         numbers = self._numbers_of(waba_id)
         if any(number.access_token is not None for number in numbers):
-            raise _Refused(
+            raise Refused(
                 PERMISSION, "the token may not manage this business account (whatsapp_business_management)"
             )
         if not any(number.app_secret for number in numbers):
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER,
                 f"Unsupported request. Object with ID '{waba_id}' does not exist, cannot be loaded due to "
                 "missing permissions, or does not support this operation",
@@ -766,24 +697,24 @@ class _WhatsappSimulator:
         name, language, category = body.get("name"), body.get("language"), body.get("category")
         parameter_format = body.get("parameter_format", "POSITIONAL")
         if not isinstance(name, str) or not _TEMPLATE_NAME.fullmatch(name):
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER,
                 f"name: lower-case letters, digits and _ (at most {limits.TEMPLATE_NAME_MAX})",
             )
         if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
-            raise _Refused(INVALID_PARAMETER, "language: a language code such as en_US")
+            raise Refused(INVALID_PARAMETER, "language: a language code such as en_US")
         if category not in TEMPLATE_CATEGORIES:
-            raise _Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
+            raise Refused(INVALID_PARAMETER, "category: MARKETING, UTILITY or AUTHENTICATION")
         if parameter_format not in ("POSITIONAL", "NAMED"):
-            raise _Refused(INVALID_PARAMETER, "parameter_format: POSITIONAL or NAMED")
+            raise Refused(INVALID_PARAMETER, "parameter_format: POSITIONAL or NAMED")
         try:
             check_components(body.get("components"), parameter_format)
         except ValueError as exc:
-            raise _Refused(INVALID_PARAMETER, str(exc)) from None
+            raise Refused(INVALID_PARAMETER, str(exc)) from None
         key = _template_key(waba_id, name, language)
         existing = self._message_templates.get(key)
         if existing is not None and existing.status != DELETED:
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER,
                 f"the account has a template named {name} in {language} already",
                 subcode=DUPLICATE_TEMPLATE,
@@ -850,7 +781,7 @@ class _WhatsappSimulator:
         query = request.query_params
         limit = query.get("limit", str(TEMPLATE_PAGE))
         if not limit.isdigit() or not 1 <= int(limit) <= TEMPLATE_PAGE_MAX:
-            raise _Refused(INVALID_PARAMETER, f"limit: 1 to {TEMPLATE_PAGE_MAX}")
+            raise Refused(INVALID_PARAMETER, f"limit: 1 to {TEMPLATE_PAGE_MAX}")
         name, status = query.get("name"), query.get("status")
         found = [
             template
@@ -864,7 +795,7 @@ class _WhatsappSimulator:
             try:
                 found = found[ids.index(base64.b64decode(query["after"], validate=True).decode()) + 1 :]
             except ValueError:
-                raise _Refused(INVALID_PARAMETER, "after: not a cursor of this list") from None
+                raise Refused(INVALID_PARAMETER, "after: not a cursor of this list") from None
         page, more = found[: int(limit)], len(found) > int(limit)
         answer: dict[str, Any] = {"data": [template.listed() for template in page]}
         if page:
@@ -883,36 +814,25 @@ class _WhatsappSimulator:
         template = self._message_templates.get(_template_key(waba_id, name, language))
         if template is None:
             if self._templates and name not in self._templates:
-                raise _Refused(NO_TEMPLATE, f"template name ({name}) does not exist in {language}")
+                raise Refused(NO_TEMPLATE, f"template name ({name}) does not exist in {language}")
             return
         if template.status != "APPROVED":
-            raise _Refused(
+            raise Refused(
                 NO_TEMPLATE,
                 f"template name ({name}) does not exist in {language}: it is {template.status}, and only "
                 "an APPROVED template can be sent",
             )
         mismatch = template.mismatch(sent)
         if mismatch is not None:
-            raise _Refused(PARAMETER_MISMATCH, mismatch)
+            raise Refused(PARAMETER_MISMATCH, mismatch)
 
     # ---- sandbox control --------------------------------------------------------------------------------
 
     async def _sandbox_webhooks(self, request: Request) -> Response:
-        """Configure (or with an empty `callbackUrl`, remove) where a phone number's webhooks go."""
         try:
             body = await read_json(request)
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            phone_number_id, url = body.get("phoneNumberId"), body.get("callbackUrl")
-            waba_id, secret = body.get("wabaId"), body.get("appSecret")
-            if not isinstance(phone_number_id, str) or not phone_number_id:
-                raise ValueError("phoneNumberId is required")
-            if url not in (None, "") and (
-                not isinstance(url, str) or not url.startswith(("http://", "https://"))
-            ):
-                raise ValueError("callbackUrl must be an http(s) URL")
-            if url and (not isinstance(secret, str) or not secret):
-                raise ValueError("appSecret is required: webhooks are signed with it")
+            phone_number_id, url, secret = webhook_settings(body, "phoneNumberId")
+            waba_id = body.get("wabaId")
             if waba_id is not None and not isinstance(waba_id, str):
                 raise ValueError("wabaId must be a string")
         except ValueError as exc:
@@ -922,7 +842,7 @@ class _WhatsappSimulator:
             number.callback_url = None
             self._held.configured(number.id, registered=False)
             return json_response({"phoneNumberId": phone_number_id, "callbackUrl": None})
-        number.callback_url, number.app_secret = url, str(secret)
+        number.callback_url, number.app_secret = url, secret
         number.waba_id = waba_id or number.waba_id
         self._held.configured(number.id, registered=True)
         self._held_templates.configured(number.waba_id, registered=True)
@@ -1017,10 +937,8 @@ class _WhatsappSimulator:
 
     async def _access_token(self, request: Request) -> Response:
         """The code exchange: the business token a sign-up's code stands for, once."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         query = request.query_params
         if not constant_time_equals(query.get("client_id", ""), self._app_id):
             return self._oauth_error(INVALID_APP, TITLES[INVALID_APP])
@@ -1050,7 +968,7 @@ class _WhatsappSimulator:
         if not isinstance(signup, _Signup):
             return signup
         if request.path_params["waba_id"] not in signup.numbers:
-            return self._error(_Refused(PERMISSION, "the token does not act for this business account"))
+            return self._error(Refused(PERMISSION, "the token does not act for this business account"))
         return json_response({"success": True})
 
     async def _register(self, request: Request) -> Response:
@@ -1061,34 +979,32 @@ class _WhatsappSimulator:
         phone_number_id = request.path_params["phone_number_id"]
         waba_id = signup.waba_of(phone_number_id)
         if waba_id is None:
-            return self._error(_Refused(PERMISSION, "the token does not act for this phone number"))
+            return self._error(Refused(PERMISSION, "the token does not act for this phone number"))
         try:
-            body = _json_object(await request.body())
+            body = json_object(await request.body())
             if body.get("messaging_product") != "whatsapp":
-                raise _Refused(INVALID_PARAMETER, "messaging_product must be whatsapp")
+                raise Refused(INVALID_PARAMETER, "messaging_product must be whatsapp")
             pin = body.get("pin")
             if not isinstance(pin, str) or not re.fullmatch(rf"\d{{{PIN_DIGITS}}}", pin):
-                raise _Refused(INVALID_PARAMETER, f"pin must be {PIN_DIGITS} digits")
-        except _Refused as refused_body:
+                raise Refused(INVALID_PARAMETER, f"pin must be {PIN_DIGITS} digits")
+        except Refused as refused_body:
             return self._error(refused_body)
         number = self._number(phone_number_id)
         number.waba_id = waba_id
         number.app_secret = self._app_secret
-        number.access_token = _bearer(request)
+        number.access_token = bearer(request)
         return json_response({"success": True})
 
     async def _debug_token(self, request: Request) -> Response:
         """What a token is and may do; here, the business tokens of sign-ups and the accounts they reach."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         query = request.query_params
-        app_token = _bearer(request) or query.get("access_token", "")
+        app_token = bearer(request) or query.get("access_token", "")
         if not constant_time_equals(app_token, f"{self._app_id}|{self._app_secret}"):
-            return self._error(_Refused(TOKEN_INVALID, "debug_token is authorised with the app's token"))
+            return self._error(Refused(TOKEN_INVALID, "debug_token is authorised with the app's token"))
         if not query.get("input_token"):
-            return self._error(_Refused(INVALID_PARAMETER, "The parameter input_token is required"))
+            return self._error(Refused(INVALID_PARAMETER, "The parameter input_token is required"))
         signup = self._business_tokens.get(query["input_token"])
         if signup is None:
             invalid = {"code": TOKEN_INVALID, "message": "Invalid OAuth access token."}
@@ -1114,7 +1030,7 @@ class _WhatsappSimulator:
             return signup
         numbers = signup.numbers.get(request.path_params["waba_id"])
         if numbers is None:
-            return self._error(_Refused(PERMISSION, "the token does not act for this business account"))
+            return self._error(Refused(PERMISSION, "the token does not act for this business account"))
         listed = [
             {
                 "verified_name": "Sandbox business",
@@ -1135,27 +1051,25 @@ class _WhatsappSimulator:
     async def _override(self, request: Request) -> Response:
         """Set (or with an empty URL, remove) a phone number's webhook override, once Meta's GET handshake
         against the URL brought the challenge back."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         phone_number_id = request.path_params["object_id"]
         try:
             app_secret = self._manager_secret(request, phone_number_id)
-            body = _json_object(await request.body())
+            body = json_object(await request.body())
             configuration = body.get("webhook_configuration")
             if not isinstance(configuration, dict):
-                raise _Refused(INVALID_PARAMETER, "webhook_configuration is required")
+                raise Refused(INVALID_PARAMETER, "webhook_configuration is required")
             url, verify_token = configuration.get("override_callback_uri"), configuration.get("verify_token")
             if not isinstance(url, str):
-                raise _Refused(INVALID_PARAMETER, "webhook_configuration.override_callback_uri is required")
+                raise Refused(INVALID_PARAMETER, "webhook_configuration.override_callback_uri is required")
             if url and not url.startswith(("http://", "https://")):
-                raise _Refused(INVALID_PARAMETER, "override_callback_uri must be an http(s) URL")
+                raise Refused(INVALID_PARAMETER, "override_callback_uri must be an http(s) URL")
             if len(url) > OVERRIDE_URL_MAX:
-                raise _Refused(INVALID_PARAMETER, f"override_callback_uri is longer than {OVERRIDE_URL_MAX}")
+                raise Refused(INVALID_PARAMETER, f"override_callback_uri is longer than {OVERRIDE_URL_MAX}")
             if url and (not isinstance(verify_token, str) or not verify_token):
-                raise _Refused(INVALID_PARAMETER, "webhook_configuration.verify_token is required")
-        except _Refused as refused:
+                raise Refused(INVALID_PARAMETER, "webhook_configuration.verify_token is required")
+        except Refused as refused:
             return self._error(refused)
         number = self._number(phone_number_id)
         if not url:
@@ -1163,7 +1077,7 @@ class _WhatsappSimulator:
             return json_response({"success": True})
         failure = await self._handshake(url, str(verify_token))
         if failure is not None:
-            return self._error(_Refused(CALLBACK_UNVERIFIED, failure))
+            return self._error(Refused(CALLBACK_UNVERIFIED, failure))
         number.override_url, number.app_secret = url, app_secret
         self._held.configured(number.id, registered=True)
         self._held_templates.configured(number.waba_id, registered=True)
@@ -1171,20 +1085,20 @@ class _WhatsappSimulator:
 
     def _manager_secret(self, request: Request, phone_number_id: str) -> str:
         """The secret of the app whose token may manage the number (its webhooks are signed with it);
-        raises `_Refused` for a token that may not, or a number the simulator knows no app of."""
-        token = _bearer(request)
+        raises `Refused` for a token that may not, or a number the simulator knows no app of."""
+        token = bearer(request)
         if token is None:
-            raise _Refused(TOKEN_INVALID, "Cannot parse access token")
+            raise Refused(TOKEN_INVALID, "Cannot parse access token")
         signup = self._business_tokens.get(token)
         number = self._numbers.get(phone_number_id)
         if signup is not None and signup.waba_of(phone_number_id) is not None:
             return self._app_secret
         if signup is not None or (number is not None and number.access_token is not None):
-            raise _Refused(
+            raise Refused(
                 PERMISSION, "the token may not manage this phone number (whatsapp_business_management)"
             )
         if number is None or not number.app_secret:
-            raise _Refused(
+            raise Refused(
                 INVALID_PARAMETER,
                 f"Unsupported post request. Object with ID '{phone_number_id}' does not exist, cannot be "
                 "loaded due to missing permissions, or does not support this operation",
@@ -1221,18 +1135,16 @@ class _WhatsappSimulator:
     async def _as_business(self, request: Request) -> _Signup | Response:
         """The sign-up whose business token authorises `request`, once the shared faults had their turn;
         or the answer refusing it."""
-        self._stats.requests += 1
-        fault = self._faults.take()
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.status)
+        if (faulted := await self._faulted(request)) is not None:
+            return faulted
         signup = self._business(request)
         if signup is None:
-            return self._error(_Refused(TOKEN_INVALID, "not a business token of this app"))
+            return self._error(Refused(TOKEN_INVALID, "not a business token of this app"))
         return signup
 
     def _business(self, request: Request) -> _Signup | None:
         """The sign-up whose business token the request carries as Bearer, if any."""
-        token = _bearer(request)
+        token = bearer(request)
         return self._business_tokens.get(token) if token is not None else None
 
     def _oauth_error(self, code: int, message: str) -> Response:
@@ -1240,31 +1152,9 @@ class _WhatsappSimulator:
         error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": self._trace()}
         return json_response({"error": error}, 400)
 
-    def _trace(self) -> str:
-        return f"Sim{next(self._sequence)}"
-
-    async def _sandbox_message(self, request: Request) -> Response:
-        found = self._messages.get(request.path_params["wamid"])
-        if found is None:
-            return sandbox_error("no such message (or key tracking is off)", 404)
-        return json_response(found)
-
-    async def _sandbox_stats(self, request: Request) -> Response:
-        return stats_response(request, self._stats, self._scheduler)
-
-    async def _sandbox_faults(self, request: Request) -> Response:
-        return await faults_response(request, self._faults)
-
 
 def _template_key(waba_id: str, name: str, language: str) -> str:
     return f"{waba_id}\x1f{name}\x1f{language}"
-
-
-def _bearer(request: Request) -> str | None:
-    """The token of the request's `Authorization: Bearer <token>`, or None."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _display_number(phone_number_id: str) -> str:
@@ -1280,59 +1170,44 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _payload_hash(body: Mapping[str, Any]) -> str:
-    # "The same message" for digit-9 retries and duplicate stats: the body as sent, whoever it goes to.
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _Refused(INVALID_PARAMETER, "the body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise _Refused(INVALID_PARAMETER, "the body is not a JSON object")
-    return body
-
-
 def _check_send(body: dict[str, Any]) -> str:
     """The Cloud API's checks of a send; returns the recipient's wa_id (its digits)."""
     if body.get("messaging_product") != "whatsapp":
-        raise _Refused(INVALID_PARAMETER, "messaging_product must be whatsapp")
+        raise Refused(INVALID_PARAMETER, "messaging_product must be whatsapp")
     to = body.get("to")
     if to is None:
-        raise _Refused(MISSING_PARAMETER, "to")
+        raise Refused(MISSING_PARAMETER, "to")
     found = _DIGITS.fullmatch(to) if isinstance(to, str) else None
     if found is None:
-        raise _Refused(INVALID_VALUE, "to must be a phone number or a wa_id")
+        raise Refused(INVALID_VALUE, "to must be a phone number or a wa_id")
     kind = body.get("type", "text")
     body["type"] = kind
     if kind not in _TYPES:
-        raise _Refused(UNSUPPORTED_TYPE, f"message type {kind!r}")
+        raise Refused(UNSUPPORTED_TYPE, f"message type {kind!r}")
     content = body.get(kind)
     if not isinstance(content, dict):
-        raise _Refused(MISSING_PARAMETER, kind)
+        raise Refused(MISSING_PARAMETER, kind)
     if kind == "text":
         text = content.get("body")
         if not isinstance(text, str) or not text:
-            raise _Refused(MISSING_PARAMETER, "text.body")
+            raise Refused(MISSING_PARAMETER, "text.body")
         if len(text) > limits.TEXT_MAX:
-            raise _Refused(INVALID_PARAMETER, f"text.body is longer than {limits.TEXT_MAX} characters")
+            raise Refused(INVALID_PARAMETER, f"text.body is longer than {limits.TEXT_MAX} characters")
     elif kind in _MEDIA:
         if not content.get("id") and not content.get("link"):
-            raise _Refused(MISSING_PARAMETER, f"{kind}.id or {kind}.link")
+            raise Refused(MISSING_PARAMETER, f"{kind}.id or {kind}.link")
         caption = content.get("caption")
         if isinstance(caption, str) and len(caption) > limits.CAPTION_MAX:
-            raise _Refused(INVALID_VALUE, f"{kind}.caption is longer than {limits.CAPTION_MAX} characters")
+            raise Refused(INVALID_VALUE, f"{kind}.caption is longer than {limits.CAPTION_MAX} characters")
     elif kind == "location":
         if not all(isinstance(content.get(k), int | float) for k in ("latitude", "longitude")):
-            raise _Refused(MISSING_PARAMETER, "location.latitude and location.longitude")
+            raise Refused(MISSING_PARAMETER, "location.latitude and location.longitude")
     elif kind == "template":
         language = content.get("language")
         if not isinstance(content.get("name"), str) or not content["name"]:
-            raise _Refused(MISSING_PARAMETER, "template.name")
+            raise Refused(MISSING_PARAMETER, "template.name")
         if not isinstance(language, dict) or not isinstance(language.get("code"), str):
-            raise _Refused(MISSING_PARAMETER, "template.language.code")
+            raise Refused(MISSING_PARAMETER, "template.language.code")
     else:
         _check_interactive(content)
     return found.group(1)
@@ -1342,28 +1217,28 @@ def _check_interactive(interactive: dict[str, Any]) -> None:
     """The limits of reply buttons and lists (131009 beyond them), as the Cloud API enforces them."""
     body = interactive.get("body")
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"]:
-        raise _Refused(MISSING_PARAMETER, "interactive.body.text")
+        raise Refused(MISSING_PARAMETER, "interactive.body.text")
     if len(body["text"]) > limits.INTERACTIVE_BODY_MAX:
-        raise _Refused(INVALID_VALUE, "interactive.body.text is too long")
+        raise Refused(INVALID_VALUE, "interactive.body.text is too long")
     action = interactive.get("action")
     if not isinstance(action, dict):
-        raise _Refused(MISSING_PARAMETER, "interactive.action")
+        raise Refused(MISSING_PARAMETER, "interactive.action")
     if interactive.get("type") == "button":
         buttons = action.get("buttons")
         if not isinstance(buttons, list) or not 1 <= len(buttons) <= limits.REPLY_BUTTONS_MAX:
-            raise _Refused(INVALID_VALUE, "interactive.action.buttons must have 1 to 3 buttons")
+            raise Refused(INVALID_VALUE, "interactive.action.buttons must have 1 to 3 buttons")
         titles = [b.get("reply", {}).get("title") if isinstance(b, dict) else None for b in buttons]
         if not all(isinstance(t, str) and 0 < len(t) <= limits.REPLY_TITLE_MAX for t in titles):
-            raise _Refused(INVALID_VALUE, "button titles must be 1 to 20 characters")
+            raise Refused(INVALID_VALUE, "button titles must be 1 to 20 characters")
     elif interactive.get("type") == "list":
         sections = action.get("sections")
         if not isinstance(sections, list) or not sections:
-            raise _Refused(MISSING_PARAMETER, "interactive.action.sections")
+            raise Refused(MISSING_PARAMETER, "interactive.action.sections")
         rows = [row for section in sections if isinstance(section, dict) for row in section.get("rows") or []]
         if not 1 <= len(rows) <= limits.LIST_ROWS_MAX:
-            raise _Refused(INVALID_VALUE, "a list has 1 to 10 rows")
+            raise Refused(INVALID_VALUE, "a list has 1 to 10 rows")
         button = action.get("button")
         if not isinstance(button, str) or not 0 < len(button) <= limits.LIST_BUTTON_MAX:
-            raise _Refused(INVALID_VALUE, "interactive.action.button must be 1 to 20 characters")
+            raise Refused(INVALID_VALUE, "interactive.action.button must be 1 to 20 characters")
     else:
-        raise _Refused(INVALID_VALUE, "interactive.type")
+        raise Refused(INVALID_VALUE, "interactive.type")

@@ -49,7 +49,7 @@ from openmmp.kit.http import HttpClient
 from openmmp.kit.schemas import RequestModel
 from openmmp.kit.validators import http_url
 from openmmp.providers.base import ProviderError, TemplateReview
-from openmmp.providers.viber_bot.errors import bad_response
+from openmmp.providers.upstream import bad_response
 from openmmp.providers.whatsapp import payload
 from openmmp.providers.whatsapp.callbacks import TEMPLATE_STATUSES, template_cause
 from openmmp.providers.whatsapp.client import GraphClient

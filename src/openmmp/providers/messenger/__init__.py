@@ -1,0 +1,1 @@
+"""Facebook Messenger Platform, Send API (Meta): `applicationId` 6."""
