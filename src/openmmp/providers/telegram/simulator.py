@@ -294,10 +294,8 @@ class _TelegramSimulator(HttpSimulator):
             allowed = tuple(kinds) or None
         if _flag(params.get("drop_pending_updates")):
             bot.pending.clear()
-        unchanged = (
-            (bot.webhook, bot.allowed_updates) == (url, allowed)
-            and (bot.secret is None) == (secret is None)
-            and (secret is None or constant_time_equals(bot.secret or "", secret))
+        unchanged = (bot.webhook, bot.allowed_updates) == (url, allowed) and constant_time_equals(
+            bot.secret or "", secret or ""
         )
         bot.webhook, bot.secret, bot.allowed_updates = url, secret, allowed
         self._deliver_pending(bot)
