@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -145,7 +146,19 @@ def _settings(settings: ChannelSettings) -> dict[str, Any]:
 
 def not_available_cause(application: Application) -> str:
     """The `cause` of a channel whose application cannot send yet (REQUEST until its provider lands)."""
-    return f"Sending on {application.name} is {REGISTRY.unavailable_reason(application)}"
+    return f"{_not_available_prefix(application)}{REGISTRY.unavailable_reason(application)}"
+
+
+def waits_for_its_provider(application: Application) -> ColumnElement[bool]:
+    """Channels of `application` held in REQUEST because it could not send when they were saved, whatever
+    reason the version that saved them gave."""
+    return (Channel.status == ChannelStatus.REQUEST) & Channel.status_cause.startswith(
+        _not_available_prefix(application), autoescape=True
+    )
+
+
+def _not_available_prefix(application: Application) -> str:
+    return f"Sending on {application.name} is "
 
 
 def initial_status(application: Application, *, sandbox: bool) -> tuple[ChannelStatus, str | None]:

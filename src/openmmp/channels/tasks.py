@@ -24,6 +24,7 @@ from openmmp.channels.service import (
     initial_status,
     not_available_cause,
     open_credentials,
+    waits_for_its_provider,
 )
 from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring
@@ -64,8 +65,7 @@ async def queue_setup_at_start(session: AsyncSession, *, sandbox: bool) -> int:
             update(Channel)
             .where(
                 Channel.application_id == int(provider.application),
-                Channel.status == ChannelStatus.REQUEST,
-                Channel.status_cause == not_available_cause(provider.application),
+                waits_for_its_provider(provider.application),
             )
             .values(status=status, status_cause=None)
         )
