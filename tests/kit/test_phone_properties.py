@@ -133,6 +133,8 @@ class TestAnswers:
     )
     @example(raw="+" * 30, region=None)
     @example(raw="0" * 21, region="KH")
+    @example(raw="+4920100000000000", region=None)  # valid to phonenumbers, but 16 digits
+    @example(raw="20100000000000", region="DE")
     @example(raw="\u0665\u0665\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668", region=None)
     def test_are_valid_e164_digits_that_read_back_unchanged_or_a_value_error_naming_the_phone(
         self, raw: str, region: str | None

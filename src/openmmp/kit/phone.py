@@ -14,6 +14,7 @@ _REGIONS = frozenset(
     if region != "001"
 )
 _SEPARATORS = re.compile(r"[\s\-().]")
+_E164_MAX_DIGITS = 15
 
 
 def is_region(code: str) -> bool:
@@ -40,23 +41,35 @@ def normalise_phone(raw: str, default_region: str | None = None) -> str:
     else:
         # International digits without the `+`, as the MMP API writes them (and as this function answers).
         international = _valid("+" + text, None)
-        if international is not None and _only_region_of(international) == default_region:
-            # A number of the default region itself: what the comparison below decides, without parsing
-            # the digits a second time (the common case: a channel's own country).
-            return phonenumbers.format_number(international, phonenumbers.PhoneNumberFormat.E164)[1:]
-        national = _valid(text, default_region) if default_region else None
-        # Both readings can be valid: 62812345678 with region ID is Indonesia's +62 812345678, and also
-        # national digits 6262812345678. Digits naming a number of the region itself are that number, so
-        # that an answer of this function reads back unchanged; otherwise the national reading wins.
-        if international is not None and (
-            national is None or phonenumbers.region_code_for_number(international) == default_region
-        ):
-            found = international
-        else:
-            found = national
+        found = _of_region(text, international, default_region)
     if found is None:
         raise ValueError(f"{raw!r} is not a valid phone number")
-    return phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.E164)[1:]
+    digits = phonenumbers.format_number(found, phonenumbers.PhoneNumberFormat.E164)[1:]
+    if len(digits) > _E164_MAX_DIGITS:
+        # phonenumbers takes a few national plans' longest numbers (Germany's 13-digit ones after +49);
+        # E.164, and every upstream, stops at 15 digits.
+        raise ValueError(f"{raw!r} is not a valid phone number: E.164 numbers have at most 15 digits")
+    return digits
+
+
+def _of_region(
+    text: str, international: phonenumbers.PhoneNumber | None, default_region: str | None
+) -> phonenumbers.PhoneNumber | None:
+    """The number digits without `+` or `00` name: read as international (`international`, if valid) or
+    as national digits of `default_region`."""
+    if international is not None and _only_region_of(international) == default_region:
+        # A number of the default region itself: what the comparison below decides, without parsing the
+        # digits a second time (the common case: a channel's own country).
+        return international
+    national = _valid(text, default_region) if default_region else None
+    # Both readings can be valid: 62812345678 with region ID is Indonesia's +62 812345678, and also
+    # national digits 6262812345678. Digits naming a number of the region itself are that number, so
+    # that an answer of this function reads back unchanged; otherwise the national reading wins.
+    if international is not None and (
+        national is None or phonenumbers.region_code_for_number(international) == default_region
+    ):
+        return international
+    return national
 
 
 def _only_region_of(number: phonenumbers.PhoneNumber) -> str | None:
