@@ -18,6 +18,7 @@ from tests.templates.conftest import API, HOOKS, create
 
 from openmmp.kit.time import now_ms
 from openmmp.models import Channel, Job, Message, TemplateFlow
+from openmmp.templates import flows
 from openmmp.templates.flows import KIND, FlowRunner
 
 pytestmark = pytest.mark.timeout(120)
@@ -367,3 +368,30 @@ class TestReads:
         response = await started(client, tenant, account, template, "85599999999")
         assert response.status_code == 400, response.text
         assert response.json()["errors"][0]["name"] == "phone"
+
+
+class TestAFailingFlow:
+    async def test_ends_alone_and_the_other_flows_of_the_batch_go_on(
+        self, app, client, tenant, partner, channel, user, monkeypatch: pytest.MonkeyPatch
+    ):
+        account = channel["publicId"]
+        other = User(client, account)
+        await other.shares_phone()
+        template = await approved(client, tenant, partner, account, BANK)
+        failing = (await started(client, tenant, account, template, user.phone)).json()["messageId"]
+        fine = (await started(client, tenant, account, template, other.phone)).json()["messageId"]
+        reply = flows._Run.reply
+
+        async def boom(run: flows._Run, text: str, *args: Any) -> None:
+            if text == "boom":
+                raise RuntimeError("a bug")
+            await reply(run, text, *args)
+
+        monkeypatch.setattr(flows._Run, "reply", boom)
+        await user.writes("boom")
+        await other.writes("ACC-8")
+        await run_flows(app)
+        broken = await flow(client, tenant, failing)
+        assert (broken["status"], broken["cause"]) == ("ERROR", "an internal error ended the flow")
+        assert (await flow(client, tenant, fine))["answers"] == {"account": "ACC-8"}
+        assert await jobs_of(app, account) == 0

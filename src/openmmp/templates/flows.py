@@ -360,6 +360,19 @@ async def take_replies(session: AsyncSession, keyring: Keyring, flow_id: int, *,
     flow.updated_at = now
 
 
+async def _fail(session: AsyncSession, flow_id: int) -> None:
+    """End a flow that failed unexpectedly, past the replies it has now: the company reads only that an
+    internal error ended it (the log has the rest)."""
+    flow = await session.get(TemplateFlow, flow_id, populate_existing=True)
+    if flow is None or flow.conversation_id is None:
+        return
+    last = await session.scalar(
+        select(func.max(InboundMessage.id)).where(InboundMessage.conversation_id == flow.conversation_id)
+    )
+    flow.replied_up_to = max(flow.replied_up_to, last or 0)
+    flow.status, flow.cause, flow.updated_at = FlowStatus.ERROR, "an internal error ended the flow", now_ms()
+
+
 class FlowRunner:
     """Claims `flow_reply` jobs and moves their channels' flows on (any number of workers at once: each
     flow's row is locked while it moves)."""
@@ -382,10 +395,21 @@ class FlowRunner:
                 return 0
             for channel_id in sorted({job.channel_id for job in jobs if job.channel_id is not None}):
                 for flow_id in await _replied(session, channel_id):
-                    await take_replies(session, self.keyring, flow_id, lock=not self.db.is_sqlite)
+                    await self._take(session, flow_id)
             await acknowledge(session, [job.id for job in jobs])
         self.on_commit()
         return len(jobs)
+
+    async def _take(self, session: AsyncSession, flow_id: int) -> None:
+        """One flow's replies, on a savepoint of their own: a flow that fails unexpectedly ends ERROR (its
+        replies taken) instead of holding back every other flow of the batch, again at each retry."""
+        try:
+            async with session.begin_nested():
+                await take_replies(session, self.keyring, flow_id, lock=not self.db.is_sqlite)
+        except Exception:
+            log.exception("flow_failed", flow_id=flow_id)
+            async with session.begin_nested():
+                await _fail(session, flow_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
