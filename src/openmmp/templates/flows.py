@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
@@ -75,14 +75,6 @@ def _subject(company: Company, api_key_id: int) -> Subject:
         company_type=company.type,
         api_key_id=api_key_id,
     )
-
-
-def _expire_at(template: Template, now: int) -> int | None:
-    if template.expire_type == "TTL" and template.ttl is not None:
-        return now + template.ttl * 1000
-    if template.expire_type == "EXPIRE_TIME":
-        return template.expire_time
-    return None
 
 
 def _reply_text(content: Mapping[str, Any]) -> str | None:
@@ -230,7 +222,8 @@ async def start(
             step=start_step.id,
             sent=[message.public_id],
             replied_up_to=watermark,
-            expire_at=_expire_at(template, now),
+            # The template's expiry, as its START message took it (send_expiry).
+            expire_at=message.expire_at,
             created_at=now,
             updated_at=now,
         )
@@ -297,15 +290,20 @@ async def note_inbound(
     await notify(session, NOTIFY_CHANNEL)
 
 
+def _replies(conversation_id: Any, after: Any) -> ColumnElement[bool]:
+    """The end user's messages in the conversation past the inbound message `after` (columns or values)."""
+    return and_(
+        InboundMessage.conversation_id == conversation_id,
+        InboundMessage.id > after,
+        InboundMessage.kind == "message",
+    )
+
+
 async def _replied(session: AsyncSession, channel_id: int) -> list[int]:
     """The waiting flows of the channel whose conversation has inbound messages they have not taken."""
     newer = (
         select(InboundMessage.id)
-        .where(
-            InboundMessage.conversation_id == TemplateFlow.conversation_id,
-            InboundMessage.id > TemplateFlow.replied_up_to,
-            InboundMessage.kind == "message",
-        )
+        .where(_replies(TemplateFlow.conversation_id, TemplateFlow.replied_up_to))
         .exists()
     )
     statement = select(TemplateFlow.id).where(
@@ -328,11 +326,7 @@ async def take_replies(session: AsyncSession, keyring: Keyring, flow_id: int, *,
     replies = (
         await session.execute(
             select(InboundMessage.id, InboundMessage.content)
-            .where(
-                InboundMessage.conversation_id == flow.conversation_id,
-                InboundMessage.id > flow.replied_up_to,
-                InboundMessage.kind == "message",
-            )
+            .where(_replies(flow.conversation_id, flow.replied_up_to))
             .order_by(InboundMessage.id)
         )
     ).all()
