@@ -7,6 +7,7 @@ creation.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -309,6 +310,17 @@ class TestEncoding:
         )
         [error] = assert_error_body(response, 400)["errors"]
         assert error["message"] == NOT_UTF8
+
+    async def test_a_compressed_body_the_api_does_not_take_is_a_400(
+        self, bad_client: httpx.AsyncClient, bad_tenant: Tenant, endpoints: dict[str, str]
+    ):
+        # Only upstreams' callbacks come compressed (Apple's gzip); the API's own routes take plain JSON.
+        response = await bad_client.post(
+            endpoints["broadcast"],
+            content=gzip.compress(TEXT),
+            headers={**bad_tenant.headers, **JSON, "Content-Encoding": "gzip"},
+        )
+        assert_error_body(response, 400)
 
 
 class TestOddValuesOutsideBodies:

@@ -133,8 +133,10 @@ class RequestMiddleware:
 
         received = 0
         # JSON bodies are checked as they arrive: json.loads would also take UTF-16 and UTF-32, and a
-        # surrogate encoded in UTF-8, which no client should send and nothing downstream could store.
-        utf8 = _UTF8() if _json_declared(headers.get(b"content-type")) else None
+        # surrogate encoded in UTF-8, which no client should send and nothing downstream could store. A
+        # compressed body (Apple's gzip callbacks) is JSON only once inflated: its reader checks it.
+        encoded = headers.get(b"content-encoding", b"identity").strip().lower() != b"identity"
+        utf8 = _UTF8() if _json_declared(headers.get(b"content-type")) and not encoded else None
 
         # The whole body must arrive in time: a client trickling a byte at a time would hold the
         # connection (and the request's resources) for as long as it likes.
