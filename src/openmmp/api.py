@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from openmmp.api_keys.endpoints import router as api_keys_router
 from openmmp.channels.agent_endpoints import routers as agent_routers
+from openmmp.channels.consent_endpoints import routers as consent_routers
 from openmmp.channels.endpoints import router as channels_router
 from openmmp.companies.endpoints import router as companies_router
 from openmmp.kit.paths import API_PREFIX
@@ -29,3 +30,5 @@ router.include_router(templates_router)
 router.include_router(template_broadcast_router)
 for agent_router in agent_routers:
     router.include_router(agent_router)
+for consent_router in consent_routers:
+    router.include_router(consent_router)

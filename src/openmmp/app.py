@@ -21,6 +21,7 @@ from openmmp.api_keys import ratelimit
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
 from openmmp.channels.agent_endpoints import AGENT_TAGS
+from openmmp.channels.consent_endpoints import CONSENT_TAGS
 from openmmp.channels.endpoints import onboard_router
 from openmmp.errors import document_database_unavailable, install_error_handlers
 from openmmp.kit.crypto import server_keyring
@@ -52,6 +53,7 @@ TAGS = [
     {"name": "Onboard", "description": "Companies and API keys"},
     {"name": "Channel", "description": "Official accounts and bots"},
     *AGENT_TAGS,
+    *CONSENT_TAGS,
     {"name": "Background Task", "description": "Long work done in the background: progress and result file"},
     {"name": "Webhooks", "description": "The channel's webhook deliveries: log, attempts and replay"},
     {"name": "Message", "description": "Broadcast, conversation replies and message status"},

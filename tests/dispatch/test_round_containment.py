@@ -100,13 +100,11 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
         "viber-bot": ProviderContext(
             crashing, f"{simulators}/viber-bot", "http://127.0.0.1:9", sandbox=False
         ),
-        "smpp": ProviderContext(http, f"{simulators}/smpp", "http://127.0.0.1:9", sandbox=False),
-        "mm7": ProviderContext(http, f"{simulators}/mm7", "http://127.0.0.1:9", sandbox=False),
-        "rbm": ProviderContext(http, f"{simulators}/rbm", "http://127.0.0.1:9", sandbox=False),
-        "smtp": ProviderContext(http, f"{simulators}/smtp", "http://127.0.0.1:9", sandbox=False),
-        "whatsapp": ProviderContext(http, f"{simulators}/whatsapp", "http://127.0.0.1:9", sandbox=False),
-        "telegram": ProviderContext(http, f"{simulators}/telegram", "http://127.0.0.1:9", sandbox=False),
-        "messenger": ProviderContext(http, f"{simulators}/messenger", "http://127.0.0.1:9", sandbox=False),
+        **{
+            p.name: ProviderContext(http, f"{simulators}/{p.name}", "http://127.0.0.1:9", sandbox=False)
+            for p in REGISTRY.providers
+            if p.name not in ("viber", "viber-bot")
+        },
     }
     assert set(contexts) == {p.name for p in REGISTRY.providers}
     dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())

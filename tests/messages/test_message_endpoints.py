@@ -167,20 +167,21 @@ class TestBroadcast:
         assert response.status_code == 400
         assert response.json()["errors"][0]["code"] == "NOT_ACCEPTABLE"
 
-    async def test_applications_without_an_adapter_refuse_sends_clearly(
-        self, client: httpx.AsyncClient, make_channel, tenant: Tenant
+    async def test_a_channel_of_an_application_this_version_does_not_know_refuses_sends_clearly(
+        self, client: httpx.AsyncClient, app, make_channel, tenant: Tenant
     ):
-        apple = await make_channel(
-            tenant,
-            applicationId=4,
-            credentials={"businessId": f"apple-{uuid.uuid4().hex}", "mspId": "msp", "secret": "s3cret"},
-        )
-        response = await send(client, tenant, apple, {"phone": "85512345678", "message": TEXT})
+        # A row written by a later version, with an application this one has no provider for.
+        channel = await make_channel(tenant)
+        async with app.state.db.write_sessions() as session, session.begin():
+            await session.execute(
+                update(Channel).where(Channel.public_id == channel["publicId"]).values(application_id=999)
+            )
+        response = await send(client, tenant, channel, {"phone": "85512345678", "message": TEXT})
         assert response.status_code == 400
         assert response.json()["errors"][0] == {
             "name": "accountId",
             "code": "NOT_ACCEPTABLE",
-            "message": "Sending on APPLE channels is not available yet",
+            "message": "This version of OpenMMP does not know the channel's application",
         }
 
     async def test_another_companys_channel_is_404(self, client: httpx.AsyncClient, app, new_company, viber):

@@ -154,7 +154,7 @@ class Bench:
         for item in self.inbox.received if received is None else received:
             if not self.trusted:
                 assert self.provider.verify(self.ctx, self.request(item), self.credentials), item.body
-            events += self.provider.parse(item.body)
+            events += self.provider.parse(self.provider.readable_body(self.request(item)))
         return events
 
     def statuses(self, token: str) -> list[StatusEvent]:
@@ -465,3 +465,33 @@ class TestOnboarding:
         outcome = await onboarded.send(await onboarded.recipient(READ_PHONE))
         assert isinstance(outcome, SendOk), outcome
         await onboarded.wait_statuses(outcome.provider_message_id, *_reports(provider))
+
+
+class TestExpiringCredentials:
+    """A provider whose credentials expire says so (`stale_credentials`) and renews them into credentials
+    that send; a refresh token is spent by its use. The others have nothing to renew."""
+
+    async def test_stale_credentials_are_said_and_renewed_ones_send(self, bench: Bench):
+        provider = bench.provider
+        if not provider.refreshes_credentials:
+            with pytest.raises(NotImplementedError):
+                await provider.refresh_credentials(bench.ctx, bench.credentials)
+            return
+        recipient = await bench.recipient(READ_PHONE)
+        await bench.sim.fault(provider.name, kind="stale_credentials")
+        stale = await bench.send(recipient)
+        assert isinstance(stale, ProviderError), stale
+        assert stale.stale_credentials
+        assert not stale.retryable
+
+        renewed = await provider.refresh_credentials(bench.ctx, bench.credentials)
+        provider.credentials_model.model_validate(renewed)
+        assert set(renewed) == set(bench.credentials)
+        assert renewed != bench.credentials
+        fresh = Bench(provider, bench.ctx, renewed, bench.sim, bench.inbox, bench.link)
+        outcome = await fresh.send(recipient)
+        assert isinstance(outcome, SendOk), outcome
+
+        with pytest.raises(ProviderError) as spent:
+            await provider.refresh_credentials(bench.ctx, bench.credentials)
+        assert not spent.value.retryable

@@ -60,12 +60,10 @@ class TestCredentials:
 
 
 class TestDeclarations:
-    def test_it_is_the_registrys_facebook_and_no_longer_pending(self):
+    def test_it_is_the_registrys_facebook(self):
         assert REGISTRY.for_application(Application.FACEBOOK).__class__ is MessengerProvider
         assert REGISTRY.by_name("messenger").__class__ is MessengerProvider
-        assert Application.FACEBOOK not in REGISTRY.not_available
         assert REGISTRY.credentials_model(Application.FACEBOOK) is MessengerCredentials
-        assert REGISTRY.unavailable_reason(Application.FACEBOOK) is None
 
     def test_it_sends_api_md_s_facebook_types_in_conversations(self):
         assert PROVIDER.message_types == {"text", "rich_card", "picture", "video", "file"}

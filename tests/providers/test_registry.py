@@ -8,33 +8,34 @@ from pathlib import Path
 import pytest
 
 from openmmp.providers.applications import Application
-from openmmp.providers.base import NotAvailable
-from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.registry import REGISTRY, Registry
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "openmmp"
-# The registry itself (its list, the not-yet-available entries, the applications' own table) may name them.
-REGISTRY_FILES = {("providers", "registry.py"), ("providers", "pending.py"), ("providers", "applications.py")}
+# The registry itself (its list, the applications' own table) may name them.
+REGISTRY_FILES = {("providers", "registry.py"), ("providers", "applications.py")}
 
 
 class TestEveryApplicationHasOneEntry:
     @pytest.mark.parametrize("application", list(Application), ids=lambda a: a.name)
-    def test_a_provider_or_an_explicit_not_available_entry(self, application: Application):
+    def test_a_provider(self, application: Application):
         provider = REGISTRY.for_application(application)
-        entry = REGISTRY.not_available.get(application)
-        assert (provider is None) != (entry is None)
-        assert REGISTRY.credentials_model(application) is not None
+        assert provider is REGISTRY.of(application)
+        assert provider.application is application
+        assert REGISTRY.credentials_model(application) is provider.credentials_model
         assert REGISTRY.sandbox_credentials(application)
 
     def test_an_application_left_out_fails_at_construction(self):
-        with pytest.raises(ValueError, match="neither a provider nor a NotAvailable entry"):
-            Registry(providers=REGISTRY.providers, not_available=NOT_AVAILABLE[1:])
+        left_out = REGISTRY.providers[0].application.name
+        with pytest.raises(ValueError, match=f"without a provider: \\['{left_out}'\\]"):
+            Registry(providers=REGISTRY.providers[1:])
 
     def test_an_application_listed_twice_fails_at_construction(self):
-        provider = REGISTRY.providers[0]
-        twice = NotAvailable(provider.application, provider.credentials_model, provider.sandbox_credentials)
         with pytest.raises(ValueError, match="twice"):
-            Registry(providers=REGISTRY.providers, not_available=[*NOT_AVAILABLE, twice])
+            Registry(providers=[*REGISTRY.providers, REGISTRY.providers[0]])
+
+    def test_a_number_that_is_no_application_has_no_provider(self):
+        assert REGISTRY.for_application(999) is None
+        assert REGISTRY.label(999) == "unknown"
 
 
 def _provider_words() -> set[str]:

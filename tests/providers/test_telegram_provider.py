@@ -21,7 +21,6 @@ from openmmp.providers.base import (
     SandboxUser,
     SendOk,
 )
-from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.registry import REGISTRY
 from openmmp.providers.telegram.provider import TelegramCredentials, TelegramProvider
 
@@ -46,11 +45,9 @@ def request(item: Received) -> CallbackRequest:
 
 
 class TestDeclarations:
-    def test_it_is_the_registrys_telegram_and_no_longer_pending(self):
+    def test_it_is_the_registrys_telegram(self):
         assert REGISTRY.for_application(Application.TELEGRAM).__class__ is TelegramProvider
         assert REGISTRY.by_name("telegram").__class__ is TelegramProvider
-        assert Application.TELEGRAM not in {entry.application for entry in NOT_AVAILABLE}
-        assert REGISTRY.unavailable_reason(Application.TELEGRAM) is None
 
     def test_it_is_a_bot_addressed_by_conversation_that_reports_nothing_after_the_send(self):
         assert PROVIDER.addressing is Addressing.CONVERSATION

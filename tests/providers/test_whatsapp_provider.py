@@ -58,7 +58,6 @@ class TestDeclarations:
     def test_it_is_the_registrys_whatsapp(self):
         assert REGISTRY.for_application(Application.WHATSAPP).__class__ is WhatsappProvider
         assert REGISTRY.by_name("whatsapp").__class__ is WhatsappProvider
-        assert Application.WHATSAPP not in REGISTRY.not_available
         assert REGISTRY.credentials_model(Application.WHATSAPP) is WhatsappCredentials
 
     def test_it_sends_by_phone_or_in_a_conversation_and_repeats_may_arrive_twice(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -28,6 +29,13 @@ from openmmp.providers.whatsapp.provider import WhatsappProvider
 from openmmp.providers.whatsapp.templates import WhatsappFormCreateTemplateMessage, form
 
 PROVIDER = WhatsappProvider()
+
+
+def template_message(template: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    """The send of an approved `template`: Meta sends it by its name, whatever its id."""
+    return PROVIDER.template_message(template, params, template_id="1234567890")
+
+
 ACCOUNT_ID = "0190f5c2-7a3e-7d4b-8c1a-5e6f7a8b9c0d"
 PHONE = "85512345670"
 FAST_REVIEW = {"whatsapp": {"template_review_seconds": 0.05}}
@@ -343,7 +351,7 @@ class TestVariables:
 
 class TestTheMessage:
     def test_positional_parameters_go_in_the_shape_the_send_path_takes(self):
-        message = PROVIDER.template_message(CARD_READY, CARD_PARAMS)
+        message = template_message(CARD_READY, CARD_PARAMS)
         assert message == {
             "type": "fb_whatsapp_template",
             "whatsappTemplateParam": {
@@ -365,7 +373,7 @@ class TestTheMessage:
 
     def test_named_parameters_go_as_name_and_text_pairs(self):
         params = {"first_name": "Dara", "offer": "10% off", "end_date": "Friday"}
-        message = PROVIDER.template_message(PROMO, params)
+        message = template_message(PROMO, params)
         assert message["whatsappTemplateParam"]["header"] == [{"name": "first_name", "text": "Dara"}]
         assert message["whatsappTemplateParam"]["body"] == [
             {"name": "first_name", "text": "Dara"},
@@ -376,7 +384,7 @@ class TestTheMessage:
 
     def test_media_and_location_headers_go_as_cloud_api_parameter_objects(self):
         image = {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": ["4::aW1hZ2U="]}}
-        made = PROVIDER.template_message(
+        made = template_message(
             template(components=[image, BODY]),
             {"header.image": "https://cdn.bank.example/card.png", "1": "Dara", "2": "4711"},
         )
@@ -385,7 +393,7 @@ class TestTheMessage:
         ]
         PROVIDER.check_message(made, {})
         place = {"header.latitude": "11.5564", "header.longitude": "104.9282", "header.name": "Branch"}
-        located = PROVIDER.template_message(
+        located = template_message(
             template(
                 components=[{"type": "HEADER", "format": "LOCATION"}, body_only("Come by")["components"][0]]
             ),
@@ -421,7 +429,7 @@ class TestTheMessage:
         self, params: dict[str, str], field: str, words: str
     ):
         with pytest.raises(ValueError, match=r"^(\S+): (.*)$") as refused:
-            PROVIDER.template_message(CARD_READY, params)
+            template_message(CARD_READY, params)
         where, _, message = str(refused.value).partition(": ")
         assert where == field
         assert words in message
@@ -429,7 +437,7 @@ class TestTheMessage:
     def test_a_media_header_wants_an_http_url_and_a_location_numbers(self):
         image = {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": ["4::aW1hZ2U="]}}
         with pytest.raises(ValueError, match=r"^params\.header\.image: .*http"):
-            PROVIDER.template_message(
+            template_message(
                 template(components=[image, BODY]), {"header.image": "ftp://x", "1": "a", "2": "b"}
             )
         located = template(components=[{"type": "HEADER", "format": "LOCATION"}, BODY])
@@ -440,9 +448,9 @@ class TestTheMessage:
             "header.address": "b",
         }
         with pytest.raises(ValueError, match=r"^params\.header\.latitude: must be a number"):
-            PROVIDER.template_message(located, {**place, "1": "a", "2": "b"})
+            template_message(located, {**place, "1": "a", "2": "b"})
         with pytest.raises(ValueError, match=r"^params\.header\.latitude: must be between -90 and 90"):
-            PROVIDER.template_message(located, {**place, "header.latitude": "91", "1": "a", "2": "b"})
+            template_message(located, {**place, "header.latitude": "91", "1": "a", "2": "b"})
 
 
 class TestSubmitting:
@@ -656,9 +664,9 @@ class TestEditing:
         [entry] = (await listed(number, "?name=card_ready_v2"))["data"]
         assert (entry["id"], entry["status"]) == (review.template_id, "PENDING")
         assert (await decision(number, review.template_id)).status == "APPROVED"
-        gone = await number.refused(PHONE, PROVIDER.template_message(CARD_READY, CARD_PARAMS))
+        gone = await number.refused(PHONE, template_message(CARD_READY, CARD_PARAMS))
         assert gone.code == "WHATSAPP_132001"
-        assert await number.sent(PHONE, PROVIDER.template_message(renamed, CARD_PARAMS))
+        assert await number.sent(PHONE, template_message(renamed, CARD_PARAMS))
         # Repeated after a lost answer: the old one is gone, the new one is the answer.
         assert await edited(number, old_id, renamed) == TemplateReview(review.template_id, "APPROVED", "")
 
@@ -727,7 +735,7 @@ class TestDeleting:
         number = await number_of_an_account(start_sim)
         template_id = await submitted(number, CARD_READY)
         await decision(number, template_id)
-        message = PROVIDER.template_message(CARD_READY, CARD_PARAMS)
+        message = template_message(CARD_READY, CARD_PARAMS)
         assert await number.sent(PHONE, message)
         await deleted(number, template_id, CARD_READY)
         assert (await listed(number, "?name=card_ready"))["data"] == []
@@ -832,7 +840,7 @@ class TestSendingIt:
     async def test_it_goes_once_approved_and_is_refused_with_132001_while_pending(self, start_sim: StartSim):
         number = await number_of_an_account(start_sim, template_review_seconds=0.5)
         template_id = await submitted(number, CARD_READY)
-        message = PROVIDER.template_message(CARD_READY, CARD_PARAMS)
+        message = template_message(CARD_READY, CARD_PARAMS)
         PROVIDER.check_message(message, number.credentials)
         pending = await number.refused(PHONE, message)
         assert (pending.code, pending.retryable) == ("WHATSAPP_132001", False)
@@ -851,20 +859,20 @@ class TestSendingIt:
         number = await number_of_an_account(start_sim)
         await decision(number, await submitted(number, PROMO))
         params = {"first_name": "Dara", "offer": "10% off", "end_date": "Friday"}
-        assert await number.sent(PHONE, PROVIDER.template_message(PROMO, params))
+        assert await number.sent(PHONE, template_message(PROMO, params))
 
     async def test_a_rejected_one_never_goes(self, start_sim: StartSim):
         number = await number_of_an_account(start_sim)
         rejected = template(name="reject_card")
         await decision(number, await submitted(number, rejected))
-        refused = await number.refused(PHONE, PROVIDER.template_message(rejected, CARD_PARAMS))
+        refused = await number.refused(PHONE, template_message(rejected, CARD_PARAMS))
         assert (refused.code, refused.retryable) == ("WHATSAPP_132001", False)
         assert "REJECTED" in refused.message
 
     async def test_parameters_that_do_not_fit_are_meta_s_132000(self, start_sim: StartSim):
         number = await number_of_an_account(start_sim)
         await decision(number, await submitted(number, CARD_READY))
-        message = PROVIDER.template_message(CARD_READY, CARD_PARAMS)
+        message = template_message(CARD_READY, CARD_PARAMS)
         message["whatsappTemplateParam"]["body"] = ["Dara"]
         refused = await number.refused(PHONE, message)
         assert (refused.code, refused.retryable) == ("WHATSAPP_132000", False)
@@ -877,8 +885,6 @@ class TestSendingIt:
     ):
         number = await number_of_an_account(start_sim, templates="hello_world")
         await decision(number, await submitted(number, CARD_READY))
-        assert isinstance(
-            await number.send(PHONE, PROVIDER.template_message(CARD_READY, CARD_PARAMS)), SendOk
-        )
+        assert isinstance(await number.send(PHONE, template_message(CARD_READY, CARD_PARAMS)), SendOk)
         other = {"type": "fb_whatsapp_template", "whatsappTemplateParam": {"templateId": "promo"}}
         assert (await number.refused(PHONE, other)).code == "WHATSAPP_132001"

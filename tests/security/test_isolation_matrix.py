@@ -107,6 +107,7 @@ Probe = Callable[[World, Ids], Awaitable[httpx.Response]]
 CHANNEL = f"{API}/channel/{{accountId}}"
 TEMPLATE = f"{API}/template/{{templateId}}"
 RCS = f"{API}/rcs/{{accountId}}"
+CONSENT = f"{API}/zalo/{{accountId}}/consent"
 # Valid bodies for the RCS agent routes: a body refused as invalid would answer 400 before any lookup.
 AGENT = {
     "displayName": "Evil",
@@ -245,6 +246,12 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/template/flow/{{messageId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/template/flow/{i.message}"
     ),
+    ("POST", CONSENT): lambda w, i: w.as_b(
+        "POST",
+        f"{API}/zalo/{i.account}/consent",
+        {"phone": "84987654321", "callType": "audio", "reasonCode": 101},
+    ),
+    ("GET", CONSENT): lambda w, i: w.as_b("GET", f"{API}/zalo/{i.account}/consent?phone=84987654321"),
     ("GET", TEMPLATE): _template("GET", ""),
     ("POST", TEMPLATE): _template("POST", "", template_form()),
     ("DELETE", TEMPLATE): _template("DELETE", ""),

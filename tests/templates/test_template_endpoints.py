@@ -207,7 +207,9 @@ class TestBadBodiesAre400NamingTheField:
         [(name, code)] = errors(response)
         assert (name.startswith("messages[0].message"), code) == (True, "INVALID"), response.text
 
-    @pytest.mark.parametrize(("application", "why"), [(7, "not available"), (24, "e-mail")])
+    @pytest.mark.parametrize(
+        ("application", "why"), [(11, "WhatsappFormCreateTemplateMessage"), (24, "e-mail")]
+    )
     async def test_an_application_templates_cannot_serve(
         self, client: httpx.AsyncClient, tenant: Tenant, application: int, why: str
     ):

@@ -322,8 +322,10 @@ async def prepare(
     if not trusted and not found.verify(ctx, request, credentials):
         CALLBACKS.labels(found.name, "bad_signature").inc()
         raise Unauthenticated("Callback signature is missing or wrong", name="signature")
-    events = list(found.parse(request.body))
-    return Prepared(found, channel, events, request.body.decode("utf-8", errors="replace"))
+    body = found.readable_body(request)
+    events = list(found.parse(body))
+    # Kept as text (PostgreSQL's text holds no NUL): what a replay parses again.
+    return Prepared(found, channel, events, body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"))
 
 
 async def apply_prepared(session: AsyncSession, prepared: Prepared, *, replay_window_ms: int) -> str:

@@ -136,7 +136,7 @@ def _given_by_company(credentials: Credentials) -> None:
         )
 
 
-def _seal(keyring: Keyring, credentials: Credentials) -> str:
+def seal(keyring: Keyring, credentials: Credentials) -> str:
     return keyring.encrypt(json.dumps(credentials.model_dump(by_alias=True, exclude_none=True)))
 
 
@@ -144,33 +144,21 @@ def _settings(settings: ChannelSettings) -> dict[str, Any]:
     return settings.model_dump(by_alias=True, exclude_none=True)
 
 
-def not_available_cause(application: Application) -> str:
-    """The `cause` of a channel whose application cannot send yet (REQUEST until its provider lands)."""
-    return f"{_not_available_prefix(application)}{REGISTRY.unavailable_reason(application)}"
-
-
 def waits_for_its_provider(application: Application) -> ColumnElement[bool]:
-    """Channels of `application` held in REQUEST because it could not send when they were saved, whatever
-    reason the version that saved them gave."""
+    """Channels of `application` that an earlier version held in REQUEST because it could not send on
+    the application yet ("Sending on ZALO is not available in this version of OpenMMP yet"), whatever
+    reason that version gave."""
     return (Channel.status == ChannelStatus.REQUEST) & Channel.status_cause.startswith(
-        _not_available_prefix(application), autoescape=True
+        f"Sending on {application.name} is ", autoescape=True
     )
 
 
-def _not_available_prefix(application: Application) -> str:
-    return f"Sending on {application.name} is "
-
-
-def initial_status(application: Application, *, sandbox: bool) -> tuple[ChannelStatus, str | None]:
-    """Where a new channel (or one with new credentials) starts: REQUEST with the cause when its
-    application cannot send yet; PROCESSING when its upstream must first learn our callback URL (a
-    set-up job does that); LAUNCH otherwise."""
-    provider = REGISTRY.for_application(application)
-    if provider is None:
-        return ChannelStatus.REQUEST, not_available_cause(application)
-    if provider.needs_setup(sandbox=sandbox):
-        return ChannelStatus.PROCESSING, None
-    return ChannelStatus.LAUNCH, None
+def initial_status(application: Application, *, sandbox: bool) -> ChannelStatus:
+    """Where a new channel (or one with new credentials) starts: PROCESSING when its upstream must first
+    learn our callback URL (a set-up job does that); LAUNCH otherwise."""
+    if REGISTRY.of(application).needs_setup(sandbox=sandbox):
+        return ChannelStatus.PROCESSING
+    return ChannelStatus.LAUNCH
 
 
 def _queue_setup(session: AsyncSession, channel: Channel) -> None:
@@ -220,14 +208,13 @@ class ChannelService:
         if request.webhook_url:
             await check_target(request.webhook_url, allow_private=allow_private_webhooks, name="webhookUrl")
         secret = new_webhook_secret() if request.webhook_url else None
-        status, cause = initial_status(request.application_id, sandbox=sandbox)
+        status = initial_status(request.application_id, sandbox=sandbox)
         channel = Channel(
             company_id=company_id,
             name=request.name,
             application_id=int(request.application_id),
             status=status,
-            status_cause=cause,
-            credentials=_seal(keyring, credentials),
+            credentials=seal(keyring, credentials),
             identity_fingerprint=fingerprint,
             settings=_settings(request.settings),
             webhook_url=request.webhook_url,
@@ -285,8 +272,8 @@ class ChannelService:
             )
             if channel.identity_fingerprint is not None:
                 claimed = credentials.identity_name()
-            channel.credentials = _seal(keyring, credentials)
-            status, _ = initial_status(Application(channel.application_id), sandbox=sandbox)
+            channel.credentials = seal(keyring, credentials)
+            status = initial_status(Application(channel.application_id), sandbox=sandbox)
             if status == ChannelStatus.PROCESSING:
                 channel.status, channel.status_cause = status, None
                 _queue_setup(session, channel)

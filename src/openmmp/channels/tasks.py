@@ -22,7 +22,6 @@ from openmmp.channels.service import (
     change_status,
     identity_fingerprint,
     initial_status,
-    not_available_cause,
     open_credentials,
     waits_for_its_provider,
 )
@@ -48,19 +47,12 @@ _SET_UP_STATUSES = (ChannelStatus.PROCESSING, *SENDING_STATUSES)
 async def queue_setup_at_start(session: AsyncSession, *, sandbox: bool) -> int:
     """Bring every channel in line with the registry and queue its set-up again; returns the jobs queued.
 
-    Channels of applications that cannot send (yet) leave LAUNCH for REQUEST with the cause; channels
-    whose provider has landed since they were made leave that REQUEST; every channel whose provider needs
-    set-up gets one set-up job unless it already has one.
+    Channels an earlier version held in REQUEST because their provider had not landed leave that REQUEST;
+    every channel whose provider needs set-up gets one set-up job unless it already has one.
     """
-    for application in REGISTRY.not_available:
-        await session.execute(
-            update(Channel)
-            .where(Channel.application_id == int(application), Channel.status.in_(_SET_UP_STATUSES))
-            .values(status=ChannelStatus.REQUEST, status_cause=not_available_cause(application))
-        )
     needing = []
     for provider in REGISTRY.providers:
-        status, _ = initial_status(provider.application, sandbox=sandbox)
+        status = initial_status(provider.application, sandbox=sandbox)
         await session.execute(
             update(Channel)
             .where(

@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
+from openmmp.channels.renewal import Renewal
 from openmmp.channels.service import open_credentials
 from openmmp.dispatch.links import Links
 from openmmp.kit.crypto import Keyring
@@ -58,6 +59,14 @@ log = structlog.get_logger(__name__)
 _SEND_SECONDS = children(PROVIDER_SEND)
 _LIMITER_WAIT = children(LIMITER_WAIT)
 _LIMITER_DEFERRED = children(LIMITER_DEFERRED)
+
+
+_MISSING = ProviderError("INTERNAL_ERROR", "Sending failed inside OpenMMP; retried", retryable=True)
+"""The outcome of a message its request said nothing about (it raised, or forgot one)."""
+
+
+def _stale(outcome: SendOk | ProviderError) -> bool:
+    return isinstance(outcome, ProviderError) and outcome.stale_credentials
 
 
 def send_outcome(results: Outcomes, messages: list[Message]) -> str:
@@ -185,6 +194,7 @@ class Dispatcher:
         self.on_commit = on_commit
         self.links = links
         self.keyring = keyring
+        self.renewal = Renewal(db, keyring)
         self.settings = settings
         self.contexts = contexts
         self.limiter = limiter
@@ -267,6 +277,8 @@ class Dispatcher:
             results = await self._send(unit, round_)
             if results is None:
                 return  # handed back to the queue for later
+            if unit.provider.refreshes_credentials and any(map(_stale, results.values())):
+                results = {**results, **await self._send_renewed(unit, results)}
             target = round_ if unit.provider.idempotent else round_.part()
             for message in unit.messages:
                 self._record(target, message, results[message.id])
@@ -355,8 +367,46 @@ class Dispatcher:
                 time.perf_counter() - started
             )
         # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
-        missing = ProviderError("INTERNAL_ERROR", "Sending failed inside OpenMMP; retried", retryable=True)
-        return {m.id: results.get(m.id, missing) for m in unit.messages}
+        return {m.id: results.get(m.id, _MISSING) for m in unit.messages}
+
+    async def _send_renewed(self, unit: _Unit, results: Outcomes) -> Outcomes:
+        """Send again, with renewed credentials, what the upstream refused because the channel's were
+        stale (an expired access token). Renewal is one at a time per channel (channels/renewal.py): a
+        unit that comes second gets the credentials the first one stored."""
+        stale = [m for m in unit.messages if _stale(results[m.id])]
+        ctx = self.contexts[unit.provider.name]
+        try:
+            credentials, _ = await self.renewal.renew(unit.channel, unit.provider, ctx)
+        except ProviderError as exc:
+            text = f"The upstream refused the channel's credentials, and renewing them failed: {exc.message}"
+            refused = ProviderError("CHANNEL_CREDENTIALS", text, retryable=exc.retryable)
+            return {m.id: refused for m in stale}
+        except Exception as exc:
+            log.exception(
+                "dispatch_renewal_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
+            )
+            return {m.id: _MISSING for m in stale}
+        outgoing = [
+            Outgoing(m.id, m.recipient, m.content, m.expire_at, unit.channel.public_id) for m in stale
+        ]
+        again: Outcomes = {}
+        async with self._semaphore:
+            try:
+                for planned in unit.provider.plan(ctx, credentials, outgoing):
+                    again.update(await planned.call())
+            except Exception as exc:
+                log.exception(
+                    "dispatch_send_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
+                )
+        outcomes: Outcomes = {}
+        for message in stale:
+            outcome = again.get(message.id, _MISSING)
+            if isinstance(outcome, ProviderError) and outcome.stale_credentials:
+                # Refused even with credentials just renewed: waiting will not make them better.
+                text = f"{outcome.message} (with credentials just renewed)"
+                outcome = ProviderError(outcome.code, text, retryable=False)
+            outcomes[message.id] = outcome
+        return outcomes
 
     def _recipient_limit(self, unit: _Unit) -> tuple[str, Limit] | None:
         """The limiter key and limit to the unit's one recipient, when its provider has such a limit."""

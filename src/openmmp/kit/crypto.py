@@ -73,6 +73,21 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JWTs spell their parts."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """The bytes of an unpadded base64url part; ValueError for anything else."""
+    if not text or any(c not in _B64URL for c in text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
     a_bytes = a.encode() if isinstance(a, str) else a
     b_bytes = b.encode() if isinstance(b, str) else b

@@ -179,8 +179,7 @@ class MessageService:
         channel = await channels.get(session, subject, public_id=account_id)
         provider = REGISTRY.for_application(channel.application_id)
         if provider is None:
-            application = Application(channel.application_id)
-            raise ChannelCannotSend(f"Sending on {application.name} channels is not available yet")
+            raise ChannelCannotSend("This version of OpenMMP does not know the channel's application")
         if channel.status not in SENDING_STATUSES:
             raise ChannelCannotSend("The channel is not launched (status must be LAUNCH or ACCEPT)")
         return _Context(channel, provider, open_credentials(keyring, channel), keyring)

@@ -18,6 +18,10 @@ never touch the database. They translate:
 - agent management, for upstreams whose accounts the platform runs for the company (`manages_agents`,
   RBM's agents): creating and editing the account from a profile, its verification and launch state,
   test devices, which phones it reaches, and the requests for verification and launch;
+- credentials that expire (`refreshes_credentials`, Zalo's OAuth tokens): renewing them when the
+  upstream refuses them, while the core stores what comes back, one renewal at a time per channel;
+- consent, for upstreams through which a business asks an end user's permission (`asks_consent`, Zalo's
+  call consent): asking it, and reading its state;
 - sandbox: a simulator that speaks the same protocol, and a way to make a sandbox end user write in.
 
 Upstreams reached over sessions kept open (SMPP binds) rather than request by request declare
@@ -43,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel
 
 from openmmp.kit.http import HttpClient, IpAddress
-from openmmp.kit.schemas import RequestModel
+from openmmp.kit.schemas import RequestModel, ResponseModel
 from openmmp.providers.applications import Application
 
 if TYPE_CHECKING:
@@ -70,6 +74,7 @@ class ProviderError(Exception):
         retryable: bool,
         rate_limited: bool = False,
         retry_after: float | None = None,
+        stale_credentials: bool = False,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -77,6 +82,10 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.rate_limited = rate_limited
         self.retry_after = retry_after
+        self.stale_credentials = stale_credentials
+        """The upstream refused the credentials because they expired (an OAuth access token): the core
+        renews them with `Provider.refresh_credentials` and calls again. Only providers that declare
+        `refreshes_credentials` set it."""
 
 
 class CallbackRejected(Exception):
@@ -283,6 +292,42 @@ class PhoneCapabilities:
     phone: str
     enabled: bool
     features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Consent:
+    """An end user's consent as the upstream knows it (`Provider.consent_status`, `request_consent`)."""
+
+    phone: str
+    state: Literal["GRANTED", "REQUESTED", "REFUSED", "NONE"]
+    """GRANTED: the business may (call the user); REQUESTED: asked, no answer yet; REFUSED: the user
+    refused or blocked; NONE: never asked, or the earlier consent lapsed."""
+    code: int
+    """The upstream's own code for it (Zalo: 0 approved, 2 request sent, 3 rejected, ...)."""
+    message: str
+    expires_at_ms: int | None = None
+    """When a granted consent (or a pending request) lapses, if the upstream says."""
+
+
+class ConsentAnswer(ResponseModel):
+    """A consent as the API answers it; a provider that `asks_consent` names its own subclasses (Zalo's
+    ZaloRequestConsentResponse, ZaloCheckConsentResponse) so the OpenAPI document shows the MMP names."""
+
+    phone: str
+    status: Literal["GRANTED", "REQUESTED", "REFUSED", "NONE"]
+    code: int
+    message: str
+    expired_time: int | None = None
+
+    @classmethod
+    def of(cls, consent: Consent) -> ConsentAnswer:
+        return cls(
+            phone=consent.phone,
+            status=consent.state,
+            code=consent.code,
+            message=consent.message,
+            expired_time=consent.expires_at_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -609,6 +654,24 @@ class Provider(ABC):
     """How many phones one `reachable` call may check."""
     reachability_rate: ClassVar[RateLimit | None] = None
     """The upstream's quota of `reachable` calls (RBM's users:batchGet: 600 per minute per project)."""
+    refreshes_credentials: ClassVar[bool] = False
+    """The channel's credentials hold tokens that expire (Zalo's OAuth: an access token for 25 hours, and
+    a refresh token that works once). A call the upstream refuses for that raises `ProviderError` with
+    `stale_credentials`; the core then renews them with `refresh_credentials`, stores what comes back and
+    calls again. Renewals of one channel never run at once, in any number of processes: the one that
+    comes second finds the credentials already renewed and uses them."""
+    asks_consent: ClassVar[bool] = False
+    """A business asks end users for their consent through the upstream, by phone (Zalo: permission to
+    call the user): `request_consent` asks it, `consent_status` reads it. The API serves them under
+    `/api/v1/{consent_path}/{accountId}/consent`."""
+    consent_path: ClassVar[str] = ""
+    consent_request_model: ClassVar[type[RequestModel] | None] = None
+    """What asking carries: a `phone` field, and the upstream's own (Zalo's ZaloRequestConsentRequest:
+    phone, callType, reasonCode)."""
+    consent_answer_model: ClassVar[type[ConsentAnswer]] = ConsentAnswer
+    """The answer to asking (Zalo: ZaloRequestConsentResponse)."""
+    consent_status_model: ClassVar[type[ConsentAnswer]] = ConsentAnswer
+    """The answer to reading it (Zalo: ZaloCheckConsentResponse)."""
 
     # ---- accept time (pure, fast: called inside the API's request) ----
 
@@ -704,10 +767,14 @@ class Provider(ABC):
         in order (WhatsApp: "1", "2", ... for positional placeholders, or their names)."""
         raise NotImplementedError(f"{self.title} does not review templates")
 
-    def template_message(self, template: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    def template_message(
+        self, template: Mapping[str, Any], params: Mapping[str, str], *, template_id: str
+    ) -> dict[str, Any]:
         """The MMP message object (api.md §3) that sends the approved `template` with `params` (every
-        variable of `template_variables`, by name): WhatsApp's `fb_whatsapp_template`. ValueError
-        ("params.<name>: ...") for a parameter the upstream would refuse."""
+        variable of `template_variables`, by name): WhatsApp's `fb_whatsapp_template`, Zalo's
+        `zalo_zns_template`. `template_id` is the upstream's id of it (`TemplateReview.template_id`), for
+        upstreams that send templates by id. ValueError ("params.<name>: ...") for a parameter the
+        upstream would refuse."""
         raise NotImplementedError(f"{self.title} does not review templates")
 
     # ---- agent management (only providers that declare `manages_agents`) ----
@@ -763,6 +830,38 @@ class Provider(ABC):
         its model). The upstream's verdicts come later, as `ChannelEvent`s in callbacks."""
         raise NotImplementedError(f"{self.title} accounts are not managed by the platform")
 
+    # ---- credentials that expire (only providers that declare `refreshes_credentials`) ----
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The channel's credentials with renewed tokens (wire names of `credentials_model`, every field).
+
+        The core calls it with the channel locked, so never twice at once for one channel, and stores the
+        result before anything else uses it: a refresh token that works once is never spent twice.
+        Raises `ProviderError`: retryable when the upstream could not be reached, final when it refused
+        the refresh token (the company must connect the channel again). Never logs what it returns.
+        """
+        raise NotImplementedError(f"{self.title} credentials do not expire")
+
+    # ---- consent (only providers that declare `asks_consent`) ----
+
+    async def request_consent(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], phone: str, request: Mapping[str, Any]
+    ) -> Consent:
+        """Ask the end user at `phone` (E.164 digits, normalised by the core) for consent (`request`: wire
+        names of `consent_request_model`, its `phone` left out); returns its state once asked (REQUESTED,
+        or GRANTED when it already was). Raises ValueError("<field>: ...") for a request the upstream
+        would refuse as it is, and `ProviderError` when it refused (final, e.g. too many requests to that
+        user) or could not be reached (retryable)."""
+        raise NotImplementedError(f"{self.title} does not ask for consent")
+
+    async def consent_status(
+        self, ctx: ProviderContext, credentials: Mapping[str, Any], phone: str
+    ) -> Consent:
+        """The end user's consent at `phone` (E.164 digits), asked of the upstream now."""
+        raise NotImplementedError(f"{self.title} does not ask for consent")
+
     # ---- sending ----
 
     @abstractmethod
@@ -810,6 +909,13 @@ class Provider(ABC):
         None: the route's own JSON acknowledgement."""
         return None
 
+    def readable_body(self, request: CallbackRequest) -> bytes:
+        """The body of a verified callback as `parse` reads it and the core keeps it (and parses it again
+        when it replays a stored event): the raw body, or, for an upstream that compresses its callbacks
+        (Apple's `Content-Encoding: gzip`), the body inflated. Raises `CallbackRejected` for a body that
+        cannot be read (a corrupt stream, or one inflating past a sane bound)."""
+        return request.body
+
     @abstractmethod
     def parse(self, body: bytes) -> Sequence[CallbackEvent]:
         """The neutral events in a verified callback body. Raises `CallbackRejected` for a body that is
@@ -835,17 +941,3 @@ class Provider(ABC):
         the simulator cannot be reached.
         """
         raise ValueError(f"accountId: {self.title} channels do not receive messages")
-
-
-@dataclass(frozen=True)
-class NotAvailable:
-    """An application whose provider has not landed yet: channels can be created, nothing is sent.
-
-    `credentials_model` is api.md §4.2's shape, so a channel created now keeps working when it lands.
-    """
-
-    application: Application
-    credentials_model: type[Credentials]
-    sandbox_credentials: Mapping[str, Any]
-    """The demo channel's credentials in sandbox mode."""
-    reason: str = "not available in this version of OpenMMP yet"

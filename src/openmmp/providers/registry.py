@@ -1,8 +1,8 @@
 """The one list of providers, keyed by `Application`. Adding a channel is one package plus one line here.
 
-Every `Application` of api.md §2 has exactly one entry: a `Provider`, or a `NotAvailable` saying that its
-provider has not landed yet. Construction checks that, so a forgotten application fails at import (and in
-`tests/providers/test_registry.py`), never by silently falling through to another upstream.
+Every `Application` of api.md §2 has exactly one provider. Construction checks that, so a forgotten
+application fails at import (and in `tests/providers/test_registry.py`), never by silently falling through
+to another upstream.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from openmmp.providers.apple.provider import AppleProvider
 from openmmp.providers.applications import Application
-from openmmp.providers.base import Credentials, NotAvailable, Provider
+from openmmp.providers.base import Credentials, Provider
 from openmmp.providers.messenger.provider import MessengerProvider
 from openmmp.providers.mm7.provider import Mm7Provider
-from openmmp.providers.pending import NOT_AVAILABLE
 from openmmp.providers.rbm.provider import RbmProvider
 from openmmp.providers.smpp.provider import SmppProvider
 from openmmp.providers.smtp.provider import EmailProvider
@@ -22,46 +22,39 @@ from openmmp.providers.telegram.provider import TelegramProvider
 from openmmp.providers.viber.provider import ViberProvider
 from openmmp.providers.viber_bot.provider import ViberBotProvider
 from openmmp.providers.whatsapp.provider import WhatsappProvider
+from openmmp.providers.zalo.oa import ZaloOaProvider
+from openmmp.providers.zalo.zns import ZaloZnsProvider
 
 
 class Registry:
-    """Providers by application and by name; `NotAvailable` entries for the rest."""
+    """Providers by application and by name."""
 
-    def __init__(self, providers: Iterable[Provider], not_available: Iterable[NotAvailable]) -> None:
+    def __init__(self, providers: Iterable[Provider]) -> None:
         self._by_application: dict[Application, Provider] = {}
         self._by_name: dict[str, Provider] = {}
-        self._not_available: dict[Application, NotAvailable] = {}
         for provider in providers:
-            self._claim(provider.application)
+            if provider.application in self._by_application:
+                raise ValueError(f"{provider.application.name} is in the registry twice")
             if provider.name in self._by_name:
                 raise ValueError(f"two providers are named {provider.name!r}")
             self._by_application[provider.application] = provider
             self._by_name[provider.name] = provider
-        for entry in not_available:
-            self._claim(entry.application)
-            self._not_available[entry.application] = entry
-        missing = [a.name for a in Application if not self._has(a)]
+        missing = [a.name for a in Application if a not in self._by_application]
         if missing:
-            raise ValueError(f"applications with neither a provider nor a NotAvailable entry: {missing}")
-
-    def _has(self, application: Application) -> bool:
-        return application in self._by_application or application in self._not_available
-
-    def _claim(self, application: Application) -> None:
-        if self._has(application):
-            raise ValueError(f"{application.name} is in the registry twice")
+            raise ValueError(f"applications without a provider: {missing}")
 
     @property
     def providers(self) -> list[Provider]:
         """Every provider that can send, in registration order."""
         return list(self._by_application.values())
 
-    @property
-    def not_available(self) -> Mapping[Application, NotAvailable]:
-        return self._not_available
+    def of(self, application: Application) -> Provider:
+        """The provider of `application` (every application has one)."""
+        return self._by_application[application]
 
     def for_application(self, application: int) -> Provider | None:
-        """The provider of `application`, or None when it has none yet (or the number is no application)."""
+        """The provider of `application`, or None when the number is no application (a stored row of
+        an application this version does not know)."""
         try:
             return self._by_application.get(Application(application))
         except ValueError:
@@ -71,33 +64,17 @@ class Registry:
         return self._by_name.get(name)
 
     def label(self, application: int) -> str:
-        """A short, stable name for `application` (metrics): its provider's name (`viber-bot`), else the
-        application's own in lower case (`zalo-zns`), else "unknown" for a number that is none."""
+        """A short, stable name for `application` (metrics): its provider's name (`viber-bot`), else
+        "unknown" for a number that is no application."""
         provider = self.for_application(application)
-        if provider is not None:
-            return provider.name
-        try:
-            return Application(application).name.lower().replace("_", "-")
-        except ValueError:
-            return "unknown"
+        return provider.name if provider is not None else "unknown"
 
     def credentials_model(self, application: Application) -> type[Credentials]:
-        provider = self._by_application.get(application)
-        if provider is not None:
-            return provider.credentials_model
-        return self._not_available[application].credentials_model
+        return self.of(application).credentials_model
 
     def sandbox_credentials(self, application: Application) -> Mapping[str, Any]:
         """The sandbox demo channel's credentials for `application`."""
-        provider = self._by_application.get(application)
-        if provider is not None:
-            return provider.sandbox_credentials
-        return self._not_available[application].sandbox_credentials
-
-    def unavailable_reason(self, application: Application) -> str | None:
-        """Why `application` cannot send, or None when it can."""
-        entry = self._not_available.get(application)
-        return entry.reason if entry is not None else None
+        return self.of(application).sandbox_credentials
 
 
 REGISTRY = Registry(
@@ -111,6 +88,8 @@ REGISTRY = Registry(
         WhatsappProvider(),
         MessengerProvider(),
         TelegramProvider(),
+        AppleProvider(),
+        ZaloOaProvider(),
+        ZaloZnsProvider(),
     ],
-    not_available=NOT_AVAILABLE,
 )

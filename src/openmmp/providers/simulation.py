@@ -214,8 +214,10 @@ class TokenBucketLimiter:
             del self._buckets[key]
 
 
-FaultKind = Literal["http_503", "timeout", "rate_limit", "final_error"]
-_FAULT_KINDS = ("http_503", "timeout", "rate_limit", "final_error", "none")
+FaultKind = Literal["http_503", "timeout", "rate_limit", "final_error", "stale_credentials"]
+"""`stale_credentials`: the upstream's answer to credentials that expired (Zalo's -216), served by the
+simulators of providers that `refreshes_credentials`."""
+_FAULT_KINDS = ("http_503", "timeout", "rate_limit", "final_error", "stale_credentials", "none")
 
 
 @dataclass

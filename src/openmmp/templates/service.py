@@ -22,7 +22,7 @@ it asked (by event id, not by any node's clock) and applies it, so it is not los
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import Subject
 from openmmp.channels.agents import upstream
+from openmmp.channels.renewal import Renewal
 from openmmp.channels.service import channels, open_credentials
 from openmmp.errors import Conflict, ErrorCode, ErrorItem, Invalid, NotFound
 from openmmp.kit.crypto import Keyring
@@ -47,6 +48,7 @@ from openmmp.providers.base import (
     Provider,
     ProviderContext,
     TemplateEvent,
+    TemplateReview,
 )
 from openmmp.providers.registry import REGISTRY
 from openmmp.templates import flow_graph, repository
@@ -129,10 +131,7 @@ async def _operator_form(
     session: AsyncSession, keyring: Keyring, subject: Subject, form: CreateFormTemplateMessage
 ) -> _Plan:
     application = Application(form.application_id)
-    provider = REGISTRY.for_application(application)
-    if provider is None:
-        reason = REGISTRY.unavailable_reason(application)
-        raise Invalid(f"sending on {application.name} is {reason}", name="applicationId")
+    provider = REGISTRY.of(application)
     if provider.reviews_templates:
         model = provider.template_model.__name__ if provider.template_model else "its own form"
         raise Invalid(
@@ -308,12 +307,15 @@ async def save(
         heard = await repository.last_event_id(session)
     review = None
     if plan.submission is not None:
-        ctx = context(plan.provider)
-        if edited is not None:
-            call = plan.provider.edit_template(ctx, plan.credentials, edited, plan.submission)
-        else:
-            call = plan.provider.submit_template(ctx, plan.credentials, plan.submission)
-        review = await upstream(call)
+        assert plan.channel is not None  # an upstream's form names its channel
+        ctx, provider, submission = context(plan.provider), plan.provider, plan.submission
+
+        def submit(credentials: Mapping[str, Any]) -> Awaitable[TemplateReview]:
+            if edited is not None:
+                return provider.edit_template(ctx, credentials, edited, submission)
+            return provider.submit_template(ctx, credentials, submission)
+
+        review = await upstream(Renewal(db, keyring).call(plan.channel, provider, ctx, submit))
     async with db.write_sessions() as session, session.begin():
         if review is not None:
             await _not_twice(session, subject, plan, review.template_id, public_id)
@@ -377,9 +379,16 @@ async def delete(
         channel = await session.get(Channel, template.channel_id) if template.channel_id else None
         upstream_id, form = template.upstream_id, template.upstream
         provider = _provider(template)
-        credentials = open_credentials(keyring, channel) if channel is not None else None
-    if upstream_id is not None and form is not None and credentials is not None:
-        await upstream(provider.delete_template(context(provider), credentials, upstream_id, form))
+    if upstream_id is not None and form is not None and channel is not None:
+        ctx = context(provider)
+        await upstream(
+            Renewal(db, keyring).call(
+                channel,
+                provider,
+                ctx,
+                lambda credentials: provider.delete_template(ctx, credentials, upstream_id, form),
+            )
+        )
     async with db.write_sessions() as session, session.begin():
         template, _ = await get(session, subject, public_id=public_id)
         await session.delete(template)
@@ -534,7 +543,10 @@ def message_for(template: Template, params: Mapping[str, str]) -> dict[str, Any]
         message: dict[str, Any] = dict(first["message"])
         return message
     try:
-        return _provider(template).template_message(template.upstream, params)
+        assert template.upstream_id is not None  # an upstream's form is stored with its id
+        return _provider(template).template_message(
+            template.upstream, params, template_id=template.upstream_id
+        )
     except ValueError as exc:
         raise _invalid(exc) from None
 

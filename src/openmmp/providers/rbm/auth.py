@@ -19,7 +19,6 @@ ask for one once; the others wait for it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import time
 import weakref
@@ -31,6 +30,8 @@ import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from openmmp.kit.crypto import b64url
+from openmmp.kit.crypto import b64url_decode as b64url_decode  # re-exported: JWTs are read here too
 from openmmp.kit.http import HttpClient, HttpResponse, HttpUnreachable
 from openmmp.kit.time import now_ms
 from openmmp.providers.base import ProviderContext, ProviderError
@@ -48,21 +49,6 @@ MESSAGE_MAX = 300
 
 TokenKey = tuple[str, str, str, str]
 """(token endpoint, client_email, fingerprint of the private key, scope)."""
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding, as JWTs spell their parts."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """The bytes of an unpadded base64url part; ValueError for anything else."""
-    if not text or any(c not in _B64URL for c in text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def assertion(

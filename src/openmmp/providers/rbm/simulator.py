@@ -80,8 +80,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from openmmp.kit.crypto import b64url_decode
 from openmmp.kit.http import HttpClient
-from openmmp.providers.rbm.auth import JWT_BEARER, MANAGEMENT_SCOPE, SCOPE, b64url_decode
+from openmmp.providers.rbm.auth import JWT_BEARER, MANAGEMENT_SCOPE, SCOPE
 from openmmp.providers.rbm.callbacks import SANDBOX_CLIENT_TOKEN, SIGNATURE_HEADER, sign
 from openmmp.providers.rbm.credentials import TRAFFIC_TYPES, load_rsa_key, parse_service_account
 from openmmp.providers.rbm.management import BATCH_GET_MAX, INDIA_REGIONS, INDONESIA_REGIONS, REGION_PREFIX

@@ -195,7 +195,10 @@ class WhatsappProvider(MetaAppProvider):
     def template_variables(self, template: Mapping[str, Any]) -> list[str]:
         return templates.variables(template)
 
-    def template_message(self, template: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    def template_message(
+        self, template: Mapping[str, Any], params: Mapping[str, str], *, template_id: str
+    ) -> dict[str, Any]:
+        # Meta sends a template by its name and language, which the form holds.
         return templates.message(template, params)
 
     def plan(

@@ -1,0 +1,1 @@
+"""Apple Messages for Business through OpenMMP as the business's Messaging Service Provider (MSP)."""
