@@ -165,16 +165,24 @@ async def _round_trip(
     await _read(api, headers, sent.json()["messageId"], provider)
 
 
-async def _send_example(
-    api: httpx.AsyncClient, headers: dict[str, str], provider: Provider, account: str, phone: str
-) -> None:
+def _example(provider: Provider, phone: str) -> dict[str, Any]:
+    """A broadcast of the provider's example message (it sends what its channels take: ZNS a template)."""
     example = provider.example_message
     body: dict[str, Any] = {
         "message": {k: v for k, v in example.items() if k not in provider.send_fields},
         **{k: v for k, v in example.items() if k in provider.send_fields},
     }
-    body |= {"email": "sokha@bank.example"} if provider.addressing == Addressing.EMAIL else {"phone": phone}
-    sent = await api.post(f"{API}/channel/{account}/broadcast", json=body, headers=headers)
+    return body | (
+        {"email": "sokha@bank.example"} if provider.addressing == Addressing.EMAIL else {"phone": phone}
+    )
+
+
+async def _send_example(
+    api: httpx.AsyncClient, headers: dict[str, str], provider: Provider, account: str, phone: str
+) -> None:
+    sent = await api.post(
+        f"{API}/channel/{account}/broadcast", json=_example(provider, phone), headers=headers
+    )
     assert sent.status_code == 200, sent.text
     await _read(api, headers, sent.json()["messageId"], provider)
 
@@ -191,7 +199,7 @@ async def _every_provider_works(
             if tag != "first" and provider.addressing == Addressing.PHONE:
                 sent = await api.post(
                     f"{API}/channel/{demo['channels'][provider.application.name]}/broadcast",
-                    json={"phone": "85512345670", "message": {"type": "text", "message": f"early {tag}"}},
+                    json=_example(provider, "85512345670"),
                     headers=headers,
                 )
                 assert sent.status_code == 200, sent.text
