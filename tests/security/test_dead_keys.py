@@ -24,6 +24,7 @@ KEYS = "/api/v1/onboard/api-key"
 # the end of a sign-up (where the admin's browser lands) by the onboarding token a company's key asked for.
 PUBLIC = {
     ("POST", "/callbacks/{provider}/{accountId}"),
+    ("POST", "/callbacks/{provider}"),
     ("GET", "/callbacks/{provider}/{accountId}"),
     ("GET", "/onboard/{provider}/callback"),
     ("GET", "/healthz"),

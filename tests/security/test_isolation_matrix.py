@@ -10,9 +10,11 @@ provider's message token) are probed the same way. Afterwards every row of A is 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, update
+from tests.callbacks.test_routed_callbacks import apple_post, business
 from tests.conftest import Tenant
 from tests.security.conftest import operations
 
@@ -70,6 +73,7 @@ class World:
     b_token: str
     b_conversation: str  # one of B's end users
     a_service_id: int  # A's Viber BM service
+    a_business: dict[str, str]  # A's Apple channel's credentials
 
     def as_b(
         self, method: str, url: str, body: Any = None, *, sandbox: bool = False
@@ -345,7 +349,16 @@ CALLBACKS: dict[tuple[str, str], list[Probe]] = {
         lambda w, i: callback(w, "viber-bot", i.account, delivered(i), w.b_token),
         lambda w, i: callback(w, "viber", i.viber_account, delivered(i), w.b_token),
     ],
+    # Apple's one URL: naming A's business, signed with a secret that is not A's.
+    ("POST", "/callbacks/{provider}"): [lambda w, i: _apple_to_one_url(w)],
 }
+
+
+def _apple_to_one_url(w: World) -> Awaitable[httpx.Response]:
+    body, headers = apple_post(w.a_business, "hi", secret=base64.b64encode(os.urandom(32)).decode())
+    return w.client.post("/callbacks/apple", content=body, headers=headers)
+
+
 # A verification handshake (GET) reveals nothing either: an upstream without one is a 405 for any id.
 HANDSHAKES: dict[tuple[str, str], list[Probe]] = {
     ("GET", CALLBACK): [
@@ -437,6 +450,8 @@ async def world(
         a, applicationId=1, credentials={"serviceId": a_service_id}, settings={"defaultCountry": "KH"}
     )
     b_bot = await make_channel(b, credentials={"authToken": b_token, "senderName": "B bot"})
+    a_business = business()
+    await make_channel(a, applicationId=4, credentials=a_business)
     await launch(app, a_bot["publicId"], a_viber["publicId"], b_bot["publicId"])
 
     a_user, b_user = f"a-user-{uuid.uuid4().hex}", f"b-user-{uuid.uuid4().hex}"
@@ -502,7 +517,17 @@ async def world(
         template=template.json()["publicId"],
     )
     return World(
-        client, sandbox_client, a, b, ids, a_token, b_bot["publicId"], b_token, b_conversation, a_service_id
+        client,
+        sandbox_client,
+        a,
+        b,
+        ids,
+        a_token,
+        b_bot["publicId"],
+        b_token,
+        b_conversation,
+        a_service_id,
+        a_business,
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.callbacks.service import (
     Prepared,
+    account_of,
     apply_prepared,
     apply_reports,
     challenge,
@@ -87,6 +88,12 @@ class CallbackReceiver:
                 account_id=account_id,
                 request=request,
             )
+
+    async def account_of(self, provider: str, request: CallbackRequest) -> str:
+        """`service.account_of` over a read-only session: the channel a callback to the provider's one
+        URL is for."""
+        async with self._db.read_sessions() as session:
+            return await account_of(session, self._keyring, provider_name=provider, request=request)
 
     async def receive(
         self, provider: str, account_id: str, request: CallbackRequest, *, trusted: bool = False

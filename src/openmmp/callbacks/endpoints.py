@@ -1,7 +1,10 @@
 """Where providers call back. Public by construction: proven by the upstream's signature, not an API key.
 
 One route shape for every provider: `POST /callbacks/{provider}/{accountId}` carries events, `GET` answers
-an upstream's verification handshake where it has one. How each provider proves a callback is its own.
+an upstream's verification handshake where it has one. An upstream that posts every account's callbacks
+to one URL (`Provider.routes_by_account`: Apple's MSP endpoint) also has `POST /callbacks/{provider}`,
+where the channel is the one holding the account the request names. How each provider proves a callback
+is its own.
 """
 
 from typing import Annotated
@@ -54,8 +57,30 @@ async def _request(request: Request) -> CallbackRequest:
     responses=responses(400, 401, 404, 413),
 )
 async def callback(provider: ProviderName, account_id: AccountId, request: Request) -> Response:
+    return await _received(provider, account_id, await _request(request), request)
+
+
+_ROUTED = ", ".join(f"`{p.name}`" for p in REGISTRY.providers if p.routes_by_account)
+
+
+@router.post(
+    "/{provider}",
+    summary="Provider callbacks to the upstream's one URL",
+    description=f"For upstreams that post every account's callbacks to one URL ({_ROUTED}): the channel is "
+    "the one holding the account the request names (Apple: `Destination-Id`, the channel's `businessId`), "
+    "and the request is then proven and handled as on `/callbacks/{provider}/{accountId}`. 404 for another "
+    "provider, or an account no channel holds.",
+    response_model=CallbackAck,
+    responses=responses(400, 401, 404, 413),
+)
+async def routed_callback(provider: ProviderName, request: Request) -> Response:
     receiver: CallbackReceiver = request.app.state.callbacks
     received = await _request(request)
+    return await _received(provider, await receiver.account_of(provider, received), received, request)
+
+
+async def _received(provider: str, account_id: str, received: CallbackRequest, request: Request) -> Response:
+    receiver: CallbackReceiver = request.app.state.callbacks
     try:
         outcome = await receiver.receive(provider, account_id, received)
     except CallbackRejected as exc:

@@ -36,6 +36,7 @@ from openmmp.providers.base import (
     CallbackRequest,
     CallbackUnverified,
     ChannelEvent,
+    Credentials,
     InboundEvent,
     PingEvent,
     Provider,
@@ -92,6 +93,28 @@ async def _lookup(
         CALLBACKS.labels(provider.name if provider else "unknown", "unknown_channel").inc()
         raise CallbackChannelNotFound("No such channel")
     return provider, channel, contexts[provider.name], open_credentials(keyring, channel)
+
+
+async def account_of(
+    session: AsyncSession, keyring: Keyring, *, provider_name: str, request: CallbackRequest
+) -> str:
+    """The accountId of the channel a callback posted to the provider's one URL is for (a provider that
+    `routes_by_account`): found by the account the request names, through the channels' identity
+    fingerprints. 404 (as for an unknown channel) when there is none; the request is verified afterwards
+    with that channel's credentials, so naming another's account gains nothing."""
+    provider = REGISTRY.by_name(provider_name)
+    named = (
+        provider.callback_account(request) if provider is not None and provider.routes_by_account else None
+    )
+    channel = None
+    if provider is not None and named:
+        identity = Credentials.identity_of(named)
+        fingerprint = keyring.fingerprint(f"{int(provider.application)}:{identity}")
+        channel = await repository.channel_by_fingerprint(session, fingerprint)
+    if provider is None or channel is None:
+        CALLBACKS.labels(provider.name if provider else "unknown", "unknown_channel").inc()
+        raise CallbackChannelNotFound("No such channel")
+    return channel.public_id
 
 
 async def apply_status(session: AsyncSession, channel: Channel, event: StatusEvent) -> bool:

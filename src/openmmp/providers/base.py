@@ -368,7 +368,12 @@ class Credentials(RequestModel):
         """The upstream account these credentials act as, as one string; None when there is none."""
         if not self.identity_fields:
             return None
-        return "\x1f".join(str(getattr(self, name)).strip().lower() for name in self.identity_fields)
+        return self.identity_of([str(getattr(self, name)) for name in self.identity_fields])
+
+    @staticmethod
+    def identity_of(values: Sequence[str]) -> str:
+        """The identity string of the values of the identity fields, in their order."""
+        return "\x1f".join(value.strip().lower() for value in values)
 
     @classmethod
     def identity_name(cls) -> str:
@@ -595,6 +600,11 @@ class Provider(ABC):
     callback_proof: ClassVar[Literal["body", "sender"]] = "body"
     """What `verify` proves: "body", a signature over the raw body (a changed byte is refused); "sender",
     only who sent it (HTTP Basic, as MM7's MMSCs do), the body's integrity being left to TLS."""
+    routes_by_account: ClassVar[bool] = False
+    """The upstream posts every account's callbacks to one URL (Apple: the MSP's endpoint), so besides
+    `/callbacks/{name}/{accountId}` the core serves `/callbacks/{name}`, where it finds the channel by the
+    account the request names (`callback_account`) and verifies the request with that channel's
+    credentials."""
     verifies_with_get: ClassVar[bool] = False
     """The upstream verifies a callback URL with a GET handshake (`challenge`); for the others, a GET on
     the callback route is a 405 whatever the channel, so it reveals nothing."""
@@ -893,6 +903,12 @@ class Provider(ABC):
     @abstractmethod
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         """True when `request` provably comes from the upstream (signature over the raw body, ...)."""
+
+    def callback_account(self, request: CallbackRequest) -> Sequence[str] | None:
+        """For a provider that `routes_by_account`: the values of the identity fields (`Credentials.
+        identity_fields`, in order) of the account `request` is for (Apple: its `Destination-Id`, the
+        business), read before anything is verified; None when it names none."""
+        raise NotImplementedError(f"{self.title} callbacks come to each channel's own URL")
 
     def challenge(
         self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]

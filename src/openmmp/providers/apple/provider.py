@@ -7,10 +7,11 @@ the conversation's `from`. One request per message (`client`); Apple collapses a
 which is derived from the message, so sends are idempotent. Apple reports neither delivery nor reading:
 an accepted send stays SENT, which is final for it.
 
-Apple posts what users do to the MSP's URL, set once in Apple's register for the business: that URL is
-`{public_url}/callbacks/apple/{accountId}`, and there is no set-up call. In sandbox mode the set-up plays
-that registration with the simulator (`POST /_sandbox/businesses`), which then knows where to post and
-with which key to sign.
+Apple posts what users do to the MSP's one URL, `{public_url}/callbacks/apple`, naming the business in
+`Destination-Id` (`routes_by_account`: the core finds the channel by it); a channel's own
+`{public_url}/callbacks/apple/{accountId}` works as well. There is no set-up call. In sandbox mode the
+set-up plays that registration with the simulator (`POST /_sandbox/businesses`), which then knows where
+to post and with which key to sign.
 """
 
 from __future__ import annotations
@@ -93,9 +94,11 @@ class AppleProvider(Provider):
     callback_auth = (
         "`Authorization: Bearer <JWT>`: HS256 with the base64-decoded MSP secret, `aud` the channel's "
         "`mspId`, issued within the last hour; `Destination-Id` must be the channel's `businessId`. It "
-        "proves the sender (the body, maybe gzip-compressed, is left to TLS)."
+        "proves the sender (the body, maybe gzip-compressed, is left to TLS). Apple posts every business "
+        "of the MSP to one URL: `/callbacks/apple` finds the channel by `Destination-Id`."
     )
     callback_proof = "sender"
+    routes_by_account = True
     sandbox_credentials = {
         "businessId": "demo-business",
         "mspId": "demo-msp",
@@ -131,6 +134,10 @@ class AppleProvider(Provider):
         link: Link | None = None,
     ) -> list[SendUnit]:
         return one_unit_each(outgoing, client_for(ctx, credentials).send)
+
+    def callback_account(self, request: CallbackRequest) -> Sequence[str] | None:
+        business = request.header(callbacks.DESTINATION_HEADER)
+        return (business,) if business else None
 
     def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
         return callbacks.verify_request(
