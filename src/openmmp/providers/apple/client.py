@@ -27,15 +27,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
-from weakref import WeakKeyDictionary
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpResponse, HttpUnreachable, IpAddress
+from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpResponse, HttpUnreachable
 from openmmp.providers.apple import auth
 from openmmp.providers.apple.payload import ATTACHMENT_MAX_BYTES, AttachmentRef, to_apple
-from openmmp.providers.base import Outgoing, ProviderContext, ProviderError, SendOk, TargetCheck
-from openmmp.providers.upstream import bad_response, parse_retry_after, transport_error
+from openmmp.providers.base import Outgoing, ProviderContext, ProviderError, SendOk
+from openmmp.providers.upstream import bad_response, checked_http, parse_retry_after, transport_error
 
 MESSAGE_PATH = "/v1/message"
 PRE_UPLOAD_PATH = "/v1/preUpload"
@@ -55,7 +54,6 @@ _EXPLAINED = {
 
 # Per shared client: the one checked client fetching media with it (a checked client has connections of
 # its own and lives as long as its parent, so one is made per check, not per send).
-_media_clients: WeakKeyDictionary[HttpClient, dict[TargetCheck, HttpClient]] = WeakKeyDictionary()
 
 
 def message_id(*, business_id: str, account_id: str, key: int) -> str:
@@ -66,23 +64,6 @@ def message_id(*, business_id: str, account_id: str, key: int) -> str:
 def request_identifier(message_uuid: str) -> str:
     """The `requestIdentifier` of an interactive message: derived from its id, so attempts match."""
     return str(uuid.uuid5(uuid.UUID(message_uuid), "requestIdentifier"))
-
-
-def media_http(ctx: ProviderContext) -> HttpClient:
-    """The client fetching the company's files: refusing private addresses outside sandbox mode (the
-    context's target check, by address only: a host the operator allows by name is an upstream)."""
-    check = ctx.target_check
-    if ctx.sandbox or check is None:
-        return ctx.http
-    made = _media_clients.setdefault(ctx.http, {})
-    client = made.get(check)
-    if client is None:
-
-        def address_check(address: IpAddress) -> str | None:
-            return check("", address)
-
-        client = made[check] = ctx.http.checked(address_check)
-    return client
 
 
 def encrypt(data: bytes) -> tuple[bytes, str]:
@@ -271,5 +252,5 @@ def client_for(ctx: ProviderContext, credentials: Mapping[str, Any]) -> AppleCli
         business_id=str(credentials["businessId"]),
         msp_id=str(credentials["mspId"]),
         key=auth.msp_key(str(credentials["secret"])),
-        media=media_http(ctx),
+        media=checked_http(ctx),
     )

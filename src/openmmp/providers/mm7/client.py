@@ -16,21 +16,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from urllib.parse import urlsplit
-from weakref import WeakKeyDictionary
 
-from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpUnreachable, IpAddress
-from openmmp.providers.base import ProviderContext, ProviderError, SendOk, TargetCheck
+from openmmp.kit.http import ADDRESS_REFUSED, HttpClient, HttpUnreachable
+from openmmp.providers.base import ProviderContext, ProviderError, SendOk
 from openmmp.providers.mm7 import errors, mime, soap
-from openmmp.providers.upstream import transport_error
+from openmmp.providers.upstream import checked_http, transport_error
 
 SOAP_ID = "mm7-soap"
 SANDBOX_PATH = "/mm7"
 """Where the simulator takes SubmitReqs, under the provider's base URL."""
-
-# Per shared client: the checked clients made from it, by (check, host). A checked client has its own
-# connections and lives as long as its parent, so one is made per MMSC host (few: one per channel at
-# most) and one for all media, whose hosts are many.
-_checked: WeakKeyDictionary[HttpClient, dict[tuple[TargetCheck, str], HttpClient]] = WeakKeyDictionary()
 
 
 def transaction_id(key: int) -> str:
@@ -43,33 +37,14 @@ def basic_authorization(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-def _guarded(http: HttpClient, check: TargetCheck, host: str) -> HttpClient:
-    made = _checked.setdefault(http, {})
-    client = made.get((check, host))
-    if client is None:
-
-        def address_check(address: IpAddress) -> str | None:
-            return check(host, address)
-
-        client = made[(check, host)] = http.checked(address_check)
-    return client
-
-
 def upstream_http(ctx: ProviderContext, url: str) -> HttpClient:
     """The client for the MMSC at `url`: unchecked in sandbox mode (the simulator is local)."""
-    check = ctx.target_check
-    if ctx.sandbox or check is None:
-        return ctx.http
-    return _guarded(ctx.http, check, (urlsplit(url).hostname or "").lower())
+    return checked_http(ctx, (urlsplit(url).hostname or "").lower())
 
 
 def media_http(ctx: ProviderContext) -> Callable[[str], HttpClient]:
-    """The client to fetch each media URL with: checked by address only outside sandbox mode, since a
-    host the operator allows by name is an upstream it trusts, not any tenant's media server."""
-    check = ctx.target_check
-    if ctx.sandbox or check is None:
-        return lambda url: ctx.http
-    client = _guarded(ctx.http, check, "")
+    """The client to fetch each media URL with (`checked_http`, by address only)."""
+    client = checked_http(ctx)
     return lambda url: client
 
 

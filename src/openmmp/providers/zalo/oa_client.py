@@ -22,8 +22,7 @@ from typing import Any
 
 from openmmp.kit.http import ADDRESS_REFUSED, HttpUnreachable
 from openmmp.providers.base import ProviderContext, ProviderError, SendOk
-from openmmp.providers.mm7.client import media_http
-from openmmp.providers.upstream import bad_response, transport_error
+from openmmp.providers.upstream import bad_response, checked_http, transport_error
 from openmmp.providers.zalo.credentials import zalo_hosts
 from openmmp.providers.zalo.errors import TOKEN_HEADER, call_zalo, envelope_data
 from openmmp.providers.zalo.oa_payload import (
@@ -106,7 +105,7 @@ async def upload_file(ctx: ProviderContext, access_token: str, ref: FileRef) -> 
 async def fetch_file(ctx: ProviderContext, ref: FileRef) -> tuple[bytes, str, str]:
     """The file at `ref.url`: its bytes, a header-safe name with its extension, and its media type."""
     try:
-        response = await media_http(ctx)(ref.url).get(ref.url)
+        response = await checked_http(ctx).get(ref.url)
     except HttpUnreachable as exc:
         if exc.kind == ADDRESS_REFUSED:
             raise ProviderError(
