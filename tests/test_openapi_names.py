@@ -18,7 +18,16 @@ async def test_every_path_parameter_has_its_documented_camel_case_name(client: h
         for operation in operations.values():
             declared |= {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
     assert in_paths == declared
-    assert {"accountId", "messageId", "webhookId", "publicId", "provider", "taskId", "templateId"} == in_paths
+    assert {
+        "accountId",
+        "messageId",
+        "webhookId",
+        "publicId",
+        "provider",
+        "taskId",
+        "templateId",
+        "campaignId",
+    } == in_paths
     assert [name for name in in_paths if "_" in name] == []
 
 

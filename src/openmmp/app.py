@@ -58,6 +58,10 @@ TAGS = [
     {"name": "Webhooks", "description": "The channel's webhook deliveries: log, attempts and replay"},
     {"name": "Message", "description": "Broadcast, conversation replies and message status"},
     {"name": "Template", "description": "Message templates: review by the operator or the upstream, preview"},
+    {
+        "name": "Bulk Campaign",
+        "description": "Campaigns of one template to many contacts: create, list, progress",
+    },
     {"name": "Callbacks", "description": "Where upstream providers report (signed by the provider)"},
     {"name": "Sandbox", "description": "Sandbox mode only: play an end user"},
     {"name": "Operations", "description": "Health, readiness and metrics"},

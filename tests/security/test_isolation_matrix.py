@@ -30,7 +30,7 @@ from tests.security.conftest import operations
 
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.models import Channel, Company, Job, Message, TemplateFlow
+from openmmp.models import Campaign, Channel, Company, Job, Message, Template, TemplateFlow
 from openmmp.models.base import Base
 from openmmp.models.message import MessageStatus
 from openmmp.tasks import service as tasks
@@ -54,6 +54,7 @@ class Ids:
     provider_token: str  # the upstream's token of A's message
     task: str  # A's background task
     template: str  # A's message template
+    campaign: str  # A's bulk campaign
 
     @classmethod
     def nowhere(cls) -> Ids:
@@ -256,6 +257,9 @@ TENANT: dict[tuple[str, str], Probe] = {
         {"phone": "84987654321", "callType": "audio", "reasonCode": 101},
     ),
     ("GET", CONSENT): lambda w, i: w.as_b("GET", f"{API}/zalo/{i.account}/consent?phone=84987654321"),
+    ("GET", f"{API}/bulk-campaign/{{campaignId}}"): lambda w, i: w.as_b(
+        "GET", f"{API}/bulk-campaign/{i.campaign}"
+    ),
     ("GET", TEMPLATE): _template("GET", ""),
     ("POST", TEMPLATE): _template("POST", "", template_form()),
     ("DELETE", TEMPLATE): _template("DELETE", ""),
@@ -503,6 +507,14 @@ async def world(
                 sent=[message.public_id],
             )
         )
+        a_template = await session.scalar(
+            select(Template).where(Template.public_id == template.json()["publicId"])
+        )
+        assert a_template is not None
+        a_campaign = Campaign(
+            company_id=a_company.id, channel_id=message.channel_id, template_id=a_template.id, name="A's"
+        )
+        session.add(a_campaign)
     ids = Ids(
         account=a_bot["publicId"],
         viber_account=a_viber["publicId"],
@@ -515,6 +527,7 @@ async def world(
         provider_token=provider_token,
         task=task.public_id,
         template=template.json()["publicId"],
+        campaign=a_campaign.public_id,
     )
     return World(
         client,

@@ -2,6 +2,7 @@
 
 from openmmp.models.api_key import ApiKey
 from openmmp.models.base import Base
+from openmmp.models.campaign import Campaign, CampaignContact
 from openmmp.models.channel import Channel
 from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
@@ -15,6 +16,8 @@ __all__ = [
     "BackgroundTask",
     "BackgroundTaskChunk",
     "Base",
+    "Campaign",
+    "CampaignContact",
     "Channel",
     "Company",
     "Conversation",
