@@ -20,6 +20,7 @@ from openmmp.api import router as api_router
 from openmmp.api_keys import ratelimit
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.endpoints import router as callbacks_router
+from openmmp.campaigns.endpoints import CONTACTS_UPLOAD
 from openmmp.channels.agent_endpoints import AGENT_TAGS
 from openmmp.channels.consent_endpoints import CONSENT_TAGS
 from openmmp.channels.endpoints import onboard_router
@@ -31,7 +32,7 @@ from openmmp.kit.http import HttpClient
 from openmmp.messages.batching import SendBatcher
 from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
-from openmmp.ops.middleware import RequestMiddleware
+from openmmp.ops.middleware import RequestMiddleware, Uploads
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
 from openmmp.sandbox import router as sandbox_router
 from openmmp.settings import Settings
@@ -227,7 +228,11 @@ def create_app(
     document_webhooks(app)
     app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
     max_body, body_timeout = settings.max_body_bytes, settings.body_timeout_seconds
-    app.add_middleware(RequestMiddleware, max_body_bytes=max_body, body_timeout_seconds=body_timeout)
+    files = settings.campaigns
+    uploads = [Uploads(CONTACTS_UPLOAD, files.max_upload_bytes, files.upload_timeout_seconds)]
+    app.add_middleware(
+        RequestMiddleware, max_body_bytes=max_body, body_timeout_seconds=body_timeout, uploads=uploads
+    )
     # The providers' callbacks (two or three per message) skip the rest of the stack (kit/direct.py).
     app.serve_direct(
         lambda direct: RequestMiddleware(direct, max_body_bytes=max_body, body_timeout_seconds=body_timeout)

@@ -152,6 +152,22 @@ class ChannelSetupSettings(BaseModel):
     retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest wait between two tries")
 
 
+class CampaignSettings(BaseModel):
+    """Bulk campaigns (`OPENMMP_CAMPAIGNS__*`)."""
+
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1,
+        description="Largest contacts file a campaign takes in one upload (a CSV or XLSX, streamed to disk)",
+    )
+    upload_timeout_seconds: float = Field(
+        default=900.0, gt=0, description="Time a contacts file may take to arrive (else 408)"
+    )
+    import_rows_per_step: int = Field(
+        default=5000, ge=1, le=100_000, description="Contact rows an import reads and stores per step"
+    )
+
+
 class TaskSettings(BaseModel):
     """Background tasks: long work such as bulk checks and exports, run in steps (`OPENMMP_TASKS__*`)."""
 
@@ -328,6 +344,7 @@ class Settings(BaseSettings):
     callbacks: CallbackSettings = CallbackSettings()
     channel_setup: ChannelSetupSettings = ChannelSetupSettings()
     tasks: TaskSettings = TaskSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     limits: LimitSettings = LimitSettings()
     api_rate: ApiRateSettings = ApiRateSettings()
 

@@ -21,6 +21,7 @@ import structlog
 
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.service import prune_events, reconcile
+from openmmp.campaigns.imports import ContactImport
 from openmmp.channels.phone_check import PhoneCheck
 from openmmp.channels.tasks import AgentSync, ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
@@ -54,14 +55,21 @@ _DAY_MS = 86_400_000
 
 
 def task_handlers(
-    db: Database, keyring: Keyring, contexts: Mapping[str, ProviderContext], limiter: Limiter
+    db: Database,
+    keyring: Keyring,
+    contexts: Mapping[str, ProviderContext],
+    limiter: Limiter,
+    settings: Settings,
 ) -> dict[str, TaskHandler]:
     """Every kind of background task the workers run, by its `type`: the one place a new kind is added.
 
     Handlers are built from what the workers have: the database, the keyring (channel credentials), the
     providers' contexts and the shared rate limiter.
     """
-    handlers: list[TaskHandler] = [PhoneCheck(db, keyring, contexts, limiter)]
+    handlers: list[TaskHandler] = [
+        PhoneCheck(db, keyring, contexts, limiter),
+        ContactImport(db, settings.campaigns, settings.data_dir / "imports"),
+    ]
     return {handler.type: handler for handler in handlers}
 
 
@@ -102,7 +110,9 @@ class Workers:
         )
         self.setup = ChannelSetup(db, keyring, contexts, settings.channel_setup)
         self.agent_sync = AgentSync(db, keyring, contexts, settings.channel_setup)
-        self.task_runner = TaskRunner(db, task_handlers(db, keyring, contexts, chosen), settings.tasks)
+        self.task_runner = TaskRunner(
+            db, task_handlers(db, keyring, contexts, chosen, settings), settings.tasks
+        )
         self.flows = FlowRunner(db, keyring, on_commit=self._flow_sent)
 
     def _flow_sent(self) -> None:

@@ -260,6 +260,12 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/bulk-campaign/{{campaignId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/bulk-campaign/{i.campaign}"
     ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/contacts"): lambda w, i: w.client.post(
+        f"{API}/bulk-campaign/{i.campaign}/contacts",
+        params={"filename": "contacts.csv"},
+        content=b"phone,name,code\n85512345670,A,1\n",
+        headers={**w.b.headers, "content-type": "text/csv"},
+    ),
     ("GET", TEMPLATE): _template("GET", ""),
     ("POST", TEMPLATE): _template("POST", "", template_form()),
     ("DELETE", TEMPLATE): _template("DELETE", ""),

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.campaigns import service
+from openmmp.campaigns.contact_file import ColumnMapping
+from openmmp.campaigns.imports import start_import
 from openmmp.campaigns.schemas import BulkCampaign, BulkCampaignSearchResponse, CreateBulkCampaignRequest
-from openmmp.errors import responses
-from openmmp.kit.db import SessionDep
+from openmmp.deps import SettingsDep
+from openmmp.errors import Invalid, responses
+from openmmp.kit.db import Database, SessionDep
+from openmmp.kit.paths import API_PREFIX
 from openmmp.kit.schemas import PageNumber, PageSize
 from openmmp.models.campaign import CampaignStatus, CampaignType
+from openmmp.tasks.schemas import BackgroundTaskResponse, task_response
 
 router = APIRouter(prefix="/bulk-campaign", tags=["Bulk Campaign"])
 
 CampaignId = Annotated[str, Path(alias="campaignId", description="The campaign's `publicId`")]
+CONTACTS_UPLOAD = re.compile(re.escape(API_PREFIX) + r"/bulk-campaign/[^/]+/contacts")
+"""The route that takes files, up to OPENMMP_CAMPAIGNS__MAX_UPLOAD_BYTES rather than an API body's size."""
+_FILE_TYPES = ("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @router.post(
@@ -76,3 +85,61 @@ async def list_campaigns(
 async def get_campaign(campaign_id: CampaignId, subject: CompanyKey, session: SessionDep) -> BulkCampaign:
     shown = await service.get(session, subject, campaign_id)
     return service.response(shown, await service.progress(session, shown.campaign))
+
+
+def _mapping(phone_column: str, params: list[str] | None) -> ColumnMapping:
+    if not params:
+        return ColumnMapping(phone=phone_column)
+    columns: dict[str, str] = {}
+    for given in params:
+        name, sep, column = given.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise Invalid(f"{given!r} is not <parameter>=<column>", name="param")
+        columns[name.strip()] = column.strip()
+    return ColumnMapping(phone=phone_column, params=columns)
+
+
+@router.post(
+    "/{campaignId}/contacts",
+    summary="Upload bulk campaign contacts",
+    description="The body is the file itself, a CSV (UTF-8, with a header row) or an XLSX workbook (its "
+    "first sheet), told apart by `filename`'s extension, else by `Content-Type`; it is streamed, never held "
+    "whole, up to OPENMMP_CAMPAIGNS__MAX_UPLOAD_BYTES. `phoneColumn` names the column of phones (national "
+    "numbers in the channel's default country); each `param=<parameter>=<column>` maps a template parameter "
+    "to a column, and without any every other column is a parameter named after its header. The import runs "
+    "as a background task (202): follow it at `GET /api/v1/background-task/{id}` (progress by bytes read); "
+    "its summary counts the rows, the contacts imported, the invalid rows and the duplicates (a phone is a "
+    "campaign's contact once), and its result file is a CSV `line,phone,error` of the rows not imported "
+    "because they are invalid. A file or mapping that cannot be read is a 400 at once.",
+    status_code=202,
+    response_model=BackgroundTaskResponse,
+    responses=responses(400, 401, 403, 404, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in _FILE_TYPES},
+        }
+    },
+)
+async def upload_contacts(
+    campaign_id: CampaignId,
+    request: Request,
+    subject: CompanyKey,
+    settings: SettingsDep,
+    phone_column: Annotated[str, Query(alias="phoneColumn", min_length=1, max_length=200)] = "phone",
+    param: Annotated[list[str] | None, Query(max_length=200)] = None,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+) -> BackgroundTaskResponse:
+    db: Database = request.app.state.db
+    task = await start_import(
+        db,
+        subject,
+        campaign_id,
+        filename=filename or "",
+        content_type=request.headers.get("content-type"),
+        body=request.stream(),
+        mapping=_mapping(phone_column, param),
+        work_dir=settings.data_dir / "imports",
+    )
+    request.app.state.wake_workers()
+    return task_response(task)

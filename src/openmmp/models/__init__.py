@@ -9,6 +9,7 @@ from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
 from openmmp.models.task import BackgroundTask, BackgroundTaskChunk
 from openmmp.models.template import Template, TemplateFlow
+from openmmp.models.upload import Upload, UploadChunk
 from openmmp.models.webhook import WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "ProviderEvent",
     "Template",
     "TemplateFlow",
+    "Upload",
+    "UploadChunk",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

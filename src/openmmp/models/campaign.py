@@ -76,7 +76,7 @@ class Campaign(IdMixin, Base):
 class CampaignContact(Base):
     """One recipient of a campaign: a phone (E.164 digits, once per campaign) and its template parameters.
 
-    `message_id` is the public id of the message sent to it, once sent: a contact is sent at most once,
+    `message_id` is the message sent to it, once sent: a contact is sent at most once,
     however often its campaign is started, paused, resumed or its worker restarted.
     """
 
@@ -92,5 +92,5 @@ class CampaignContact(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     client_message_id: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[int] = mapped_column(default=ContactStatus.NOT_SEND)
-    message_id: Mapped[str | None] = mapped_column(String(36))
+    message_id: Mapped[int | None] = mapped_column(Id, ForeignKey("messages.id", ondelete="SET NULL"))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)

@@ -10,6 +10,8 @@ import codecs
 import re
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -101,11 +103,37 @@ class _BodyDeadline:
             self._timer = None
 
 
+@dataclass(frozen=True)
+class Uploads:
+    """Routes that take files rather than API bodies (a campaign's contacts): the POSTs whose path matches
+    `path` may be up to `max_bytes` long and take `timeout_seconds` to arrive."""
+
+    path: re.Pattern[str]
+    max_bytes: int
+    timeout_seconds: float
+
+
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout_seconds: float,
+        uploads: Sequence[Uploads] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_seconds = body_timeout_seconds
+        self.uploads = tuple(uploads)
+
+    def _limits(self, scope: Scope) -> tuple[int, float]:
+        """The largest body the request may have, and the time it may take to arrive."""
+        if scope.get("method") == "POST":
+            for upload in self.uploads:
+                if upload.path.fullmatch(scope.get("path", "")):
+                    return upload.max_bytes, upload.timeout_seconds
+        return self.max_body_bytes, self.body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,7 +146,7 @@ class RequestMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
-        limit = self.max_body_bytes
+        limit, body_timeout = self._limits(scope)
 
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -140,7 +168,7 @@ class RequestMiddleware:
 
         # The whole body must arrive in time: a client trickling a byte at a time would hold the
         # connection (and the request's resources) for as long as it likes.
-        deadline = _BodyDeadline(self.body_timeout_seconds)
+        deadline = _BodyDeadline(body_timeout)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -150,7 +178,7 @@ class RequestMiddleware:
                 raise RejectedBody(
                     408,
                     ErrorCode.BAD_REQUEST,
-                    f"The request body did not arrive within {self.body_timeout_seconds:g} seconds",
+                    f"The request body did not arrive within {body_timeout:g} seconds",
                     {"Connection": "close"},  # the rest of the body is not worth waiting for
                 ) from None
             if message["type"] == "http.request":
