@@ -439,7 +439,8 @@ class TestXlsx:
         assert [r.line for r in chunk.rows] == list(range(29_992, 30_002))
         assert chunk.rows[-1] == ContactRow(30_001, "85512029999", {"n": "29999"})
         assert chunk.done
-        assert peak < 5 * 2**20, f"peak {peak:,} bytes"
+        # Half of what the sheet takes loaded whole: room for what else the process caches meanwhile.
+        assert peak < 10 * 2**20, f"peak {peak:,} bytes"
 
     @pytest.mark.parametrize("content", [b"phone\n85512000001\n", b"PK\x03\x04 not a zip", b""])
     def test_a_file_that_is_no_workbook_is_refused(self, tmp_path: Path, content: bytes):
