@@ -32,7 +32,8 @@ _FILE_TYPES = ("text/csv", "application/vnd.openxmlformats-officedocument.spread
     "",
     summary="Create bulk campaign",
     description="A campaign of one channel and one APPROVED template of it (whose type is the campaign's), "
-    "status 1 PENDING: upload its contacts, then broadcast it. 404 naming `channels[0].accountId` or "
+    "status 1 PENDING: its contacts are uploaded next (sending campaigns comes in a later version). "
+    "404 naming `channels[0].accountId` or "
     "`channels[0].templateId` for what is not the company's; 400 for a template that is not APPROVED or not "
     "for the channel.",
     status_code=201,

@@ -22,7 +22,7 @@ class BulkCampaignChannel(RequestModel):
 
 
 class CreateBulkCampaignRequest(RequestModel):
-    """A new campaign (status 1 PENDING): its contacts come next, then Send Bulk Campaign Broadcast."""
+    """A new campaign (status 1 PENDING): its contacts are uploaded next."""
 
     name: str = Field(min_length=1, max_length=200)
     type: CampaignType = Field(description="1 BROADCAST_ONLY, 2 CONVERSATION (the template's flow)")
