@@ -39,6 +39,7 @@ from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
 from openmmp.queue.redis_limiter import RedisLimiter
 from openmmp.settings import Settings
 from openmmp.tasks import service as tasks
+from openmmp.tasks import uploads
 from openmmp.tasks.runner import TaskHandler, TaskRunner
 from openmmp.templates import flows
 from openmmp.templates.flows import FlowRunner
@@ -189,6 +190,7 @@ class Workers:
                     await prune_events(session, self.settings.callbacks)
                     retention_ms = int(self.settings.tasks.retention_days * _DAY_MS)
                     await tasks.prune(session, finished_before=now_ms() - retention_ms)
+                    await uploads.prune(session, created_before=now_ms() - retention_ms)
                     legs = await fallback.run_due(session, now=now_ms(), skip_locked=not self.db.is_sqlite)
                 if changed or legs:
                     self.deliverer.wake()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from openmmp.campaigns.imports import TYPE, ContactImport
-from openmmp.models import BackgroundTask, Campaign, CampaignContact, Upload
+from openmmp.models import BackgroundTask, Campaign, CampaignContact, Company, Upload, UploadChunk
 from openmmp.settings import CampaignSettings, TaskSettings
+from openmmp.tasks import uploads
 from openmmp.tasks.runner import TaskRun, TaskRunner
 from tests.campaigns.conftest import API
 from tests.conftest import Tenant
@@ -230,3 +232,47 @@ class TestRefusals:
             row.status = 9
         cancelled = await upload(campaign_client, company, campaign, CSV.encode())
         assert (cancelled.status_code, cancelled.json()["errors"][0]["name"]) == (400, "campaignId")
+
+
+class TestLeftovers:
+    async def test_uploads_cut_short_or_left_by_their_task_are_pruned_and_recent_ones_kept(
+        self, campaign_app: Any, company: Tenant
+    ):
+        db = campaign_app.state.db
+        async with db.read_sessions() as session:
+            company_id = (
+                await session.execute(select(Company.id).where(Company.public_id == company.company_id))
+            ).scalar_one()
+
+        async def cut_short() -> AsyncIterator[bytes]:
+            yield b"x" * (uploads.PIECE_BYTES + 10)
+            raise ConnectionResetError("the client went away")
+
+        with pytest.raises(ConnectionResetError):
+            await uploads.receive(db, company_id=company_id, filename="c.csv", kind="csv", body=cut_short())
+
+        async def whole() -> AsyncIterator[bytes]:
+            yield b"phone\n85512345670\n"
+
+        left = await uploads.receive(db, company_id=company_id, filename="c.csv", kind="csv", body=whole())
+        async with db.read_sessions() as session:
+            mine = list(
+                (await session.execute(select(Upload.id).where(Upload.company_id == company_id))).scalars()
+            )
+        assert len(mine) == 2
+        async with db.write_sessions() as session, session.begin():
+            await uploads.prune(session, created_before=left.created_at - 1_000, limit=1000)
+        assert await remaining(db, mine) == mine  # both newer than the cut-off
+        async with db.write_sessions() as session, session.begin():
+            await uploads.prune(session, created_before=left.created_at + 1, limit=1000)
+        assert await remaining(db, mine) == []
+        async with db.read_sessions() as session:
+            pieces = select(func.count()).select_from(UploadChunk).where(UploadChunk.upload_id.in_(mine))
+            assert (await session.execute(pieces)).scalar_one() == 0
+
+
+async def remaining(db: Any, ids: list[int]) -> list[int]:
+    async with db.read_sessions() as session:
+        return list(
+            (await session.execute(select(Upload.id).where(Upload.id.in_(ids)).order_by(Upload.id))).scalars()
+        )

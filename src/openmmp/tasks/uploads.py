@@ -3,7 +3,8 @@
 `receive` writes each piece in a short transaction of its own (a long upload never holds SQLite's write
 lock), and marks the upload complete with its last; memory stays at one piece whatever the file's size.
 `materialize` writes a complete upload to a local file for a task's reader, piece by piece, on whichever
-host the task runs; `forget` deletes it once the task is over.
+host the task runs; `forget` deletes it once the task is over. `prune` deletes what no task will read: an
+upload cut short (the client gone), or one whose task ended without reading it to the end.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.db import Database
 from openmmp.models import Upload, UploadChunk
@@ -89,3 +91,14 @@ async def forget(db: Database, upload_id: int) -> None:
     async with db.write_sessions() as session, session.begin():
         await session.execute(delete(UploadChunk).where(UploadChunk.upload_id == upload_id))
         await session.execute(delete(Upload).where(Upload.id == upload_id))
+
+
+async def prune(session: AsyncSession, *, created_before: int, limit: int = 20) -> int:
+    """Delete up to `limit` uploads made before `created_before` (epoch ms), their pieces with them (ON
+    DELETE CASCADE); returns how many. An import reads its upload within minutes of it, and deletes it when
+    it ends: one this old is left over. Bounded: a piece is up to 1 MiB."""
+    chosen = select(Upload.id).where(Upload.created_at < created_before).order_by(Upload.id).limit(limit)
+    ids = list((await session.execute(chosen)).scalars())
+    if ids:
+        await session.execute(delete(Upload).where(Upload.id.in_(ids)))
+    return len(ids)
