@@ -30,13 +30,6 @@ async def channel_by_public_id(session: AsyncSession, public_id: str) -> Channel
     return (await session.execute(_CHANNEL, {"public_id": canonical})).scalar_one_or_none()
 
 
-async def channel_by_fingerprint(session: AsyncSession, fingerprint: str) -> Channel | None:
-    """The channel holding an upstream account (its identity fingerprint), for callbacks posted to a
-    provider's one URL; the signature proves them afterwards, as on the channel's own URL."""
-    statement = select(Channel).where(Channel.identity_fingerprint == fingerprint)
-    return (await session.execute(statement)).scalar_one_or_none()
-
-
 async def record_event(
     session: AsyncSession,
     *,

@@ -18,7 +18,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.callbacks import repository
-from openmmp.channels.service import change_status, open_credentials
+from openmmp.channels import repository as channels
+from openmmp.channels.service import change_status, fingerprint_of, open_credentials
 from openmmp.channels.tasks import queue_agent_sync
 from openmmp.conversations import repository as conversations
 from openmmp.errors import AppError, ErrorCode, NotFound, Unauthenticated
@@ -108,9 +109,8 @@ async def account_of(
     )
     channel = None
     if provider is not None and named:
-        identity = Credentials.identity_of(named)
-        fingerprint = keyring.fingerprint(f"{int(provider.application)}:{identity}")
-        channel = await repository.channel_by_fingerprint(session, fingerprint)
+        fingerprint = fingerprint_of(keyring, provider.application, Credentials.identity_of(named))
+        channel = await channels.by_fingerprint(session, fingerprint)
     if provider is None or channel is None:
         CALLBACKS.labels(provider.name if provider else "unknown", "unknown_channel").inc()
         raise CallbackChannelNotFound("No such channel")

@@ -45,8 +45,9 @@ async def page(
 
 
 async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Channel | None:
-    """The channel holding an upstream identity, whichever company's: only ever used to refuse a second
-    claim (channels.service), never returned to a caller."""
+    """The channel holding an upstream identity, whichever company's: to refuse a second claim
+    (channels.service), and to find the channel of a callback posted to a provider's one URL, which its
+    signature proves afterwards (callbacks.service); never returned to an API caller."""
     statement = select(Channel).where(Channel.identity_fingerprint == fingerprint)
     return (await session.execute(statement)).scalar_one_or_none()
 

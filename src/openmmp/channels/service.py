@@ -73,7 +73,12 @@ async def _owner(session: AsyncSession, subject: Subject, company_public_id: str
 def identity_fingerprint(keyring: Keyring, application: Application, credentials: Credentials) -> str | None:
     """The keyed fingerprint of the upstream account `credentials` act as, or None when there is none."""
     identity = credentials.identity()
-    return None if identity is None else keyring.fingerprint(f"{int(application)}:{identity}")
+    return None if identity is None else fingerprint_of(keyring, application, identity)
+
+
+def fingerprint_of(keyring: Keyring, application: Application, identity: str) -> str:
+    """The keyed fingerprint of an upstream account of `application` (`Credentials.identity`)."""
+    return keyring.fingerprint(f"{int(application)}:{identity}")
 
 
 async def _identity(

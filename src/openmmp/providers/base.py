@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from openmmp.kit.http import HttpClient, IpAddress
 from openmmp.kit.schemas import RequestModel, ResponseModel
@@ -339,6 +339,12 @@ class LaunchForm:
     path: str
     model: type[RequestModel]
     title: str
+
+
+Secret = Field(min_length=1, max_length=4096)
+"""A credential that is a secret (a token, a key): never empty, at most 4 KiB."""
+Ident = Field(min_length=1, max_length=200)
+"""A credential that names an upstream account (a page, a business): never empty."""
 
 
 class Credentials(RequestModel):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from openmmp.kit.http import HttpClient
 from openmmp.providers.apple import callbacks
@@ -32,6 +32,7 @@ from openmmp.providers.base import (
     CallbackEvent,
     CallbackRequest,
     Credentials,
+    Ident,
     Link,
     Outgoing,
     Provider,
@@ -39,6 +40,7 @@ from openmmp.providers.base import (
     RateLimit,
     SandboxUser,
     SandboxWritten,
+    Secret,
     SendUnit,
     one_unit_each,
 )
@@ -55,9 +57,6 @@ INBOUND_REGISTERED = "registered"
 """The field of the simulator's `/_sandbox/inbound` answer saying whether the business is registered."""
 _CHECK_REQUEST_IDENTIFIER = "00000000-0000-5000-8000-000000000000"
 """A stand-in request identifier for the accept-time check (the same length as the real ones)."""
-
-Secret = Field(min_length=1, max_length=4096)
-Ident = Field(min_length=1, max_length=200)
 
 
 class AppleCredentials(Credentials):

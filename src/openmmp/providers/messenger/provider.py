@@ -26,20 +26,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
 from openmmp.kit.http import HttpClient
 from openmmp.providers.applications import Application
 from openmmp.providers.base import (
     Addressing,
     CallbackEvent,
     Credentials,
+    Ident,
     Link,
     Outgoing,
     ProviderContext,
     RateLimit,
     SandboxUser,
     SandboxWritten,
+    Secret,
     SendUnit,
     one_unit_each,
 )
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from openmmp.providers.simulation import SimulatorConfig
-
-Secret = Field(min_length=1, max_length=4096)
-Ident = Field(min_length=1, max_length=200)
 
 
 class MessengerCredentials(Credentials):

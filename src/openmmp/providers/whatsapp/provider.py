@@ -42,12 +42,14 @@ from openmmp.providers.base import (
     Addressing,
     CallbackEvent,
     Credentials,
+    Ident,
     Link,
     Outgoing,
     ProviderContext,
     RateLimit,
     SandboxUser,
     SandboxWritten,
+    Secret,
     SendUnit,
     TemplateReview,
     one_unit_each,
@@ -69,9 +71,6 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from openmmp.providers.simulation import SimulatorConfig
-
-Secret = Field(min_length=1, max_length=4096)
-Ident = Field(min_length=1, max_length=200)
 
 
 class WhatsappCredentials(Credentials):

@@ -16,14 +16,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from openmmp.providers.base import Credentials, ProviderContext
+from openmmp.providers.base import Credentials, Ident, ProviderContext, Secret
 
 DEFAULT_OAUTH_URL = "https://oauth.zaloapp.com"
 DEFAULT_OPENAPI_URL = "https://openapi.zalo.me"
 DEFAULT_BUSINESS_URL = "https://business.openapi.zalo.me"
-
-Secret = Field(min_length=1, max_length=4096)
-Ident = Field(min_length=1, max_length=200)
 
 
 class ZaloCredentials(Credentials):

@@ -30,25 +30,21 @@ from openmmp.providers.applications import Application
 from openmmp.providers.base import (
     Addressing,
     CallbackEvent,
-    CallbackRequest,
     Link,
     Outgoing,
-    Provider,
     ProviderContext,
-    RateLimit,
     SandboxUser,
     SandboxWritten,
     SendOk,
     SendUnit,
     one_unit_each,
 )
-from openmmp.providers.simulation import sandbox_bot_inbound, sandbox_control
+from openmmp.providers.simulation import sandbox_bot_inbound
 from openmmp.providers.zalo import oa_client
-from openmmp.providers.zalo.auth import refresh_tokens
-from openmmp.providers.zalo.credentials import DEFAULT_OPENAPI_URL, ZaloCredentials, ZaloOptions
+from openmmp.providers.zalo.app import ZaloApp
+from openmmp.providers.zalo.credentials import DEFAULT_OPENAPI_URL
 from openmmp.providers.zalo.oa_callbacks import parse_event
 from openmmp.providers.zalo.oa_payload import SUPPORTED_TYPES, to_oa_message
-from openmmp.providers.zalo.webhooks import SIGNATURE_HEADER, verify_zalo
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -61,25 +57,16 @@ SANDBOX_OA_HEADER = "X-Zalo-Oa-Id"
 WINDOW_S = 7 * 86400.0
 
 
-class ZaloOaProvider(Provider):
+class ZaloOaProvider(ZaloApp):
     name = "zalo"
     application = Application.ZALO
     title = "Zalo Official Account"
     message_types = SUPPORTED_TYPES
-    # Zalo's published limit for the OA API: 4,000 requests a minute per app (-32 beyond).
-    rate_limit = RateLimit(requests=4000, window_seconds=60.0, per="app")
     idempotent = False
     addressing = Addressing.CONVERSATION
-    credentials_model = ZaloCredentials
-    options_model = ZaloOptions
     default_base_url = DEFAULT_OPENAPI_URL
-    callback_auth = (
-        f"`{SIGNATURE_HEADER}`: `mac=` and the hex SHA-256 (plain, not HMAC) of the channel's `appId` (or "
-        "`oaId`), the raw body, the body's `timestamp` and the channel's `secretKey`, concatenated."
-    )
     session_window_seconds = WINDOW_S
     window_free_types = frozenset()
-    refreshes_credentials = True
     sandbox_credentials = {
         "oaId": "1001",
         "appId": "1001",
@@ -90,32 +77,6 @@ class ZaloOaProvider(Provider):
 
     def check_message(self, content: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
         to_oa_message(content)
-
-    def needs_setup(self, *, sandbox: bool) -> bool:
-        """Only in sandbox mode, where the simulator plays the developer console: Zalo itself has no API
-        to set a webhook URL (the business enters it in the console)."""
-        return sandbox
-
-    async def set_up(
-        self, ctx: ProviderContext, *, callback_url: str, credentials: Mapping[str, Any]
-    ) -> None:
-        """In sandbox mode, register the callback URL and the app's secret key with the simulator;
-        outside it nothing (the URL is entered in Zalo's developer console)."""
-        if not ctx.sandbox:
-            return
-        body = {
-            "appId": str(credentials["appId"]),
-            "oaId": str(credentials["oaId"]),
-            "callbackUrl": callback_url,
-            "secretKey": str(credentials["secretKey"]),
-            "accessToken": str(credentials["accessToken"]),
-        }
-        await sandbox_control(ctx.http, f"{ctx.base_url}/_sandbox/webhooks", body, simulator=self.title)
-
-    async def refresh_credentials(
-        self, ctx: ProviderContext, credentials: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return await refresh_tokens(ctx, credentials)
 
     def plan(
         self,
@@ -128,9 +89,6 @@ class ZaloOaProvider(Provider):
             return await oa_client.send(ctx, credentials, message.recipient, message.content)
 
         return one_unit_each(outgoing, send)
-
-    def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
-        return verify_zalo(request, credentials)
 
     def parse(self, body: bytes) -> Sequence[CallbackEvent]:
         return parse_event(body)

@@ -31,30 +31,24 @@ from openmmp.providers.applications import Application
 from openmmp.providers.base import (
     Addressing,
     CallbackEvent,
-    CallbackRequest,
     Consent,
     Link,
     Outgoing,
-    Provider,
     ProviderContext,
     ProviderError,
-    RateLimit,
     SendOk,
     SendUnit,
     TemplateReview,
     one_unit_each,
 )
-from openmmp.providers.simulation import sandbox_control
 from openmmp.providers.upstream import bad_response
-from openmmp.providers.zalo import auth, zns_callbacks, zns_consent, zns_templates
+from openmmp.providers.zalo import zns_callbacks, zns_consent, zns_templates
+from openmmp.providers.zalo.app import ZaloApp
 from openmmp.providers.zalo.credentials import (
     DEFAULT_BUSINESS_URL,
-    ZaloCredentials,
-    ZaloOptions,
     zalo_hosts,
 )
 from openmmp.providers.zalo.errors import call_zalo
-from openmmp.providers.zalo.webhooks import verify_zalo
 from openmmp.providers.zalo.zns_payload import send_body, template_param
 
 if TYPE_CHECKING:
@@ -63,11 +57,9 @@ if TYPE_CHECKING:
     from openmmp.providers.simulation import SimulatorConfig
 
 SEND_PATH = "/message/template"
-WEBHOOKS_PATH = "/_sandbox/webhooks"
-"""The simulator's stand-in for the webhook URL of Zalo's developer console."""
 
 
-class ZaloZnsProvider(Provider):
+class ZaloZnsProvider(ZaloApp):
     name = "zalo-zns"
     application = Application.ZALO_ZNS
     title = "Zalo Notification Service"
@@ -79,18 +71,10 @@ class ZaloZnsProvider(Provider):
             "templateData": {"customer_name": "Dara", "order_code": "4711"},
         },
     }
-    # Zalo's published limit for its API: 4,000 requests a minute per app (-32 beyond).
-    rate_limit = RateLimit(requests=4000, window_seconds=60.0, per="app")
     idempotent = True
     addressing = Addressing.PHONE
-    credentials_model = ZaloCredentials
-    options_model = ZaloOptions
     default_base_url = DEFAULT_BUSINESS_URL
-    callback_auth = (
-        "`X-ZEvent-Signature: mac=<hex>`: the SHA-256 of the app's id (or the OA's), the raw body, the "
-        "body's `timestamp` and the app's secret key, concatenated (ZNS events also carry "
-        "`X-ZEvent-Server: ZNS`)."
-    )
+    callback_auth = ZaloApp.callback_auth + " ZNS events also carry `X-ZEvent-Server: ZNS`."
     receives_messages = False
     reports_read = False
     sandbox_credentials = {
@@ -102,7 +86,6 @@ class ZaloZnsProvider(Provider):
     }
     reviews_templates = True
     template_model = zns_templates.ZaloZnsFormCreateTemplateMessage
-    refreshes_credentials = True
     asks_consent = True
     consent_path = "zalo"
     consent_request_model = zns_consent.ZaloRequestConsentRequest
@@ -111,26 +94,6 @@ class ZaloZnsProvider(Provider):
 
     def check_message(self, content: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
         template_param(content)
-
-    def needs_setup(self, *, sandbox: bool) -> bool:
-        # Zalo takes the webhook URL in its console; only the simulator must be told.
-        return sandbox
-
-    async def set_up(
-        self, ctx: ProviderContext, *, callback_url: str, credentials: Mapping[str, Any]
-    ) -> None:
-        if not ctx.sandbox:
-            return
-        body = {
-            "oaId": str(credentials["oaId"]),
-            "appId": str(credentials["appId"]),
-            "accessToken": str(credentials["accessToken"]),
-            "secretKey": str(credentials["secretKey"]),
-            "callbackUrl": callback_url,
-        }
-        await sandbox_control(
-            ctx.http, f"{zalo_hosts(ctx).business}{WEBHOOKS_PATH}", body, simulator=self.title
-        )
 
     def plan(
         self,
@@ -158,16 +121,8 @@ class ZaloZnsProvider(Provider):
 
         return one_unit_each(outgoing, send)
 
-    def verify(self, ctx: ProviderContext, request: CallbackRequest, credentials: Mapping[str, Any]) -> bool:
-        return verify_zalo(request, credentials)
-
     def parse(self, body: bytes) -> Sequence[CallbackEvent]:
         return zns_callbacks.parse_callback(body)
-
-    async def refresh_credentials(
-        self, ctx: ProviderContext, credentials: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return await auth.refresh_tokens(ctx, credentials)
 
     async def submit_template(
         self, ctx: ProviderContext, credentials: Mapping[str, Any], template: Mapping[str, Any]
