@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy import select
 
 from openmmp.callbacks.service import reconcile
+from openmmp.channels.limits import channel_limit
 from openmmp.channels.renewal import Renewal
 from openmmp.channels.service import open_credentials
 from openmmp.dispatch.links import Links
@@ -38,7 +39,7 @@ from openmmp.kit.metrics import LIMITER_DEFERRED, LIMITER_WAIT, PROVIDER_SEND, c
 from openmmp.kit.retry import backoff_ms
 from openmmp.kit.time import now_ms
 from openmmp.messages import status as status_machine
-from openmmp.messages.repository import record_parts
+from openmmp.messages.repository import DISPATCH, record_parts
 from openmmp.models import Channel, Job, Message
 from openmmp.models.channel import SENDING_STATUSES
 from openmmp.models.message import MessageStatus
@@ -81,22 +82,6 @@ def send_outcome(results: Outcomes, messages: list[Message]) -> str:
                 return "rate_limited"
             return "retryable" if result.retryable else "final"
     return "accepted"
-
-
-def channel_limit(channel: Channel, provider: Provider, settings: Settings) -> Limit:
-    """The channel's egress limit: its own `rateLimitPerSecond`, else its provider's (configured) limit.
-
-    For a limit of N requests per W seconds we send at `safety × N / W` with a burst of `(1 − safety) × N`,
-    so no window of W seconds ever holds more than N requests, whether the upstream counts with a sliding
-    window or a token bucket.
-    """
-    limits = settings.limits
-    configured = channel.settings.get("rateLimitPerSecond")
-    if configured:
-        count, window = float(configured), 1.0
-    else:
-        count, window = limits.of(provider)
-    return Limit(rate=limits.safety * count / window, burst=max(1.0, (1 - limits.safety) * count))
 
 
 @dataclass
@@ -199,7 +184,7 @@ class Dispatcher:
         self.contexts = contexts
         self.limiter = limiter
         self.claimer = Claimer(
-            kind="dispatch",
+            kind=DISPATCH,
             lease_ms=int(settings.dispatch.lease_seconds * 1000),
             skip_locked=not db.is_sqlite,
         )

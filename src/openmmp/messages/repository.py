@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from openmmp.api_keys.auth import Subject
 
 
+DISPATCH = "dispatch"
+"""The kind of a message's send job."""
 FALLBACK = "fallback"
 """The job kind that tries a message's next fallback channel (messages/fallback.py)."""
 
@@ -60,7 +62,7 @@ _INSERT_DISPATCH_JOBS = insert(_JOBS).from_select(
         "created_at",
     ],
     select(
-        literal_column("'dispatch'"),
+        literal_column(f"'{DISPATCH}'"),
         _MESSAGES.c.company_id,
         _MESSAGES.c.channel_id,
         _MESSAGES.c.id,

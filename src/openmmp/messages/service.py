@@ -236,6 +236,7 @@ class MessageService:
         *,
         phone: str | None,
         now: int,
+        priority: Priority = Priority.TRANSACTIONAL,
     ) -> _Prepared:
         body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
         content = render({**body["message"], **_send_fields(ctx.provider, body)}, request.params)
@@ -260,7 +261,7 @@ class MessageService:
             "recipient": recipient,
             "content": content,
             "status": int(MessageStatus.PENDING),
-            "priority": int(Priority.TRANSACTIONAL),
+            "priority": int(priority),
             "attempts": 0,
             "expire_at": expire_at,
             "created_at": now,
@@ -465,13 +466,15 @@ class MessageService:
         items: list[dict[str, Any]],
         only: Addressing | None = None,
         whole: str | None = None,
+        priority: Priority = Priority.TRANSACTIONAL,
     ) -> list[dict[str, Any]]:
         """Each item on its own: a bad one becomes `{errors}` at its place, the others are sent.
 
         The answer is BroadcastBatchResponse's `messages` as they go on the wire. `only`: the channel
         must address its receivers so (Send Mail takes e-mail channels only), else a 400. `whole`: all
         or nothing instead (a template's subscribers): one bad item is a 400 naming each fault as
-        `{whole}[i].<field>`, and nothing is sent."""
+        `{whole}[i].<field>`, and nothing is sent. `priority`: CAMPAIGN for a campaign's sends, which every
+        transactional send overtakes in the outbox."""
         ctx = await self._context(session, keyring, subject, account_id)
         if only is not None and ctx.provider.addressing != only:
             raise Invalid(f"a {ctx.application.name} channel does not send to {only.value}", name="accountId")
@@ -482,7 +485,9 @@ class MessageService:
                 # The batch's body was checked whole (RequestModel): its items need not be walked again.
                 request = SendMessageBroadcast.model_validate(raw, context={CHECKED_STORABLE: True})
                 prepared.append(
-                    await self._prepare(session, ctx, subject, request, phone=request.phone, now=now)
+                    await self._prepare(
+                        session, ctx, subject, request, phone=request.phone, now=now, priority=priority
+                    )
                 )
             except ValidationError as exc:
                 prepared.append(Invalid("invalid item", items=validation_items(exc.errors())))

@@ -120,7 +120,7 @@ async def _template(
     return template, templates.variables_of(template)
 
 
-def _item(
+def send_item(
     template: Template, subscriber: TemplateSubscriber, request_id: str | None, *, name: str
 ) -> dict[str, Any]:
     """The subscriber's Broadcast Message (wire names); a 400 naming the parameter the upstream's template
@@ -185,7 +185,7 @@ async def broadcast_template(
             return BroadcastResponseMessage.model_validate(first)
         # As Broadcast Message: its checks, its batch, its answers (a reused clientMessageId is a 409).
         try:
-            send = SendMessageBroadcast.model_validate(_item(template, one, body.request_id, name=""))
+            send = SendMessageBroadcast.model_validate(send_item(template, one, body.request_id, name=""))
         except ValidationError as exc:
             raise Invalid(
                 "the template's message cannot be sent", items=validation_items(exc.errors())
@@ -217,7 +217,7 @@ async def _start_flows(
     (`phone`, ...), a group's `subscribers[i].<field>`."""
     names = [""] if single else [f"subscribers[{i}]" for i in range(len(subscribers))]
     items = [
-        _item(template, subscriber, request_id, name=name)
+        send_item(template, subscriber, request_id, name=name)
         for name, subscriber in zip(names, subscribers, strict=True)
     ]
     state = request.app.state
