@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -20,6 +26,8 @@ from openmmp.campaigns.contact_file import (
     ContactRow,
     Kind,
     RowError,
+    Source,
+    convert_xlsx,
     header,
     kind_of,
     read_chunk,
@@ -71,7 +79,7 @@ def _read_all(
     path: Path,
     max_rows: int,
     *,
-    kind: Kind = "csv",
+    kind: Source = "csv",
     mapping: ColumnMapping | None = None,
     region: str | None = "KH",
 ) -> tuple[list[ContactRow], list[RowError], list[Chunk]]:
@@ -454,6 +462,199 @@ class TestXlsx:
         path = _xlsx(tmp_path, [])
         with pytest.raises(ValueError, match=r"^file: empty, no header row"):
             header(path, "xlsx")
+
+
+@pytest.fixture(scope="module")
+def large_sheet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30,000 rows of a phone and a number: loaded whole, the sheet takes over 20 MiB."""
+    return _xlsx(
+        tmp_path_factory.mktemp("large"), [["phone", "n"], *([85512000000 + i, i] for i in range(30_000))]
+    )
+
+
+def _convert(xlsx: Path, name: str = "contacts.xlsx.csv") -> Path:
+    target = xlsx.parent / name
+    convert_xlsx(xlsx, target)
+    return target
+
+
+class TestConvertedXlsx:
+    """A sheet converted once to a CSV (`convert_xlsx`) reads as the sheet does, chunk by chunk from byte
+    offsets: the same rows and errors, the sheet's row numbers, the same cell text."""
+
+    @pytest.mark.parametrize("max_rows", [1, 2, 3, 7, 100])
+    def test_it_gives_the_sheets_rows_and_errors_in_chunks_of_any_size(self, tmp_path: Path, max_rows: int):
+        xlsx = _xlsx(tmp_path, TestXlsx.ROWS)
+        sheet_rows, sheet_errors, _ = _read_all(xlsx, 100, kind="xlsx")
+        converted = _convert(xlsx)
+        rows, errors, chunks = _read_all(converted, max_rows, kind="xlsx-csv")
+        assert (rows, errors) == (sheet_rows, sheet_errors)
+        assert [r.line for r in rows] == [2, 3, 5, 8]
+        assert [c.bytes_read for c in chunks] == sorted(c.bytes_read for c in chunks)
+        assert chunks[-1].done
+        assert chunks[-1].bytes_read == converted.stat().st_size
+        assert not any(c.done for c in chunks[:-1])
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        rows=st.lists(
+            st.lists(
+                st.one_of(
+                    st.none(),
+                    st.text(alphabet=st.sampled_from('ab ,;"\r\n\té'), max_size=10),
+                    st.sampled_from(["+85512000001", "012 000 002", 85512000003, 85512000004.0]),
+                    st.integers(-(10**15), 10**15),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.booleans(),
+                    st.datetimes(min_value=dt.datetime(1900, 3, 1), max_value=dt.datetime(9999, 1, 1)),
+                ),
+                max_size=6,
+            ),
+            max_size=8,
+        ),
+        max_rows=st.integers(1, 4),
+    )
+    def test_whatever_a_sheet_holds_reads_the_same_converted(
+        self, tmp_path_factory: pytest.TempPathFactory, rows: list[list[object]], max_rows: int
+    ):
+        # A header with a `;` would make a CSV sniffer take `;` for the delimiter.
+        folder = tmp_path_factory.mktemp("sheet")
+        xlsx = _xlsx(folder, [[" Phone ", "a;b;c", None, "d"], *rows])
+        sheet = _read_all(xlsx, 100, kind="xlsx")
+        converted = _read_all(_convert(xlsx), max_rows, kind="xlsx-csv")
+        assert converted[:2] == sheet[:2]
+
+    def test_a_cell_over_1000_characters_is_the_same_error_and_is_cut_short(self, tmp_path: Path):
+        long_phone = "8" * 5_000
+        spaced = "x" * 1_000 + " " * 10 + "y"  # cut at 1,000 characters, it would be trimmed to a good one
+        rows: list[list[object]] = [
+            ["phone", "name"],
+            [long_phone, "Bob"],
+            [85512000002, spaced],
+            [85512000003, "z" * 1_000 + "   "],
+        ]
+        xlsx = _xlsx(tmp_path, rows)
+        converted = _convert(xlsx)
+        assert (
+            _read_all(converted, 2, kind="xlsx-csv")[:2]
+            == _read_all(xlsx, 100, kind="xlsx")[:2]
+            == (
+                [ContactRow(4, "85512000003", {"name": "z" * 1_000})],
+                [
+                    RowError(2, "8" * 64, "column 'phone': longer than 1,000 characters"),
+                    RowError(3, "85512000002", "column 'name': longer than 1,000 characters"),
+                ],
+            )
+        )
+        assert converted.stat().st_size < 4_000
+
+    def test_a_carriage_return_in_a_cell_stays_in_its_cell(self, tmp_path: Path):
+        """XML reads a raw `\\r` as `\\n`, but `&#13;` as a `\\r`: the converted CSV must quote a lone one,
+        which a reader of lines takes for the end of a line."""
+        xlsx = _xlsx(tmp_path, [["phone", "note"], [85512000001, "a{CR}b"], [85512000002, "c{CR}{CR}"]])
+        with zipfile.ZipFile(xlsx) as book:
+            parts = {name: book.read(name) for name in book.namelist()}
+        with zipfile.ZipFile(xlsx, "w") as book:
+            for name, data in parts.items():
+                book.writestr(name, data.replace(b"{CR}", b"&#13;"))
+        sheet = _read_all(xlsx, 100, kind="xlsx", region=None)
+        assert sheet[0] == [
+            ContactRow(2, "85512000001", {"note": "a\rb"}),
+            ContactRow(3, "85512000002", {"note": "c"}),
+        ]
+        assert _read_all(_convert(xlsx), 1, kind="xlsx-csv", region=None)[:2] == sheet[:2]
+
+    def test_rows_keep_their_numbers_after_leading_blank_rows(self, tmp_path: Path):
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.cell(row=3, column=2, value="phone")
+        sheet.cell(row=4, column=2, value="85512000001")
+        sheet.cell(row=9, column=2, value=85512000002)
+        path = tmp_path / "gaps.xlsx"
+        book.save(path)
+        rows, errors, _ = _read_all(_convert(path), 1, kind="xlsx-csv")
+        assert rows == [ContactRow(4, "85512000001", {}), ContactRow(9, "85512000002", {})]
+        assert errors == []
+
+    def test_a_mapping_naming_a_missing_column_is_refused(self, tmp_path: Path):
+        converted = _convert(_xlsx(tmp_path, [["a", "b"], [1, 2]]))
+        with pytest.raises(
+            ValueError, match=r"^mapping.phone: no column 'phone' in the file \(columns: a, b\)$"
+        ):
+            read_chunk(converted, "xlsx-csv", ColumnMapping(), position=0, max_rows=1, default_region=None)
+
+    def test_a_workbook_that_cannot_be_read_is_refused_and_nothing_is_written(self, tmp_path: Path):
+        for content in (b"PK\x03\x04 not a zip", None):
+            xlsx = _write(tmp_path, content, "bad.xlsx") if content else _xlsx(tmp_path, [], "bad.xlsx")
+            with pytest.raises(ValueError, match=r"^file: (not a valid XLSX workbook|empty, no header row)"):
+                convert_xlsx(xlsx, tmp_path / "bad.xlsx.csv")
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.xlsx"]
+
+    def test_the_same_sheet_converts_to_the_same_bytes_so_positions_hold_in_another_copy(
+        self, tmp_path: Path
+    ):
+        xlsx = _xlsx(tmp_path, TestXlsx.ROWS)
+        here, there = _convert(xlsx, "here.csv"), _convert(xlsx, "there.csv")
+        assert here.read_bytes() == there.read_bytes()
+        first = read_chunk(here, "xlsx-csv", ColumnMapping(), position=0, max_rows=3, default_region="KH")
+        rest = read_chunk(
+            there, "xlsx-csv", ColumnMapping(), position=first.position, max_rows=100, default_region="KH"
+        )
+        assert (first.rows + rest.rows, first.errors + rest.errors) == _read_all(xlsx, 100, kind="xlsx")[:2]
+
+    def test_a_conversion_that_fails_midway_leaves_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ):
+        def full(descriptor: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        xlsx = _xlsx(tmp_path, TestXlsx.ROWS)
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(OSError, match="No space left"):
+            convert_xlsx(xlsx, tmp_path / "contacts.xlsx.csv")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.xlsx"]
+
+    def test_a_conversion_killed_midway_leaves_only_its_part_and_runs_again_whole(
+        self, large_sheet: Path, tmp_path: Path
+    ):
+        """SIGKILL in the middle of the sheet: the converted name never holds a partial file."""
+        target = tmp_path / "contacts.xlsx.csv"
+        script = (
+            "import sys; from openmmp.campaigns.contact_file import convert_xlsx; convert_xlsx(*sys.argv[1:])"
+        )
+        process = subprocess.Popen([sys.executable, "-c", script, str(large_sheet), str(target)])
+        try:
+            deadline = time.monotonic() + 60
+            while not any(p.stat().st_size for p in tmp_path.glob("contacts.xlsx.csv.*.part")):
+                assert process.poll() is None, "the conversion ended before it wrote anything"
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.wait()
+        assert process.returncode == -signal.SIGKILL
+        assert not target.exists()
+        [part] = tmp_path.glob("contacts.xlsx.csv.*.part")
+        convert_xlsx(large_sheet, target)
+        assert part.exists()  # never read: the caller deletes it with the import's files
+        rows, errors, _ = _read_all(target, 10_000, kind="xlsx-csv", region=None)
+        assert errors == []
+        assert [(r.line, r.phone, r.params) for r in rows] == [
+            (i + 2, f"{85512000000 + i}", {"n": f"{i}"}) for i in range(30_000)
+        ]
+
+    def test_a_large_sheet_is_converted_in_flat_memory(self, large_sheet: Path, tmp_path: Path):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            convert_xlsx(large_sheet, tmp_path / "large.csv")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (tmp_path / "large.csv").stat().st_size > 500_000
+        # As reading the sheet in chunks: under half of what it takes loaded whole.
+        assert peak < 10 * 2**20, f"peak {peak:,} bytes"
 
 
 def _read_all_from(path: Path, position: int, max_rows: int) -> tuple[list[ContactRow], list[RowError], int]:

@@ -5,8 +5,15 @@ restart, a deploy), so `read_chunk` takes where the previous chunk stopped and a
 itself. Only one chunk's rows are ever held, whatever the file's size: a CSV is read from a byte offset
 (never from its start again, but for its header row), an XLSX through openpyxl's streaming reader.
 
-Pure: no database, no I/O but reading the file. De-duplication is the database's; rows come in file order,
-each with the line (CSV) or row (XLSX) a person sees in an editor or a spreadsheet, the header being 1.
+openpyxl cannot start a sheet at a row: it parses the sheet's XML from the top to reach it, so reading a
+whole XLSX chunk by chunk costs the square of its rows (hours for a million). An import therefore reads an
+XLSX directly only for its first rows (the check of an upload); it converts the sheet once, in one
+streaming pass (`convert_xlsx`), to a CSV of its own that carries each row's number, and reads that
+(`"xlsx-csv"`) from byte offsets as it reads any CSV.
+
+Pure: no database, no I/O but reading the file (and writing a converted sheet). De-duplication is the
+database's; rows come in file order, each with the line (CSV) or row (XLSX) a person sees in an editor or
+a spreadsheet, the header being 1.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import csv
 import datetime as dt
 import os
 import re
+import tempfile
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -26,6 +34,9 @@ import openpyxl
 from openmmp.kit.phone import normalise_phone
 
 Kind = Literal["csv", "xlsx"]
+"""The formats a company uploads."""
+Source = Literal["csv", "xlsx", "xlsx-csv"]
+"""What `read_chunk` reads: an uploaded file, or an XLSX's sheet that `convert_xlsx` wrote as a CSV."""
 
 MAX_CELL_CHARS = 1_000
 """A longer cell is no contact's data but a broken file (a stray quote) or a pasted document."""
@@ -47,6 +58,11 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 _DELIMITERS = (",", ";", "\t")
 _PHONE_SHOWN = 64
 """The most of a bad phone cell a RowError repeats."""
+_ROW_COLUMN = "row"
+"""The first column of a converted sheet: each row's number in the sheet."""
+_CUT = "…"
+"""Ends a converted cell cut at MAX_CELL_CHARS: trimmed, it is still longer than that, as its row's error
+says, and the cut keeps every field far below the csv module's limit (128 Ki characters)."""
 
 _EXTENSIONS: dict[str, Kind] = {".csv": "csv", ".xlsx": "xlsx"}
 _CONTENT_TYPES: dict[str, Kind] = {
@@ -99,8 +115,8 @@ class Chunk:
     done: bool
     """Nothing is left to read; a chunk that is not done may still hold no row (blank lines)."""
     bytes_read: int
-    """How far into the file reading has got, for progress against the file's size: exact for a CSV,
-    an estimate for an XLSX (compressed bytes; the size itself once done)."""
+    """How far into the file reading has got, for progress against the file's size: exact for a CSV
+    (converted sheets included), an estimate for an XLSX (compressed bytes; the size itself once done)."""
 
 
 def kind_of(filename: str, content_type: str | None) -> Kind:
@@ -133,7 +149,7 @@ def header(path: Path | str, kind: Kind) -> list[str]:
 
 def read_chunk(
     path: Path | str,
-    kind: Kind,
+    kind: Source,
     mapping: ColumnMapping,
     *,
     position: int,
@@ -144,12 +160,52 @@ def read_chunk(
 
     Raises ValueError (`file: ...` or `mapping.<field>: ...`) when the file or the mapping cannot be used
     at all: the campaign fails rather than skipping rows. `default_region` reads national numbers.
+
+    Each chunk of an `xlsx` parses the sheet from its top: read one that way only for its first rows, and
+    convert it (`convert_xlsx`) to read it whole. A converted sheet (`xlsx-csv`) gives the rows and errors
+    the sheet gives, with the sheet's row numbers, but no blank row; its positions are its own, not the
+    sheet's.
     """
     if position < 0 or max_rows < 1:
         raise ValueError("position must be >= 0 and max_rows >= 1")
     if kind == "csv":
         return _csv_chunk(Path(path), mapping, position, max_rows, default_region)
+    if kind == "xlsx-csv":
+        return _converted_chunk(Path(path), mapping, position, max_rows, default_region)
     return _xlsx_chunk(Path(path), mapping, position, max_rows, default_region)
+
+
+def convert_xlsx(source: Path | str, target: Path | str) -> None:
+    """Write the first sheet of the XLSX at `source` as a CSV at `target`, for `read_chunk(target,
+    "xlsx-csv", ...)`: one streaming pass over the sheet, in flat memory.
+
+    `target` appears complete or not at all: it is written under a temporary name beside it,
+    `<target's name>.<random>.part`, synced, then renamed over it. A crash leaves that part behind, never
+    read, for the caller to delete with `target`. The same workbook always gives the same bytes, so that
+    positions in a converted sheet hold in another conversion of it (on another host). Raises ValueError
+    (`file: ...`) as `read_chunk` does for a workbook or a sheet that cannot be read.
+    """
+    target = Path(target)
+    with open(source, "rb") as xlsx, _Workbook(xlsx) as workbook:
+        names, header_row = workbook.header()
+        first = header_row + 1
+        descriptor, partial = tempfile.mkstemp(suffix=".part", prefix=f"{target.name}.", dir=target.parent)
+        try:
+            with open(descriptor, "w", encoding="utf-8", newline="") as file:
+                # `\r\n` ends records, so that the writer quotes a cell's lone `\r` too.
+                writer = csv.writer(file, lineterminator="\r\n")
+                writer.writerow([_ROW_COLUMN, *names])
+                with contextlib.closing(workbook.rows(first, len(names))) as rows:
+                    for number, values in enumerate(rows, start=first):
+                        cells = [_converted_cell(value) for value in values]
+                        if any(cells):
+                            writer.writerow([number, *cells])
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +304,13 @@ class _Overlong(Exception):
 
 class _Lines:
     """Physical lines of a binary file from an offset, each with its end: `\\n`, `\\r\\n` or a lone `\\r`
-    (old Excel for Mac), so that `offset` is always exact, unlike a text file's `tell()`."""
+    (old Excel for Mac), so that `offset` is always exact, unlike a text file's `tell()`. A line longer
+    than `limit` bytes is skipped."""
 
-    def __init__(self, file: IO[bytes], offset: int) -> None:
+    def __init__(self, file: IO[bytes], offset: int, limit: int = _MAX_RECORD_BYTES) -> None:
         file.seek(offset)
         self._file = file
+        self._limit = limit
         self._buffer = b""
         self._start = 0
         self._eof = False
@@ -270,7 +328,7 @@ class _Lines:
             if self._eof:
                 return self._take(len(self._buffer), skipped) if self._start < len(self._buffer) else None
             pending = len(self._buffer) - self._start
-            if pending > _MAX_RECORD_BYTES:
+            if pending > self._limit:
                 # Drop what is read of the line, but its last byte, which may be a `\r`.
                 self.offset += pending - 1
                 self._buffer = self._buffer[-1:]
@@ -298,15 +356,18 @@ class _Records:
     after the last line fed is the record's end, even for a quoted field spanning lines.
     """
 
-    def __init__(self, file: IO[bytes], offset: int, lines: int, delimiter: str) -> None:
+    def __init__(
+        self, file: IO[bytes], offset: int, lines: int, delimiter: str, limit: int = _MAX_RECORD_BYTES
+    ) -> None:
         self._file = file
         self.delimiter = delimiter
+        self._limit = limit
         self.offset = offset
         self.lines = lines
         self._restart()
 
     def _restart(self) -> None:
-        self._lines = _Lines(self._file, self.offset)
+        self._lines = _Lines(self._file, self.offset, self._limit)
         self._lines_fed = self.lines
         self._record_bytes = 0
         self._reader = csv.reader(self._feed(), delimiter=self.delimiter, strict=True)
@@ -315,7 +376,7 @@ class _Records:
         while (raw := self._lines.next()) is not None:
             self._lines_fed += 1
             self._record_bytes += len(raw)
-            if self._record_bytes > _MAX_RECORD_BYTES:
+            if self._record_bytes > self._limit:
                 raise _Overlong
             try:
                 text = raw.decode()
@@ -334,7 +395,7 @@ class _Records:
         except StopIteration:
             return None
         except (csv.Error, _Overlong) as exc:
-            why = str(exc) if isinstance(exc, csv.Error) else f"longer than {_MAX_RECORD_BYTES:,} bytes"
+            why = str(exc) if isinstance(exc, csv.Error) else f"longer than {self._limit:,} bytes"
             self._skip_line()
             return line, f"not valid CSV ({why}): an unbalanced quote?"
         self.offset = self._lines.offset
@@ -344,7 +405,7 @@ class _Records:
     def _skip_line(self) -> None:
         """Go on after the first line of an unreadable record: its quote most likely never closes, and
         the lines after it are records of their own."""
-        lines = _Lines(self._file, self.offset)
+        lines = _Lines(self._file, self.offset, self._limit)
         with contextlib.suppress(_Overlong):
             lines.next()
         self.offset = lines.offset
@@ -481,6 +542,12 @@ def _why(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _converted_cell(value: object) -> str:
+    """A cell as `_row` reads it (trimmed), cut when it is too long for any row to take."""
+    text = _cell_text(value).strip()
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + _CUT
+
+
 def _cell_text(value: object) -> str:
     """A cell as a person reads it: a phone typed as a number is a float without its `.0`."""
     if value is None:
@@ -518,3 +585,47 @@ def _xlsx_chunk(
     return Chunk(
         rows=found.rows, errors=found.errors, position=position + consumed, done=done, bytes_read=bytes_read
     )
+
+
+def _converted_chunk(
+    path: Path, mapping: ColumnMapping, position: int, max_rows: int, region: str | None
+) -> Chunk:
+    with open(path, "rb") as file:
+        # The file is this module's own, quoted by the csv module and with cells cut short: the limit
+        # that stops an unbalanced quote in a company's file would only stop a wide row here.
+        size = os.fstat(file.fileno()).st_size
+        records = _Records(file, 0, 0, ",", limit=size)
+        head = _converted_record(records)
+        if head is None:
+            raise RuntimeError("converted sheet: empty")
+        plan = _plan(head[1:], mapping)
+        if position:
+            records = _Records(file, position, 0, ",", limit=size)
+        found = _Found([], [])
+        done = False
+        for _ in range(max_rows):
+            cells = _converted_record(records)
+            if cells is None:
+                done = True
+                break
+            found.add(int(cells[0]), cells[1:], plan, region)
+        else:
+            done = records.offset >= size
+    return Chunk(
+        rows=found.rows,
+        errors=found.errors,
+        position=records.offset,
+        done=done,
+        bytes_read=records.offset,
+    )
+
+
+def _converted_record(records: _Records) -> list[str] | None:
+    record = records.next()
+    if record is None:
+        return None
+    line, cells = record
+    if isinstance(cells, str) or not cells:
+        # Not what `convert_xlsx` writes: the copy is damaged, which no company's file explains.
+        raise RuntimeError(f"converted sheet, line {line}: {cells or 'empty'}")
+    return cells

@@ -10,6 +10,16 @@ a step may run twice and nothing is imported twice; the campaign's `contacts_tot
 insert actually added. Progress is the bytes read of the file's size. The summary counts the rows, the
 contacts imported (the campaign's count at the end against its count when the file was uploaded: two
 imports into one campaign at once count each other's contacts), the invalid rows and the duplicates.
+
+An XLSX is converted first, once per host, to a CSV beside it (contact_file.convert_xlsx): read chunk by
+chunk, the sheet itself would be parsed from its top at every step. The conversion runs in a thread of its
+own, which outlives the step that started it: a large sheet takes longer than a step may (the task's
+lease), so each step waits for it a while (`CONVERT_WAIT_S`) and, until it is done, commits the same
+checkpoint; the steps after it read the converted copy from byte offsets, and its size becomes the task's
+total. The copy appears complete or not at all, and any conversion of the same sheet writes the same
+bytes: a host without it (another worker's, or one that crashed mid-conversion) converts the sheet again
+and goes on from the checkpoint's offset. A checkpoint of the sheet's rows rather than offsets (a task
+begun before conversions were made) goes on reading the sheet itself.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,16 +51,29 @@ HEADER = ("line", "phone", "error")
 INSERT_ROWS = 1000
 """Contacts per INSERT statement (SQLite takes at most 32,766 bound values in one)."""
 CLOSED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
+CONVERT_WAIT_S = 20.0
+"""How long a step waits for an XLSX's conversion before committing without progress: well within the
+tasks' lease (60 s by default), past which the runner cuts a step and counts a failed try."""
 
 
 class ContactImport:
     type = TYPE
     media_type = "text/csv"
 
-    def __init__(self, db: Database, settings: CampaignSettings, work_dir: Path) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: CampaignSettings,
+        work_dir: Path,
+        *,
+        convert_wait_s: float = CONVERT_WAIT_S,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.work_dir = work_dir
+        self.convert_wait_s = convert_wait_s
+        self._conversions: dict[Path, asyncio.Task[None]] = {}
+        """This process's conversions under way, by converted copy: a step that finds one waits for it."""
 
     async def step(self, run: TaskRun) -> Step:
         params = run.params
@@ -66,17 +90,27 @@ class ContactImport:
         except TaskFailed:
             await self._finish(run, path)
             raise
-        if not await asyncio.to_thread(path.exists):
-            try:
-                await uploads.materialize(self.db, int(params["uploadId"]), path)
-            except LookupError:
-                raise TaskFailed("the uploaded file is no longer there") from None
-        mapping = ColumnMapping(phone=params["mapping"]["phone"], params=params["mapping"]["params"])
+        source, kind = path, params["kind"]
+        # A checkpoint has "converted" from its first step on, but one of a task begun without conversions.
+        if kind == "xlsx" and ("converted" in done or int(done["position"]) == 0):
+            source, kind = _converted(path), "xlsx-csv"
         try:
+            if kind == "xlsx-csv":
+                if not await self._convert(run, path, source):
+                    # Still converting: the same checkpoint again, committed before the lease runs out.
+                    output = _report([], first=run.checkpoint is None)
+                    return Step(checkpoint=done, processed=int(done["position"]), output=output)
+                # Its positions are offsets in the copy that the checkpoint's steps read.
+                size = await asyncio.to_thread(os.path.getsize, source)
+                if done.setdefault("converted", size) != size:
+                    raise ValueError("file: another worker converted the sheet differently: upload it again")
+            elif not await asyncio.to_thread(path.exists):
+                await self._materialize(run, path)
+            mapping = ColumnMapping(phone=params["mapping"]["phone"], params=params["mapping"]["params"])
             chunk = await asyncio.to_thread(
                 contact_file.read_chunk,
-                path,
-                params["kind"],
+                source,
+                kind,
                 mapping,
                 position=int(done["position"]),
                 max_rows=self.settings.import_rows_per_step,
@@ -98,7 +132,32 @@ class ContactImport:
                 "duplicates": done["rows"] - done["invalid"] - imported,
             }
         output = _report(chunk.errors, first=run.checkpoint is None)
-        return Step(checkpoint=done, processed=chunk.bytes_read, output=output)
+        return Step(checkpoint=done, processed=chunk.bytes_read, output=output, total=done.get("converted"))
+
+    async def _materialize(self, run: TaskRun, path: Path) -> None:
+        try:
+            await uploads.materialize(self.db, int(run.params["uploadId"]), path)
+        except LookupError:
+            raise TaskFailed("the uploaded file is no longer there") from None
+
+    async def _convert(self, run: TaskRun, path: Path, converted: Path) -> bool:
+        """Whether the XLSX at `path` is converted to `converted`, after waiting `convert_wait_s` at most
+        for its conversion, started here unless under way in this process. Raises its ValueError."""
+        conversion = self._conversions.get(converted)
+        if conversion is None:
+            if await asyncio.to_thread(converted.exists):
+                return True
+            if not await asyncio.to_thread(path.exists):
+                await self._materialize(run, path)
+            conversion = asyncio.create_task(asyncio.to_thread(contact_file.convert_xlsx, path, converted))
+            self._conversions[converted] = conversion
+        # Not wait_for: a step cut short (the lease) must not cancel the conversion the next one awaits.
+        await asyncio.wait({conversion}, timeout=self.convert_wait_s)
+        if not conversion.done():
+            return False
+        del self._conversions[converted]
+        conversion.result()
+        return True
 
     async def _campaign(self, campaign_id: int) -> Campaign:
         async with self.db.read_sessions() as session:
@@ -130,9 +189,37 @@ class ContactImport:
                 campaign.contacts_total += added
 
     async def _finish(self, run: TaskRun, path: Path) -> None:
-        """The file is read to its end (or cannot be read): drop both copies."""
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        """The file is read to its end (or cannot be read): drop its copies (the upload, this host's, the
+        converted one, and what a crash left of them)."""
+        converted = _converted(path)
+        conversion = self._conversions.pop(converted, None)
+        if conversion is not None:
+            _drop_when_done(conversion, converted)
+        await asyncio.to_thread(_drop_copies, path)
         await uploads.forget(self.db, int(run.params["uploadId"]))
+
+
+def _converted(path: Path) -> Path:
+    """Where the XLSX copy at `path` is converted to."""
+    return path.with_name(f"{path.name}.csv")
+
+
+def _drop_when_done(conversion: asyncio.Task[None], converted: Path) -> None:
+    """Drop what a conversion writes once it ends: its thread cannot be stopped, and its import is over."""
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved, so that asyncio logs no error of a result no one needs
+        converted.unlink(missing_ok=True)
+
+    conversion.add_done_callback(ended)
+
+
+def _drop_copies(path: Path) -> None:
+    """Delete the copy at `path`, its converted copy, and their temporary files (`uploads.materialize`'s,
+    `contact_file.convert_xlsx`'s) that a crash left."""
+    for copy in (path, _converted(path), *path.parent.glob(f"{path.name}*.part")):
+        copy.unlink(missing_ok=True)
 
 
 def _report(errors: list[RowError], *, first: bool) -> bytes:
