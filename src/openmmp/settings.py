@@ -166,6 +166,36 @@ class CampaignSettings(BaseModel):
     import_rows_per_step: int = Field(
         default=5000, ge=1, le=100_000, description="Contact rows an import reads and stores per step"
     )
+    queue_ahead_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="A running campaign keeps this many seconds of its channel's limit in the outbox (a "
+        "pause or a cancel takes effect within them)",
+    )
+    tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the runner tops up each running campaign"
+    )
+    auto_pause_failure_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A campaign pauses itself when this share of its recent settled sends failed (1: never)",
+    )
+    auto_pause_window: int = Field(
+        default=200, ge=1, description="The recent sends (since its last start or resume) a campaign watches"
+    )
+    events_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often a campaign's event stream looks for progress"
+    )
+    auto_pause_min_sends: int = Field(
+        default=50, ge=1, description="Settled sends among them before the failure rate counts"
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_the_minimum(self) -> CampaignSettings:
+        _not_above(self, "campaigns", "auto_pause_min_sends", "auto_pause_window")
+        return self
 
 
 class TaskSettings(BaseModel):

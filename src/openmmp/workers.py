@@ -1,4 +1,4 @@
-"""The worker process role: dispatch, webhook delivery, channel set-up, background tasks and the sweeps.
+"""The worker process role: dispatch, webhook delivery, channel set-up, campaigns, background tasks, sweeps.
 
 The composition root of the workers (as `app.py` is the API's): it builds each provider's context from
 the settings and wires the domains' loops together. Runs under `openmmp serve` (by default as one child
@@ -22,6 +22,7 @@ import structlog
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.service import prune_events, reconcile
 from openmmp.campaigns.imports import ContactImport
+from openmmp.campaigns.runner import CampaignRunner
 from openmmp.channels.phone_check import PhoneCheck
 from openmmp.channels.tasks import AgentSync, ChannelSetup, fingerprint_identities, queue_setup_at_start
 from openmmp.dispatch.flows import Dispatcher
@@ -115,8 +116,10 @@ class Workers:
             db, task_handlers(db, keyring, contexts, chosen, settings), settings.tasks
         )
         self.flows = FlowRunner(db, keyring, on_commit=self._flow_sent)
+        self.campaigns = CampaignRunner(db, keyring, settings, on_commit=self._flow_sent)
 
     def _flow_sent(self) -> None:
+        """Sends were queued here (a flow's next step, a campaign's contacts)."""
         self.dispatcher.wake()
         self.deliverer.wake()
 
@@ -126,6 +129,7 @@ class Workers:
         self.deliverer.wake()
         self.task_runner.wake()
         self.flows.wake()
+        self.campaigns.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("workers_started", shared_limits=self._redis_limiter is not None)
@@ -146,6 +150,7 @@ class Workers:
             self.listeners.run(stop),
             self.task_runner.run(stop),
             self.flows.run(stop),
+            self.campaigns.run(stop),
             self._periodic(stop),
         ]
         if not self.db.is_sqlite:

@@ -64,34 +64,47 @@ async def company(campaign_client: httpx.AsyncClient, campaign_partner: Tenant) 
     return Tenant(response.json()["companyPublicId"], response.json()["apiKey"])
 
 
-@pytest.fixture
-async def pending_campaign(
-    campaign_client: httpx.AsyncClient, campaign_partner: Tenant, company: Tenant
+async def make_campaign(
+    client: httpx.AsyncClient,
+    partner: Tenant,
+    tenant: Tenant,
+    *,
+    application_id: int = 10,
+    credentials: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    campaign: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A PENDING campaign of a Viber Bot channel (default country KH) and a template of `name` and `code`."""
-    channel = await campaign_client.post(
+    """A PENDING campaign of a new channel of `application_id` (default: Viber Bot; country KH) and an
+    APPROVED template of `name` and `code`."""
+    channel = await client.post(
         "/api/v1/channel",
         json={
-            "name": "Bot",
-            "applicationId": 10,
-            "credentials": bot_credentials(),
-            "settings": {"defaultCountry": "KH"},
+            "name": "Campaign channel",
+            "applicationId": application_id,
+            "credentials": credentials or bot_credentials(),
+            "settings": {"defaultCountry": "KH"} | (settings or {}),
         },
-        headers=company.headers,
+        headers=tenant.headers,
     )
     assert channel.status_code == 201, channel.text
     account = channel.json()["publicId"]
-    template = await create(campaign_client, company, form(10, account))
-    approved = await campaign_client.post(
-        f"/api/v1/template/{template['publicId']}/approve", headers=campaign_partner.headers
-    )
+    template = await create(client, tenant, form(application_id, account))
+    approved = await client.post(f"/api/v1/template/{template['publicId']}/approve", headers=partner.headers)
     assert approved.status_code == 200, approved.text
     body = {
         "name": "Promo",
         "type": 1,
         "channels": [{"accountId": account, "templateId": template["publicId"]}],
-    }
-    created = await campaign_client.post(API, json=body, headers=company.headers)
+    } | (campaign or {})
+    created = await client.post(API, json=body, headers=tenant.headers)
     assert created.status_code == 201, created.text
     result: dict[str, Any] = created.json()
     return result
+
+
+@pytest.fixture
+async def pending_campaign(
+    campaign_client: httpx.AsyncClient, campaign_partner: Tenant, company: Tenant
+) -> dict[str, Any]:
+    """A PENDING campaign of a Viber Bot channel (default country KH) and a template of `name` and `code`."""
+    return await make_campaign(campaign_client, campaign_partner, company)

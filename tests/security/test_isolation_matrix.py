@@ -260,6 +260,26 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/bulk-campaign/{{campaignId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/bulk-campaign/{i.campaign}"
     ),
+    ("GET", f"{API}/bulk-campaign/{{campaignId}}/events"): lambda w, i: w.as_b(
+        "GET", f"{API}/bulk-campaign/{i.campaign}/events"
+    ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/broadcast"): lambda w, i: w.as_b(
+        "POST",
+        f"{API}/bulk-campaign/{i.campaign}/broadcast",
+        {"broadcastType": 2, "contacts": [{"phone": "85512345670", "params": {}}]},
+    ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/pause"): lambda w, i: w.as_b(
+        "POST", f"{API}/bulk-campaign/{i.campaign}/pause"
+    ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/resume"): lambda w, i: w.as_b(
+        "POST", f"{API}/bulk-campaign/{i.campaign}/resume"
+    ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/cancel"): lambda w, i: w.as_b(
+        "POST", f"{API}/bulk-campaign/{i.campaign}/cancel"
+    ),
+    ("POST", f"{API}/bulk-campaign/{{campaignId}}/message"): lambda w, i: w.as_b(
+        "POST", f"{API}/bulk-campaign/{i.campaign}/message", {"phone": "85512345670", "params": {}}
+    ),
     ("POST", f"{API}/bulk-campaign/{{campaignId}}/contacts"): lambda w, i: w.client.post(
         f"{API}/bulk-campaign/{i.campaign}/contacts",
         params={"filename": "contacts.csv"},

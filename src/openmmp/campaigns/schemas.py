@@ -7,9 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from openmmp.kit.schemas import RequestModel, ResponseModel
+from openmmp.kit.zones import TimeZoneName
+from openmmp.messages.schemas import ParamValue
 from openmmp.models.campaign import BroadcastType, CampaignStatus, CampaignType, ContactStatus
 
 Category = Literal["ENFORCE", "LBA", "MASS"]
+MAX_INLINE_CONTACTS = 1000
+"""Contacts a broadcast may give with it (more come as a file: Upload bulk campaign contacts)."""
 
 
 class BulkCampaignChannel(RequestModel):
@@ -52,6 +56,14 @@ class BulkCampaignProgress(ResponseModel):
     black_list: int = 0
     done: int = 0
     draft: int = 0
+    rate_per_second: float | None = Field(
+        default=None, description="The channel's limit the campaign is sent at (sends per second)"
+    )
+    eta_seconds: int | None = Field(
+        default=None,
+        description="While it runs: the contacts left (not sent, in queue) at that rate, in seconds "
+        "(quiet hours not counted)",
+    )
 
 
 class BulkCampaign(ResponseModel):
@@ -68,6 +80,12 @@ class BulkCampaign(ResponseModel):
     schedule_time: int | None = None
     expired_date: int | None = None
     total_contact: int
+    job_id: str | None = Field(default=None, description="The run's id, once broadcast")
+    time_zone: str | None = Field(default=None, description="The zone `scheduleTime` was given in")
+    started_date: int | None = Field(default=None, description="When its first send was queued (epoch ms)")
+    reason: str | None = Field(
+        default=None, description="Why it is PAUSED, waiting (quiet hours) or DONE early (expired)"
+    )
     progress: BulkCampaignProgress | None = Field(
         default=None, description="Counts per contact status (Get a campaign only)"
     )
@@ -95,3 +113,58 @@ PROGRESS_FIELDS: dict[int, str] = {
     ContactStatus.IN_QUEUE: "in_queue",
 }
 """Where each contact status is counted in BulkCampaignProgress."""
+
+
+class BulkCampaignContact(RequestModel):
+    """A contact given with the broadcast: added to the campaign (once per phone) before it starts."""
+
+    phone: str = Field(min_length=1, max_length=32)
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="The template's parameters")
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Its send's idempotency key"
+    )
+
+
+class BulkCampaignBroadcastRequest(RequestModel):
+    """Send Bulk Campaign Broadcast: start sending the campaign's contacts, now or at `scheduleTime`."""
+
+    broadcast_type: BroadcastType = Field(description="1 SCHEDULER (at scheduleTime), 2 SEND_NOW")
+    schedule_time: int | str | None = Field(
+        default=None,
+        description="SCHEDULER: epoch ms, or an ISO 8601 date and time (2026-12-24T09:00:00) in `timeZone` "
+        "unless it gives its own offset",
+    )
+    time_zone: TimeZoneName | None = Field(
+        default=None, description="IANA zone of a `scheduleTime` without offset; default UTC"
+    )
+    contacts: list[BulkCampaignContact] | None = Field(default=None, max_length=MAX_INLINE_CONTACTS)
+    request_id: str | None = Field(
+        default=None, max_length=100, description="The same requestId again gets the same answer"
+    )
+
+
+class BulkCampaignBroadcastResponse(ResponseModel):
+    campaign_id: str
+    job_id: str
+    status: CampaignStatus
+    total_contact: int
+
+
+class BulkCampaignConversationRequest(RequestModel):
+    """Send Bulk Contact Message: the campaign's template to one contact, now."""
+
+    phone: str = Field(min_length=1, max_length=32)
+    params: dict[str, ParamValue] | None = Field(
+        default=None, description="The template's parameters; default: those the contact was imported with"
+    )
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class BulkCampaignConversationResponse(ResponseModel):
+    campaign_id: str
+    phone: str
+    message_id: str
+    client_message_id: str
+    status: int = Field(description="The message's status (api.md §2 MessageStatus)")
+    cause: str
+    contact_status: ContactStatus

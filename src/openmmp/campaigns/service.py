@@ -7,6 +7,7 @@ as one that does not exist.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,12 +21,15 @@ from openmmp.campaigns.schemas import (
     BulkCampaignProgress,
     CreateBulkCampaignRequest,
 )
+from openmmp.channels.limits import channel_limit
 from openmmp.channels.service import ChannelNotFound, channels
 from openmmp.errors import Invalid, NotFound
 from openmmp.kit.time import now_ms
-from openmmp.models import Campaign
+from openmmp.models import Campaign, Channel
 from openmmp.models.campaign import CampaignStatus, CampaignType
 from openmmp.models.template import TemplateType
+from openmmp.providers.registry import REGISTRY
+from openmmp.settings import Settings
 from openmmp.templates import service as templates
 
 
@@ -103,12 +107,24 @@ async def page(
     return total, [Shown(c, *on[c.id]) for c in found]
 
 
-async def progress(session: AsyncSession, campaign: Campaign) -> BulkCampaignProgress:
-    counts = await repository.contact_counts(session, campaign.id)
+async def progress(session: AsyncSession, campaign: Campaign, settings: Settings) -> BulkCampaignProgress:
+    """The contacts counted per status (a queued one in its message's) and, while the campaign runs or
+    waits for its time, the rate it is sent at and the time the contacts left take at that rate."""
+    counts = await repository.progress_counts(session, campaign.id)
     by_field = {
         PROGRESS_FIELDS[status]: count for status, count in counts.items() if status in PROGRESS_FIELDS
     }
-    return BulkCampaignProgress(total=sum(counts.values()), **by_field)
+    shown = BulkCampaignProgress(total=sum(counts.values()), **by_field)
+    channel = await session.get(Channel, campaign.channel_id)
+    provider = REGISTRY.for_application(channel.application_id) if channel is not None else None
+    if channel is None or provider is None:
+        return shown
+    rate = channel_limit(channel, provider, settings).rate
+    shown.rate_per_second = round(rate, 3)
+    if campaign.status in repository.RUNNING:
+        waiting = max(0, (campaign.schedule_time or 0) - now_ms()) / 1000
+        shown.eta_seconds = math.ceil(waiting + (shown.not_send + shown.in_queue) / rate)
+    return shown
 
 
 def response(shown: Shown, progress: BulkCampaignProgress | None = None) -> BulkCampaign:
@@ -125,6 +141,10 @@ def response(shown: Shown, progress: BulkCampaignProgress | None = None) -> Bulk
         schedule_time=campaign.schedule_time,
         expired_date=campaign.expired_date,
         total_contact=campaign.contacts_total,
+        job_id=campaign.job_id,
+        time_zone=campaign.time_zone,
+        started_date=campaign.started_at,
+        reason=campaign.reason,
         progress=progress,
         created_date=campaign.created_at,
         updated_date=campaign.updated_at,

@@ -14,6 +14,7 @@ from pydantic import (
 from openmmp.channels.credentials import credentials_json_schema
 from openmmp.kit.schemas import RequestModel, ResponseModel
 from openmmp.kit.validators import Country, HttpUrl
+from openmmp.kit.zones import ClockTime, TimeZoneName, country_zone
 from openmmp.providers.applications import Application
 
 CredentialsInput = Annotated[dict[str, Any], WithJsonSchema(credentials_json_schema())]
@@ -32,6 +33,16 @@ class ChannelFallback(RequestModel):
     )
 
 
+class QuietHours(RequestModel):
+    """Hours of each day a campaign sends nothing on the channel (transactional sends go on)."""
+
+    start: ClockTime = Field(description="Quiet from (HH:MM, 24-hour)")
+    end: ClockTime = Field(description="Until (HH:MM); before `start`, the hours span midnight")
+    time_zone: TimeZoneName | None = Field(
+        default=None, description="IANA zone of the hours; default: that of the channel's `defaultCountry`"
+    )
+
+
 class ChannelSettings(RequestModel):
     default_country: Country | None = Field(
         default=None, description="Region for national phone numbers, e.g. KH (then 012345678 → 85512345678)."
@@ -47,6 +58,21 @@ class ChannelSettings(RequestModel):
     fallback: ChannelFallback | None = Field(
         default=None, description="Channels to try next for sends that name none (see Broadcast Message)"
     )
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="Daily hours in which campaigns on the channel wait (e.g. 21:00–08:00)"
+    )
+
+    @model_validator(mode="after")
+    def _quiet_hours_have_a_zone(self) -> ChannelSettings:
+        quiet = self.quiet_hours
+        if quiet is not None and quiet.time_zone is None:
+            zone = country_zone(self.default_country) if self.default_country else None
+            if zone is None:
+                raise ValueError(
+                    "quietHours.timeZone is required: the channel has no defaultCountry of a single zone"
+                )
+            self.quiet_hours = quiet.model_copy(update={"time_zone": zone})
+        return self
 
 
 class CreateChannelRequest(RequestModel):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from openmmp import demo as demo_data
 from openmmp import migrate as migrations
+from openmmp.cli import campaigns as campaigns_cli
 from openmmp.cli import webhooks as webhooks_cli
 from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring, server_keyring
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="OpenMMP: a self-hostable multi-channel business messaging platform.", no_args_is_help=True
 )
 app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(campaigns_cli.app, name="campaign")
 
 
 def _settings(**overrides: object) -> Settings:

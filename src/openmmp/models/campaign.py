@@ -69,6 +69,14 @@ class Campaign(IdMixin, Base):
     schedule_time: Mapped[int | None] = mapped_column(BigInteger, doc="Epoch ms (SCHEDULER)")
     expired_date: Mapped[int | None] = mapped_column(BigInteger, doc="Epoch ms: nothing is sent after it")
     contacts_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    job_id: Mapped[str | None] = mapped_column(String(36), doc="The run's public id (the broadcast's jobId)")
+    request_id: Mapped[str | None] = mapped_column(String(100), doc="The broadcast's requestId")
+    time_zone: Mapped[str | None] = mapped_column(String(64), doc="IANA zone of `scheduleTime`")
+    started_at: Mapped[int | None] = mapped_column(BigInteger, doc="Epoch ms of the first send queued")
+    reason: Mapped[str | None] = mapped_column(String(300), doc="Why it is paused, waiting or done")
+    watch_from: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="The failure rate counts contacts after this id"
+    )
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
@@ -93,4 +101,5 @@ class CampaignContact(Base):
     client_message_id: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[int] = mapped_column(default=ContactStatus.NOT_SEND)
     message_id: Mapped[int | None] = mapped_column(Id, ForeignKey("messages.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(String(300), doc="Why it was not sent (status FAIL)")
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
