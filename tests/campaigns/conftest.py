@@ -54,6 +54,11 @@ async def campaign_partner(campaign_app: Any) -> Tenant:
 
 @pytest.fixture
 async def company(campaign_client: httpx.AsyncClient, campaign_partner: Tenant) -> Tenant:
+    return await onboard(campaign_client, campaign_partner)
+
+
+async def onboard(campaign_client: httpx.AsyncClient, campaign_partner: Tenant) -> Tenant:
+    """A new company of the partner, with its API key."""
     number = uuid.uuid4().hex[:12]
     body = {
         "company": {"name": f"Campaigns {number}", "country": "KH"},

@@ -15,11 +15,13 @@ from sqlalchemy import delete, func, select, update
 
 from openmmp.campaigns.runner import CampaignRunner
 from openmmp.kit.time import now_ms
+from openmmp.messages.repository import DISPATCH
 from openmmp.models import Campaign, CampaignContact, Job, Message
 from openmmp.models.campaign import CampaignStatus, ContactStatus
 from openmmp.models.message import MessageStatus, Priority
+from openmmp.queue.sql import Claimer
 from openmmp.settings import CampaignSettings
-from tests.campaigns.conftest import API, make_campaign
+from tests.campaigns.conftest import API, make_campaign, onboard
 from tests.conftest import Tenant
 from tests.templates.conftest import sms_credentials
 
@@ -390,6 +392,33 @@ async def test_progress_events_stream_until_the_campaign_is_over(
         f"{API}/00000000-0000-7000-8000-000000000000/events", headers=company.headers
     )
     assert gone.status_code == 404
+
+
+async def test_campaigns_of_two_companies_share_the_workers_evenly(
+    campaign_app: Any, campaign_client: httpx.AsyncClient, campaign_partner: Tenant, company: Tenant
+) -> None:
+    other = await onboard(campaign_client, campaign_partner)
+    ids = []
+    for tenant in (company, other):
+        campaign = await sms_campaign(campaign_client, campaign_partner, tenant)
+        await broadcast(campaign_client, tenant, campaign, {"broadcastType": 2, "contacts": contacts(30)})
+        ids.append(await internal_id(campaign_app, campaign["publicId"]))
+        assert await runner(campaign_app).step(ids[-1]) == 11
+    db = campaign_app.state.db
+    async with db.read_sessions() as session:
+        owners = (await session.execute(select(Campaign.company_id).where(Campaign.id.in_(ids)))).scalars()
+        ours = set(owners)
+        statement = select(func.count(func.distinct(Job.company_id))).where(Job.kind == DISPATCH)
+        lanes = int(await session.scalar(statement) or 0)
+    # A claim takes an equal share of each company's due sends (other tests' companies have some too).
+    claimer = Claimer(kind=DISPATCH, lease_ms=1, skip_locked=not db.is_sqlite)
+    async with db.write_sessions() as session, session.begin():
+        claimed = await claimer.claim(session, limit=4 * lanes, now=now_ms())
+    taken = [job.company_id for job in claimed if job.company_id in ours]
+    low, high = sorted(taken.count(c) for c in ours)
+    # Shares of companies with fewer due sends go to the others, split as evenly as the count allows.
+    assert low >= 4
+    assert high - low <= 1
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "cancel", "broadcast", "message"])
