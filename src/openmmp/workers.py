@@ -33,7 +33,7 @@ from openmmp.kit.db import Database
 from openmmp.kit.http import HttpClient
 from openmmp.kit.limits import Limiter, LocalLimiter
 from openmmp.kit.time import now_ms
-from openmmp.messages import fallback
+from openmmp.messages import fallback, tallies
 from openmmp.messages.tasks import expire_sent
 from openmmp.providers.base import ProviderContext
 from openmmp.queue.notify import JOBS, WEBHOOKS, Listener
@@ -117,6 +117,7 @@ class Workers:
         )
         self.flows = FlowRunner(db, keyring, on_commit=self._flow_sent)
         self.campaigns = CampaignRunner(db, keyring, settings, on_commit=self._flow_sent)
+        self.tallies = tallies.Folder()
 
     def _flow_sent(self) -> None:
         """Sends were queued here (a flow's next step, a campaign's contacts)."""
@@ -197,6 +198,7 @@ class Workers:
                     await tasks.prune(session, finished_before=now_ms() - retention_ms)
                     await uploads.prune(session, created_before=now_ms() - retention_ms)
                     legs = await fallback.run_due(session, now=now_ms(), skip_locked=not self.db.is_sqlite)
+                    await self.tallies.fold(session)
                 if changed or legs:
                     self.deliverer.wake()
                 if legs:

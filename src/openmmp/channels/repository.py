@@ -44,6 +44,11 @@ async def page(
     return total, list(rows.scalars())
 
 
+async def all_of(session: AsyncSession, subject: Subject) -> list[Channel]:
+    """Every channel of the company, in id order."""
+    return list((await session.execute(readable(subject).order_by(Channel.id))).scalars())
+
+
 async def by_fingerprint(session: AsyncSession, fingerprint: str) -> Channel | None:
     """The channel holding an upstream identity, whichever company's: to refuse a second claim
     (channels.service), and to find the channel of a callback posted to a provider's one URL, which its

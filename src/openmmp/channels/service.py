@@ -240,6 +240,9 @@ class ChannelService:
             raise ChannelNotFound("No such channel")
         return channel
 
+    async def all_of(self, session: AsyncSession, subject: Subject) -> list[Channel]:
+        return await repository.all_of(session, subject)
+
     async def list(
         self, session: AsyncSession, subject: Subject, *, application_id: int | None, page: int, size: int
     ) -> tuple[int, list[Channel]]:

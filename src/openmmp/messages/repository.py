@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import bindparam, insert, literal_column, select
 
 from openmmp.kit.ids import canonical_public_id
+from openmmp.messages import tallies
 from openmmp.models import Channel, Job, Message, MessageEvent, MessagePart
 from openmmp.models.message import MessageStatus
 from openmmp.queue.notify import JOBS, notify
@@ -92,6 +93,9 @@ async def insert_with_jobs(session: AsyncSession, rows: list[dict[str, Any]]) ->
     by_public_id: dict[str, int] = {row.public_id: row.id for row in inserted}
     ids = [by_public_id[row["public_id"]] for row in rows]
     await session.execute(_INSERT_DISPATCH_JOBS, {"ids": ids})
+    counted = tallies.Changes()
+    counted.created(rows)
+    await counted.write(session)
     await notify(session, JOBS)
     return ids
 
@@ -123,6 +127,7 @@ async def history(session: AsyncSession, message_id: int) -> list[MessageEvent]:
 
 async def record_parts(session: AsyncSession, sent: Sequence[tuple[Message, tuple[str, ...]]]) -> None:
     """Keep the parts of messages that went as several upstream messages, and how many there were."""
+    await tallies.record_parts(session, [(message, len(parts)) for message, parts in sent])
     table = cast("Table", Message.__table__)
     await session.execute(
         table.update().where(table.c.id == bindparam("b_id")).values(segments=bindparam("b_segments")),

@@ -3,7 +3,8 @@
 Status only moves forward: PENDING < SENT < DELIVERED < READ, FAIL terminal after PENDING or SENT. A READ
 that skips DELIVERED records the implied DELIVERED first. Every recorded step is a history row (with the
 provider's raw event) and a `type: 1` webhook, written in the caller's transaction, and counted in
-`openmmp_messages_total` when that transaction commits.
+`openmmp_messages_total` when that transaction commits; the channel's tallies (messages/tallies.py) change
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.kit.metrics import MESSAGES, count_on_commit
+from openmmp.messages import tallies
 from openmmp.messages.repository import fallback_job
 from openmmp.models import Channel, Job, Message, MessageEvent
 from openmmp.models.message import CAUSES, MessageStatus
@@ -120,6 +122,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
     deliveries: list[dict[str, Any]] = []
     fallbacks: list[dict[str, Any]] = []
     steps_by_label: dict[tuple[int, MessageStatus], int] = {}
+    counted = tallies.Changes()
     for change in changes:
         message = change.message
         recorded = steps(message.status, change.target)
@@ -152,6 +155,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
                 deliveries.append(delivery)
             key = (channel.application_id, status)
             steps_by_label[key] = steps_by_label.get(key, 0) + 1
+        counted.moved(message, message.status, change.target)
         message.status = int(change.target)
         message.updated_at = timestamp
         if change.target == MessageStatus.FAIL:
@@ -163,6 +167,7 @@ async def apply(session: AsyncSession, changes: list[Change], channels: Mapping[
                         message.company_id, message.channel_id, message.id, message.priority, timestamp
                     )
                 )
+    await counted.write(session)
     if events:
         # Core inserts: the ORM's bulk path would flush the session first and cost more than the rows.
         await session.execute(_INSERT_EVENTS, events)

@@ -7,6 +7,7 @@ from openmmp.models.channel import Channel
 from openmmp.models.company import Company, User
 from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
+from openmmp.models.tally import MessageTally
 from openmmp.models.task import BackgroundTask, BackgroundTaskChunk
 from openmmp.models.template import Template, TemplateFlow
 from openmmp.models.upload import Upload, UploadChunk
@@ -27,6 +28,7 @@ __all__ = [
     "Message",
     "MessageEvent",
     "MessagePart",
+    "MessageTally",
     "ProviderEvent",
     "Template",
     "TemplateFlow",

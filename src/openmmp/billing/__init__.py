@@ -1,0 +1,1 @@
+"""What companies are billed for: channel summaries (and, next, the billing CDR export)."""

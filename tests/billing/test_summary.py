@@ -1,0 +1,179 @@
+"""Get Channel Summary: read from the tallies the status machine keeps, it matches a count of the messages,
+before and after the workers fold the tallies, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from openmmp.kit.time import now_ms
+from openmmp.messages import status as status_machine
+from openmmp.messages import tallies
+from openmmp.messages.repository import record_parts
+from openmmp.models import Channel, Message, MessageTally
+from openmmp.models.message import MessageStatus
+from tests.conftest import Tenant
+from tests.templates.conftest import sms_credentials
+
+SUMMARY = "/api/v1/summary/channel"
+HOUR = tallies.HOUR_MS
+
+
+async def send(client: httpx.AsyncClient, tenant: Tenant, account: str, count: int) -> None:
+    items = [
+        {"phone": f"85512{n:06d}", "message": {"type": "text", "message": f"Hello {n}"}} for n in range(count)
+    ]
+    response = await client.post(
+        f"/api/v1/channel/{account}/broadcast/batch", json={"messages": items}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+async def move(app: Any, channel_id: int, plan: list[tuple[MessageStatus, bool]]) -> None:
+    """Move the channel's messages, in id order, as dispatch and callbacks would: the n-th message of
+    `plan` goes to its status (with an upstream id when told); the ones past it stay."""
+    async with app.state.db.write_sessions() as session, session.begin():
+        found = await session.execute(
+            select(Message).where(Message.channel_id == channel_id).order_by(Message.id)
+        )
+        messages = list(found.scalars())
+        channel = await session.get(Channel, channel_id)
+        assert channel is not None
+        changes = [
+            status_machine.Change(
+                message, target, now_ms(), provider_message_id=f"up-{message.id}" if upstream else None
+            )
+            for message, (target, upstream) in zip(messages, plan, strict=False)
+        ]
+        await status_machine.apply(session, changes, {channel_id: channel})
+
+
+async def counted(app: Any, channel_id: int) -> dict[str, int]:
+    """What the summary should say, from the messages themselves."""
+    async with app.state.db.read_sessions() as session:
+        by_status = dict(
+            (
+                await session.execute(
+                    select(Message.status, func.count())
+                    .where(Message.channel_id == channel_id)
+                    .group_by(Message.status)
+                )
+            ).all()
+        )
+        accepted = (Message.status.in_([2, 4, 5])) | (
+            (Message.status == 3) & Message.provider_message_id.is_not(None)
+        )
+        segments = await session.scalar(
+            select(func.coalesce(func.sum(Message.segments), 0)).where(
+                Message.channel_id == channel_id, accepted
+            )
+        )
+    names = {1: "pending", 2: "sent", 3: "fail", 4: "delivered", 5: "read"}
+    counts = {name: int(by_status.get(status, 0)) for status, name in names.items()}
+    return counts | {"total": sum(counts.values()), "segments": int(segments or 0)}
+
+
+async def summary(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> dict[str, Any]:
+    now = now_ms()
+    query = {"fromDate": now - HOUR, "toDate": now + 1} | params
+    response = await client.get(SUMMARY, params=query, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def figures(body: dict[str, Any]) -> dict[str, int]:
+    return {k: body[k] for k in ("total", "pending", "sent", "fail", "delivered", "read", "segments")}
+
+
+async def test_the_summary_matches_a_count_of_the_messages_before_and_after_folding(
+    app: Any,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    make_channel: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    sms = await make_channel(
+        tenant, applicationId=3, credentials=sms_credentials(), settings={"defaultCountry": "KH"}
+    )
+    await make_channel(tenant)  # a Viber Bot channel that sends nothing
+    await send(client, tenant, sms["publicId"], 30)
+    async with app.state.db.read_sessions() as session:
+        channel_id = int(await session.scalar(select(Channel.id).where(Channel.public_id == sms["publicId"])))
+    S, D, R, F = MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAIL
+    # 0-9 SENT, 10-14 DELIVERED, 15-17 READ (skipping SENT), 18-19 refused (FAIL), 20 FAIL with an upstream
+    # id (accepted, then failed); 21-29 stay PENDING.
+    first = [(S, True)] * 10 + [(D, True)] * 5 + [(R, True)] * 3 + [(F, False)] * 2 + [(F, True)]
+    await move(app, channel_id, first)
+    async with app.state.db.write_sessions() as session, session.begin():
+        long_one = await session.scalar(
+            select(Message).where(Message.channel_id == channel_id).order_by(Message.id)
+        )
+        assert long_one is not None
+        await record_parts(session, [(long_one, ("p1", "p2", "p3"))])  # a long SMS: 3 segments
+    # Later receipts: 0-4 DELIVERED, 5 READ, 6 failed late; a repeat READ of 15 changes nothing.
+    await move(app, channel_id, [(D, True)] * 5 + [(R, True), (F, True)] + [(S, True)] * 8 + [(R, True)])
+
+    expected = await counted(app, channel_id)
+    assert expected == {
+        "pending": 9,
+        "sent": 3,
+        "fail": 4,
+        "delivered": 10,
+        "read": 4,
+        "total": 30,
+        "segments": 21,
+    }
+    one = await summary(client, tenant, accountId=sms["publicId"])
+    assert figures(one) == expected
+    assert (one["accountId"], one["applicationId"]) == (sms["publicId"], 3)
+    assert one["fromDate"] % HOUR == 0
+    assert one["toDate"] % HOUR == 0
+
+    async with app.state.db.write_sessions() as session, session.begin():
+        merged = await tallies.Folder().fold(session)
+    assert merged > 0
+    async with app.state.db.read_sessions() as session:
+        rows = (
+            await session.execute(
+                select(MessageTally.hour, MessageTally.status, func.count())
+                .where(MessageTally.channel_id == channel_id)
+                .group_by(MessageTally.hour, MessageTally.status)
+            )
+        ).all()
+    assert all(count == 1 for _, _, count in rows)
+    assert figures(await summary(client, tenant, accountId=sms["publicId"])) == expected
+
+    everything = await summary(client, tenant)
+    assert (everything["accountId"], everything["applicationId"]) == (None, None)
+    assert figures(everything) == expected  # the bot channel sent nothing
+    by_application = {a["applicationId"]: a for a in everything["applications"]}
+    assert set(by_application) == {3, 10}
+    assert by_application[10]["total"] == 0
+    assert by_application[3]["segments"] == 21
+    # A period before the messages counts none of them.
+    earlier = await summary(client, tenant, fromDate=now_ms() - 5 * HOUR, toDate=now_ms() - 3 * HOUR)
+    assert earlier["total"] == 0
+
+
+async def test_summary_refusals(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    new_company: Callable[..., Awaitable[Tenant]],
+    make_channel: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    channel = await make_channel(tenant)
+    backwards = await client.get(SUMMARY, params={"fromDate": 2000, "toDate": 1000}, headers=tenant.headers)
+    assert backwards.status_code == 400
+    assert backwards.json()["errors"][0]["name"] == "toDate"
+    missing = await client.get(SUMMARY, params={"toDate": 1000}, headers=tenant.headers)
+    assert missing.status_code == 400
+    assert missing.json()["errors"][0]["name"] == "fromDate"
+    other = await new_company()
+    theirs = await client.get(
+        SUMMARY, params={"accountId": channel["publicId"], "fromDate": 0, "toDate": 1}, headers=other.headers
+    )
+    assert theirs.status_code == 404
+    assert theirs.json()["errors"][0]["name"] == "accountId"
