@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from openmmp.api_keys.endpoints import router as api_keys_router
+from openmmp.billing.endpoints import router as billing_router
 from openmmp.billing.summary import router as summary_router
 from openmmp.campaigns.endpoints import router as campaigns_router
 from openmmp.channels.agent_endpoints import routers as agent_routers
@@ -32,6 +33,7 @@ router.include_router(templates_router)
 router.include_router(template_broadcast_router)
 router.include_router(campaigns_router)
 router.include_router(summary_router)
+router.include_router(billing_router)
 for agent_router in agent_routers:
     router.include_router(agent_router)
 for consent_router in consent_routers:

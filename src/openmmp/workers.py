@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
+from openmmp.billing.cdr import CdrExport
 from openmmp.callbacks.batching import CallbackReceiver
 from openmmp.callbacks.service import prune_events, reconcile
 from openmmp.campaigns.imports import ContactImport
@@ -71,6 +72,7 @@ def task_handlers(
     handlers: list[TaskHandler] = [
         PhoneCheck(db, keyring, contexts, limiter),
         ContactImport(db, settings.campaigns, settings.data_dir / "imports"),
+        CdrExport(db),
     ]
     return {handler.type: handler for handler in handlers}
 

@@ -248,6 +248,10 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/background-task/{{taskId}}/download"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}/download"
     ),
+    ("GET", f"{API}/billing/cdr/{{taskId}}"): lambda w, i: w.as_b("GET", f"{API}/billing/cdr/{i.task}"),
+    ("GET", f"{API}/billing/cdr/{{taskId}}/download"): lambda w, i: w.as_b(
+        "GET", f"{API}/billing/cdr/{i.task}/download"
+    ),
     ("GET", f"{API}/template/flow/{{messageId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/template/flow/{i.message}"
     ),

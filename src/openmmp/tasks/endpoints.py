@@ -1,6 +1,6 @@
 import mimetypes
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -9,6 +9,7 @@ from openmmp.api_keys.auth import CompanyKey
 from openmmp.errors import responses
 from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import Page, PageNumber, PageSize
+from openmmp.models import BackgroundTask
 from openmmp.models.task import TaskStatus
 from openmmp.tasks import service as tasks
 from openmmp.tasks.schemas import BackgroundTaskResponse, task_response
@@ -17,6 +18,33 @@ router = APIRouter(prefix="/background-task", tags=["Background Task"])
 
 TaskId = Annotated[str, Path(alias="taskId", description="The background task's `id`")]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The result file",
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    **responses(401, 403, 404, 409),
+}
+
+
+def result_response(request: Request, task: BackgroundTask) -> StreamingResponse:
+    """A DONE task's result file, streamed with its media type, a file name and `Content-Length`."""
+    media_type = task.result_media_type or "application/octet-stream"
+    extension = mimetypes.guess_extension(media_type.partition(";")[0].strip()) or ""
+    filename = _UNSAFE.sub("_", f"{task.type}-{task.public_id}{extension}")
+    return StreamingResponse(
+        tasks.result(request.app.state.db, task),
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(task.result_bytes),
+        },
+    )
 
 
 @router.get(
@@ -59,29 +87,9 @@ async def get_task(task_id: TaskId, subject: CompanyKey, session: SessionDep) ->
     "for the ones there are) and `Content-Length`: a download that ends short of it was cut. 409 while "
     "the task is not DONE (a FAIL task has no result file).",
     response_class=StreamingResponse,
-    responses={
-        200: {
-            "description": "The result file",
-            "content": {
-                "text/csv": {"schema": {"type": "string", "format": "binary"}},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            },
-        },
-        **responses(401, 403, 404, 409),
-    },
+    responses=DOWNLOAD_RESPONSES,
 )
 async def download_result(
     task_id: TaskId, subject: CompanyKey, session: SessionDep, request: Request
 ) -> StreamingResponse:
-    task = await tasks.finished(session, subject, public_id=task_id)
-    media_type = task.result_media_type or "application/octet-stream"
-    extension = mimetypes.guess_extension(media_type.partition(";")[0].strip()) or ""
-    filename = _UNSAFE.sub("_", f"{task.type}-{task.public_id}{extension}")
-    return StreamingResponse(
-        tasks.result(request.app.state.db, task),
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Content-Length": str(task.result_bytes),
-        },
-    )
+    return result_response(request, await tasks.finished(session, subject, public_id=task_id))
