@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from openmmp.kit.time import now_ms
 from openmmp.messages import tallies
 from openmmp.messages.repository import record_parts
-from openmmp.models import Channel, Message, MessageTally
+from openmmp.models import Channel, Conversation, Message, MessageTally
 from openmmp.models.message import MessageStatus
 from tests.billing.conftest import move, send
 from tests.conftest import Tenant
@@ -57,6 +57,7 @@ async def summary(client: httpx.AsyncClient, tenant: Tenant, **params: Any) -> d
 
 
 def figures(body: dict[str, Any]) -> dict[str, int]:
+    """The message counts (conversations are checked apart)."""
     return {k: body[k] for k in ("total", "pending", "sent", "fail", "delivered", "read", "segments")}
 
 
@@ -69,7 +70,16 @@ async def test_the_summary_matches_a_count_of_the_messages_before_and_after_fold
     sms = await make_channel(
         tenant, applicationId=3, credentials=sms_credentials(), settings={"defaultCountry": "KH"}
     )
-    await make_channel(tenant)  # a Viber Bot channel that sends nothing
+    bot = await make_channel(tenant)  # a Viber Bot channel: it sends nothing, end users start conversations
+    async with app.state.db.write_sessions() as session, session.begin():
+        bot_id = await session.scalar(select(Channel.id).where(Channel.public_id == bot["publicId"]))
+        company_id = await session.scalar(select(Channel.company_id).where(Channel.id == bot_id))
+        for n, started in enumerate([now_ms(), now_ms(), now_ms() - 5 * HOUR]):
+            session.add(
+                Conversation(
+                    company_id=company_id, channel_id=bot_id, external_id=f"user-{n}", created_at=started
+                )
+            )
     await send(client, tenant, sms["publicId"], 30)
     async with app.state.db.read_sessions() as session:
         channel_id = int(await session.scalar(select(Channel.id).where(Channel.public_id == sms["publicId"])))
@@ -123,6 +133,8 @@ async def test_the_summary_matches_a_count_of_the_messages_before_and_after_fold
     by_application = {a["applicationId"]: a for a in everything["applications"]}
     assert set(by_application) == {3, 10}
     assert by_application[10]["total"] == 0
+    assert by_application[10]["conversations"] == 2  # the one started 5 hours ago is before the period
+    assert (everything["conversations"], one["conversations"]) == (2, 0)
     assert by_application[3]["segments"] == 21
     # A period before the messages counts none of them.
     earlier = await summary(client, tenant, fromDate=now_ms() - 5 * HOUR, toDate=now_ms() - 3 * HOUR)

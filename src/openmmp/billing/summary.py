@@ -1,4 +1,5 @@
-"""Get Channel Summary (api.md §4.7): a channel's messages by status over a period, from its tallies.
+"""Get Channel Summary (api.md §4.7): a channel's messages by status over a period, from its tallies, and the
+conversations started in it (a range of `ix_conversations_started`).
 
 The counts come from `message_tallies` (messages/tallies.py), a row per channel, hour and status, never
 from the messages themselves: a summary costs the same with a thousand messages or a hundred million. So
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.api_keys.auth import CompanyKey, Subject
 from openmmp.channels.service import channels
+from openmmp.conversations import repository as conversations
 from openmmp.errors import Invalid, responses
 from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import ResponseModel
@@ -47,6 +49,7 @@ class SummaryCounts(ResponseModel):
         default=0,
         description="Billable units: upstream messages accepted (each part of a long SMS; one for any other)",
     )
+    conversations: int = Field(default=0, description="Conversations end users started in the period")
 
 
 class ApplicationSummary(SummaryCounts):
@@ -63,13 +66,16 @@ class ResponseSummaryChannelRCS(SummaryCounts):
     applications: list[ApplicationSummary] = Field(description="The same counts per application")
 
 
-def _counts(found: dict[tuple[int, int], tuple[int, int]], channel_ids: Sequence[int]) -> dict[str, int]:
+def _counts(
+    found: dict[tuple[int, int], tuple[int, int]], started: dict[int, int], channel_ids: Sequence[int]
+) -> dict[str, int]:
     counts = dict.fromkeys([*_FIELDS.values(), "total", "segments"], 0)
     for (channel_id, status), (messages, segments) in found.items():
         if channel_id in channel_ids:
             counts[_FIELDS[MessageStatus(status)]] += messages
             counts["total"] += messages
             counts["segments"] += segments
+    counts["conversations"] = sum(started.get(channel_id, 0) for channel_id in channel_ids)
     return counts
 
 
@@ -86,6 +92,7 @@ async def summary(
     first = tallies.hour_of(from_date)
     end = tallies.hour_of(to_date - 1) + tallies.HOUR_MS
     found = await tallies.totals(session, [c.id for c in chosen], first, end)
+    started = await conversations.started(session, [c.id for c in chosen], first, end)
     by_application: dict[int, list[int]] = {}
     for channel in chosen:
         by_application.setdefault(channel.application_id, []).append(channel.id)
@@ -96,10 +103,10 @@ async def summary(
         from_date=first,
         to_date=end,
         applications=[
-            ApplicationSummary(application_id=application, **_counts(found, ids))
+            ApplicationSummary(application_id=application, **_counts(found, started, ids))
             for application, ids in sorted(by_application.items())
         ],
-        **_counts(found, [c.id for c in chosen]),
+        **_counts(found, started, [c.id for c in chosen]),
     )
 
 

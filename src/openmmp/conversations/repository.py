@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,3 +57,22 @@ async def last_written_at(
     )
     found = (await session.execute(statement)).scalar_one_or_none()
     return int(found) if found is not None else None
+
+
+async def started(
+    session: AsyncSession, channel_ids: Sequence[int], from_ms: int, to_ms: int
+) -> dict[int, int]:
+    """How many conversations of each channel started in [from_ms, to_ms) (ranges of
+    `ix_conversations_started`)."""
+    if not channel_ids:
+        return {}
+    statement = (
+        select(Conversation.channel_id, func.count())
+        .where(
+            Conversation.channel_id.in_(channel_ids),
+            Conversation.created_at >= from_ms,
+            Conversation.created_at < to_ms,
+        )
+        .group_by(Conversation.channel_id)
+    )
+    return {int(channel): int(count) for channel, count in await session.execute(statement)}

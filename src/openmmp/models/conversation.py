@@ -17,6 +17,7 @@ class Conversation(IdMixin, Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "external_id"),
         Index("ix_conversations_phone", "channel_id", "phone"),
+        Index("ix_conversations_started", "channel_id", "created_at"),
     )
 
     company_id: Mapped[int] = mapped_column(Id, ForeignKey("companies.id", ondelete="CASCADE"), index=True)
