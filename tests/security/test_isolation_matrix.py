@@ -55,6 +55,7 @@ class Ids:
     task: str  # A's background task
     template: str  # A's message template
     campaign: str  # A's bulk campaign
+    cdr: str  # A's billing CDR request (a background task)
 
     @classmethod
     def nowhere(cls) -> Ids:
@@ -248,9 +249,9 @@ TENANT: dict[tuple[str, str], Probe] = {
     ("GET", f"{API}/background-task/{{taskId}}/download"): lambda w, i: w.as_b(
         "GET", f"{API}/background-task/{i.task}/download"
     ),
-    ("GET", f"{API}/billing/cdr/{{taskId}}"): lambda w, i: w.as_b("GET", f"{API}/billing/cdr/{i.task}"),
+    ("GET", f"{API}/billing/cdr/{{taskId}}"): lambda w, i: w.as_b("GET", f"{API}/billing/cdr/{i.cdr}"),
     ("GET", f"{API}/billing/cdr/{{taskId}}/download"): lambda w, i: w.as_b(
-        "GET", f"{API}/billing/cdr/{i.task}/download"
+        "GET", f"{API}/billing/cdr/{i.cdr}/download"
     ),
     ("GET", f"{API}/template/flow/{{messageId}}"): lambda w, i: w.as_b(
         "GET", f"{API}/template/flow/{i.message}"
@@ -520,6 +521,7 @@ async def world(
         a_company = await session.scalar(select(Company).where(Company.public_id == a.company_id))
         assert a_company is not None
         task = await tasks.create(session, company_id=a_company.id, type="phone_check", params={"phones": []})
+        cdr = await tasks.create(session, company_id=a_company.id, type="billing_cdr", params={})
         # A conversation flow A's reply started (as a CONVERSATION template's START message would).
         message = await session.scalar(select(Message).where(Message.public_id == reply.json()["messageId"]))
         assert message is not None
@@ -556,6 +558,7 @@ async def world(
         user=a_user,
         provider_token=provider_token,
         task=task.public_id,
+        cdr=cdr.public_id,
         template=template.json()["publicId"],
         campaign=a_campaign.public_id,
     )
