@@ -38,8 +38,6 @@ from openmmp.templates import flows
 from openmmp.templates import service as templates
 from openmmp.templates.broadcast import TemplateSubscriber, send_item
 
-CLOSED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
-
 
 async def _own(session: AsyncSession, subject: Subject, public_id: str) -> Campaign:
     campaign = await repository.lock_own(session, subject, public_id)
