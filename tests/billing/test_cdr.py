@@ -16,7 +16,7 @@ from openmmp.billing import cdr
 from openmmp.billing.cdr import CdrExport
 from openmmp.kit.time import now_ms
 from openmmp.messages.repository import record_parts
-from openmmp.models import BackgroundTask, Channel, Message
+from openmmp.models import BackgroundTask, Channel, Conversation, Message
 from openmmp.models.message import MessageStatus
 from openmmp.settings import TaskSettings
 from openmmp.tasks.runner import TaskRun, TaskRunner
@@ -95,7 +95,8 @@ async def test_the_cdr_has_a_row_per_billable_message_of_the_company_and_period(
             ).scalars()
         )
     billable = [m for m in ours[:9] if m is not ours[7]]
-    assert [r["messageId"] for r in rows] == [m.public_id for m in billable]
+    assert {r["type"] for r in rows} == {"MESSAGE"}
+    assert [r["id"] for r in rows] == [m.public_id for m in billable]
     assert {r["accountId"] for r in rows} == {account}
     assert {r["applicationId"] for r in rows} == {"3"}
     assert {r["tariffType"] for r in rows} == {"TRANSACTIONAL"}
@@ -150,9 +151,61 @@ async def test_a_step_run_again_after_a_crash_writes_its_rows_once(
         checkpoint = step.checkpoint
         if step.finished:
             break
-    ids = [r["messageId"] for r in csv.DictReader(io.StringIO(output.decode()))]
+    ids = [r["id"] for r in csv.DictReader(io.StringIO(output.decode()))]
     assert len(ids) == len(set(ids)) == 9
     assert step.summary == {"rows": 9}
+
+
+async def test_conversations_follow_the_messages_and_an_application_narrows_the_cdr(
+    app: Any,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    make_channel: Callable[..., Awaitable[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cdr, "CONVERSATION_STEP", 2)  # the conversations over several steps
+    started = now_ms()
+    account, channel_id = await sms_channel(app, tenant, make_channel)
+    await send(client, tenant, account, 3)
+    await move(app, channel_id, [(S, True)] * 3)
+    bot = await make_channel(tenant)
+    async with app.state.db.write_sessions() as session, session.begin():
+        bot_id = await session.scalar(select(Channel.id).where(Channel.public_id == bot["publicId"]))
+        company_id = await session.scalar(select(Channel.company_id).where(Channel.id == bot_id))
+        for n, (phone, when) in enumerate(
+            [("84987654321", started), (None, started + 1), (None, started + 2), (None, started - 7_200_000)]
+        ):
+            session.add(
+                Conversation(
+                    company_id=company_id,
+                    channel_id=bot_id,
+                    external_id=f"user-{n}",
+                    phone=phone,
+                    country="KH" if phone is None else "",
+                    created_at=when,
+                )
+            )
+    period = {"fromDate": started - 60_000, "toDate": now_ms() + 60_000}
+    task = await export(app, client, tenant, period)
+    download = await client.get(f"{API}/{task['id']}/download", headers=tenant.headers)
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert [r["type"] for r in rows] == ["MESSAGE"] * 3 + [
+        "CONVERSATION"
+    ] * 3  # not the one before the period
+    conversations = rows[3:]
+    assert {r["accountId"] for r in conversations} == {bot["publicId"]}
+    assert [r["country"] for r in conversations] == ["VN", "KH", "KH"]
+    assert {r["tariffType"] for r in conversations} == {"CONVERSATION"}
+    assert task["summary"] == {"rows": 6}
+    sms_only = await export(app, client, tenant, {**period, "applicationId": 3})
+    assert sms_only["summary"] == {"rows": 3}
+    bots_only = await export(app, client, tenant, {**period, "applicationId": 10})
+    assert bots_only["summary"] == {"rows": 3}
+    mismatch = await client.post(
+        API, json={**period, "accountId": account, "applicationId": 10}, headers=tenant.headers
+    )
+    assert mismatch.status_code == 400
+    assert mismatch.json()["errors"][0]["name"] == "applicationId"
 
 
 async def test_billing_request_refusals(

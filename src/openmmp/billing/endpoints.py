@@ -15,6 +15,7 @@ from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import RequestModel
 from openmmp.kit.time import MAX_EPOCH_MS
 from openmmp.models import BackgroundTask
+from openmmp.providers.applications import Application
 from openmmp.tasks import service as tasks
 from openmmp.tasks.endpoints import DOWNLOAD_RESPONSES, result_response
 from openmmp.tasks.schemas import BackgroundTaskResponse, task_response
@@ -30,6 +31,9 @@ class BillingCdrRequest(RequestModel):
     from_date: int = Field(ge=0, le=MAX_EPOCH_MS, description="Epoch ms")
     to_date: int = Field(ge=1, le=MAX_EPOCH_MS, description="Epoch ms, not included")
     account_id: str | None = Field(default=None, max_length=36, description="The channel's publicId")
+    application_id: Application | None = Field(
+        default=None, description="Only the company's channels of this application"
+    )
 
 
 async def _export(session: SessionDep, subject: CompanyKey, task_id: str) -> BackgroundTask:
@@ -43,12 +47,15 @@ async def _export(session: SessionDep, subject: CompanyKey, task_id: str) -> Bac
     "",
     summary="Create billing request",
     description="Export the billing CDR of a period as a background task (202): a CSV "
-    f"`{','.join(cdr.HEADER)}`, one row per billable message (accepted upstream: SENT, DELIVERED, READ, or "
-    "FAIL after it was accepted) created in [fromDate, toDate), of the channel `accountId` or of all the "
-    "company's. `tariffType` is TRANSACTIONAL or CAMPAIGN, `segments` the upstream messages it went as, "
-    "`country` the recipient's (by calling code), `status` the message's now. Follow it with Get billing "
-    "request status; Download billing once it is DONE. Resumed from its last step after a restart. 400 "
-    "naming `toDate` when it is not after `fromDate`; 404 naming `accountId` for another company's channel.",
+    f"`{','.join(cdr.HEADER)}`, a row of `type` MESSAGE per billable message (accepted upstream: SENT, "
+    "DELIVERED, READ, or FAIL after it was accepted) created in [fromDate, toDate), then one of `type` "
+    "CONVERSATION per conversation an end user started in it; of the channel `accountId`, of the company's "
+    "channels of `applicationId`, or of all its channels. `tariffType` is TRANSACTIONAL or CAMPAIGN "
+    "(CONVERSATION for conversations), `segments` the upstream messages a message went as, `country` the "
+    "recipient's (by calling code), `status` the message's now. Follow it with Get billing request status; "
+    "Download billing once it is DONE. Resumed from its last step after a restart. 400 naming `toDate` "
+    "when it is not after `fromDate`, `applicationId` when the channel is of another; 404 naming "
+    "`accountId` for another company's channel.",
     status_code=202,
     response_model=BackgroundTaskResponse,
     responses=responses(400, 401, 403, 404),
@@ -62,6 +69,7 @@ async def create_billing_request(
         from_date=body.from_date,
         to_date=body.to_date,
         account_id=body.account_id,
+        application_id=int(body.application_id) if body.application_id is not None else None,
     )
     request.app.state.wake_workers()
     return task_response(task)
