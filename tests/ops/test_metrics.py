@@ -278,8 +278,9 @@ class TestMessagesAndSends:
         before = await scrape(metrics_client)
         await send(account, "85512345671")
         after = await scrape(metrics_client)
-        # One send: the message and its job are inserted in one transaction (the scrape reads too).
-        assert delta(before, after, "openmmp_db_statements_total", verb="INSERT") == 2
+        # One send: the message, its job and its channel's tally change are inserted in one transaction
+        # (the scrape reads too).
+        assert delta(before, after, "openmmp_db_statements_total", verb="INSERT") == 3
         assert delta(before, after, "openmmp_db_statements_total", verb="SELECT") >= 1
         assert delta(before, after, "openmmp_db_transactions_total") >= 2
         await dispatch()  # send it, so that later tests count only their own messages
