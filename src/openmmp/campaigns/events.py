@@ -8,15 +8,13 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 
 from openmmp.api_keys.auth import Subject
-from openmmp.campaigns import service
+from openmmp.campaigns import repository, service
 from openmmp.campaigns.service import CampaignNotFound
 from openmmp.kit.db import Database
-from openmmp.models.campaign import CampaignStatus
 from openmmp.settings import Settings
 
 KEEP_ALIVE_S = 15.0
 """A comment at least this often keeps proxies from closing a quiet stream."""
-_CLOSED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
 
 
 async def progress_events(request: Request, subject: Subject, campaign_id: str) -> AsyncIterator[bytes]:
@@ -41,7 +39,7 @@ async def progress_events(request: Request, subject: Subject, campaign_id: str) 
         elif quiet >= KEEP_ALIVE_S:
             yield b": keep-alive\n\n"
             quiet = 0.0
-        if shown.campaign.status in _CLOSED and progress.in_queue == 0:
+        if shown.campaign.status in repository.CLOSED and progress.in_queue == 0:
             return
         if await request.is_disconnected():
             return

@@ -50,7 +50,6 @@ TYPE = "campaign_contacts"
 HEADER = ("line", "phone", "error")
 INSERT_ROWS = 1000
 """Contacts per INSERT statement (SQLite takes at most 32,766 bound values in one)."""
-CLOSED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
 CONVERT_WAIT_S = 20.0
 """How long a step waits for an XLSX's conversion before committing without progress: well within the
 tasks' lease (60 s by default), past which the runner cuts a step and counts a failed try."""
@@ -164,7 +163,7 @@ class ContactImport:
             campaign = await session.get(Campaign, campaign_id)
         if campaign is None:
             raise TaskFailed("the campaign no longer exists")
-        if campaign.status in CLOSED:
+        if campaign.status in repository.CLOSED:
             raise TaskFailed(f"the campaign is {CampaignStatus(campaign.status).name}: it takes no contacts")
         return campaign
 
@@ -253,7 +252,7 @@ async def start_import(
     async with db.read_sessions() as session:
         shown = await service.get(session, subject, campaign_id)
         channel = await session.get(Channel, shown.campaign.channel_id)
-    if shown.campaign.status in CLOSED:
+    if shown.campaign.status in repository.CLOSED:
         status = CampaignStatus(shown.campaign.status).name
         raise Invalid(f"the campaign is {status}: it takes no contacts", name="campaignId")
     try:

@@ -82,6 +82,8 @@ async def add_contacts(session: AsyncSession, campaign_id: int, rows: Sequence[d
 
 RUNNING = (CampaignStatus.STARTED, CampaignStatus.PROCESSING)
 """A campaign in these statuses has its contacts queued by the runner (campaigns/runner.py)."""
+CLOSED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
+"""A campaign in these statuses takes no contacts, and its event stream ends."""
 _MESSAGE_TO_CONTACT = {
     MessageStatus.PENDING: ContactStatus.IN_QUEUE,
     MessageStatus.SENT: ContactStatus.SENT,

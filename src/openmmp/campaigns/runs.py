@@ -29,6 +29,7 @@ from openmmp.kit.ids import new_public_id
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.time import now_ms
 from openmmp.kit.zones import local_time
+from openmmp.messages.rendering import param_texts
 from openmmp.messages.service import messages
 from openmmp.models import Campaign, CampaignContact, Channel, Message, Template
 from openmmp.models.campaign import BroadcastType, CampaignStatus, ContactStatus
@@ -81,7 +82,7 @@ async def _add_inline(
         except ValueError as exc:
             faults.append(ErrorItem(name=f"contacts[{n}].phone", code=ErrorCode.INVALID, message=str(exc)))
             continue
-        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in contact.params.items()}
+        params = param_texts(contact.params)
         rows.append({"phone": phone, "params": params, "client_message_id": contact.client_message_id})
     if faults:
         raise Invalid(f"{len(faults)} contacts are not phones; none was added", items=faults[:100])
@@ -247,9 +248,7 @@ async def _send_one(
     if template.status != TemplateStatus.APPROVED:
         raise Invalid("the campaign's template is no longer APPROVED", name="campaignId")
     if request.params is not None:
-        contact.params = {
-            k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in request.params.items()
-        }
+        contact.params = param_texts(request.params)
     if request.client_message_id is not None and contact.client_message_id is None:
         contact.client_message_id = request.client_message_id
     params = send_params(templates.variables_of(template), contact.params)

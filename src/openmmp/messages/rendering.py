@@ -44,10 +44,15 @@ def _fill(value: Any, params: Mapping[str, str], missing: set[str]) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
+def param_text(value: Any) -> str:
+    """A parameter's value as text: booleans as JSON writes them (`true`), anything else as `str`."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def param_texts(params: Mapping[str, Any]) -> dict[str, str]:
+    return {name: param_text(value) for name, value in params.items()}
 
 
 def render(content: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def render(content: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict
 
     One walk fills and finds the missing names together (a batch renders up to 1,000 of these).
     """
-    given = {k: _text(v) for k, v in params.items()} if params else {}
+    given = param_texts(params) if params else {}
     missing: set[str] = set()
     rendered: dict[str, Any] = _fill(content, given, missing)
     if missing:

@@ -26,6 +26,7 @@ from openmmp.errors import Conflict, ErrorCode, ErrorItem, Invalid, responses, v
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.schemas import AccountId, RequestModel, ResponseModel
+from openmmp.messages.rendering import param_texts
 from openmmp.messages.schemas import BroadcastResponseMessage, ParamValue, SendMessageBroadcast
 from openmmp.messages.service import messages
 from openmmp.models import Template
@@ -125,7 +126,7 @@ def send_item(
 ) -> dict[str, Any]:
     """The subscriber's Broadcast Message (wire names); a 400 naming the parameter the upstream's template
     refuses (`{name}.params.<variable>`)."""
-    params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in subscriber.params.items()}
+    params = param_texts(subscriber.params)
     try:
         message = templates.message_for(template, params)
     except Invalid as exc:

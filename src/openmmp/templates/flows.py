@@ -33,6 +33,7 @@ from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.kit.ids import canonical_public_id
 from openmmp.kit.time import now_ms
+from openmmp.messages.rendering import param_texts
 from openmmp.messages.service import messages
 from openmmp.models import (
     Channel,
@@ -216,7 +217,7 @@ async def start(
             message_id=message.public_id,
             api_key_id=subject.api_key_id,
             steps=list(template.messages),
-            params={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in given.items()},
+            params=param_texts(given),
             answers={},
             status=FlowStatus.WAITING,
             step=start_step.id,

@@ -38,7 +38,7 @@ from openmmp.kit.db import Database
 from openmmp.kit.schemas import RequestModel
 from openmmp.kit.time import now_ms
 from openmmp.messages.capabilities import check_content
-from openmmp.messages.rendering import placeholders, render
+from openmmp.messages.rendering import param_texts, placeholders, render
 from openmmp.models import Channel, Template
 from openmmp.models.template import TemplateStatus, TemplateType
 from openmmp.providers.applications import Application
@@ -478,12 +478,6 @@ async def apply_event(session: AsyncSession, channel: Channel, event: TemplateEv
     return True
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def check_params(template: Template, params: Mapping[str, Any]) -> dict[str, str]:
     """`params` as text, once they give each variable of `template` and no other; else a 400 naming each
     one missing or unknown (`params.<name>`)."""
@@ -499,7 +493,7 @@ def check_params(template: Template, params: Mapping[str, Any]) -> dict[str, str
     ]
     if faults:
         raise Invalid("the params do not fit the template's variables", items=faults)
-    return {name: _text(value) for name, value in params.items()}
+    return param_texts(params)
 
 
 def _usable_on(template: Template, channel: Channel) -> bool:
