@@ -33,6 +33,7 @@ from openmmp.messages.batching import SendBatcher
 from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware, Uploads
+from openmmp.portal.routes import install_portal
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
 from openmmp.sandbox import router as sandbox_router
 from openmmp.settings import Settings
@@ -222,6 +223,7 @@ def create_app(
     app.include_router(onboard_router)
     app.include_router(ops_router)
     install_docs(app)
+    install_portal(app)
     if simulators is not None:
         app.include_router(sandbox_router)
         app.mount("/sim", simulators)

@@ -27,10 +27,16 @@ from openmmp.companies.service import companies
 from openmmp.kit.crypto import Keyring
 from openmmp.kit.db import Database
 from openmmp.models import Channel
+from openmmp.portal import accounts
 from openmmp.providers.applications import Application
 from openmmp.providers.registry import REGISTRY
 
 DEMO_FILE = "demo.json"
+# The portal's people of the demo: the company's admin (from onboarding) and the operator.
+ADMIN_EMAIL = "admin@demo.openmmp.local"
+OPERATOR_EMAIL = "operator@demo.openmmp.local"
+OPERATOR_NAME = "Demo Operator"
+PORTAL_PEOPLE = (ADMIN_EMAIL, OPERATOR_EMAIL)
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,19 @@ async def ensure_demo(db: Database, keyring: Keyring, saved: Demo | None) -> Dem
         )
         if saved is not None and company is not None:
             await _refresh(session, keyring, Subject(company.id, company.public_id, company.type, 0), saved)
+            partner = (
+                await companies_repository.get(session, company.partner_id) if company.partner_id else None
+            )
+            if partner is not None:
+                await accounts.add_operator(session, partner, name=OPERATOR_NAME, email=OPERATOR_EMAIL)
             return saved
         partner, _ = await companies.create_partner(session, keyring, name="Demo Partner")
+        await accounts.add_operator(session, partner, name=OPERATOR_NAME, email=OPERATOR_EMAIL)
         partner_subject = Subject(partner.id, partner.public_id, partner.type, 0)
         request = OnboardRequest.model_validate(
             {
                 "company": {"name": "Demo Company", "country": "KH"},
-                "admin": {"name": "Demo Admin", "email": "admin@demo.openmmp.local"},
+                "admin": {"name": "Demo Admin", "email": ADMIN_EMAIL},
             }
         )
         onboarded = await companies.onboard(session, keyring, partner_subject, request=request)

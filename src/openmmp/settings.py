@@ -228,6 +228,20 @@ class TaskSettings(BaseModel):
     )
 
 
+class PortalSettings(BaseModel):
+    """The web portal at /portal (`OPENMMP_PORTAL__*`)."""
+
+    session_hours: float = Field(default=12, gt=0, description="A sign-in lasts this long")
+    setup_link_hours: float = Field(
+        default=24,
+        gt=0,
+        description="A one-time password set-up link (`openmmp portal link`) works this long",
+    )
+    max_failed_sign_ins: int = Field(
+        default=10, ge=1, description="Wrong passwords for one e-mail address in 15 minutes before a wait"
+    )
+
+
 class DispatchSettings(BaseModel):
     """How workers claim and send (`OPENMMP_DISPATCH__*`)."""
 
@@ -377,6 +391,7 @@ class Settings(BaseSettings):
     campaigns: CampaignSettings = CampaignSettings()
     limits: LimitSettings = LimitSettings()
     api_rate: ApiRateSettings = ApiRateSettings()
+    portal: PortalSettings = PortalSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

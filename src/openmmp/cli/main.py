@@ -12,12 +12,13 @@ import structlog
 import typer
 import uvicorn
 import uvloop
-from pydantic import ValidationError
 
 from openmmp import demo as demo_data
 from openmmp import migrate as migrations
 from openmmp.cli import campaigns as campaigns_cli
+from openmmp.cli import portal as portal_cli
 from openmmp.cli import webhooks as webhooks_cli
+from openmmp.cli.config import load_settings as _settings
 from openmmp.errors import AppError
 from openmmp.kit.crypto import Keyring, server_keyring
 from openmmp.kit.db import Database, redact_url
@@ -32,19 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(campaigns_cli.app, name="campaign")
-
-
-def _settings(**overrides: object) -> Settings:
-    """The settings, or a clear message naming each bad one and exit status 2 (never a traceback)."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        typer.echo("OpenMMP cannot start: the configuration is not valid.", err=True)
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            typer.echo(f"  {where}: {message}" if where else f"  {message}", err=True)
-        raise typer.Exit(2) from None
+app.add_typer(portal_cli.app, name="portal")
 
 
 @app.command()
@@ -189,7 +178,17 @@ def list_templates(
         )
 
 
-def _banner(demo: demo_data.Demo, base: str) -> str:
+def _portal_lines(base: str, links: dict[str, str]) -> str:
+    lines = [f"  Portal: {base}/portal"]
+    for email in demo_data.PORTAL_PEOPLE:
+        if email in links:
+            lines.append(f"    {email}: choose a password at {links[email]}")
+        else:
+            lines.append(f"    {email}: sign in with the password you chose")
+    return "\n".join(lines)
+
+
+def _banner(demo: demo_data.Demo, base: str, links: dict[str, str]) -> str:
     first = demo.channels.get(REGISTRY.providers[0].application.name, "<accountId>")
     return f"""
   OpenMMP sandbox is ready at {base}  (API docs: {base}/docs)
@@ -199,6 +198,8 @@ def _banner(demo: demo_data.Demo, base: str) -> str:
 
   Try it:
     curl -s {base}/api/v1/channel/{first} -H 'apiKey: {demo.api_key}'
+
+{_portal_lines(base, links)}
 """
 
 
@@ -254,7 +255,8 @@ def serve(
     freeze_startup_heap()
     if settings.sandbox:
         demo = _sandbox_demo(settings, application.state.keyring)
-        typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}"), err=True)
+        links = asyncio.run(portal_cli.sandbox_links(settings, demo_data.PORTAL_PEOPLE))
+        typer.echo(_banner(demo, f"http://{settings.host}:{settings.port}", links), err=True)
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

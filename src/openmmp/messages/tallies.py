@@ -151,3 +151,23 @@ async def totals(
         .group_by(MessageTally.channel_id, MessageTally.status)
     )
     return {(int(c), int(s)): (int(m or 0), int(g or 0)) for c, s, m, g in await session.execute(statement)}
+
+
+async def by_hour(
+    session: AsyncSession, channel_ids: Sequence[int], from_hour: int, to_hour: int
+) -> dict[tuple[int, int, int], int]:
+    """Messages by (channel id, hour, status) over the hours in [from_hour, to_hour): the portal's chart."""
+    if not channel_ids:
+        return {}
+    statement = (
+        select(
+            MessageTally.channel_id, MessageTally.hour, MessageTally.status, func.sum(MessageTally.messages)
+        )
+        .where(
+            MessageTally.channel_id.in_(channel_ids),
+            MessageTally.hour >= from_hour,
+            MessageTally.hour < to_hour,
+        )
+        .group_by(MessageTally.channel_id, MessageTally.hour, MessageTally.status)
+    )
+    return {(int(c), int(h), int(s)): int(m or 0) for c, h, s, m in await session.execute(statement)}

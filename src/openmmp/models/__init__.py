@@ -4,7 +4,7 @@ from openmmp.models.api_key import ApiKey
 from openmmp.models.base import Base
 from openmmp.models.campaign import Campaign, CampaignContact
 from openmmp.models.channel import Channel
-from openmmp.models.company import Company, User
+from openmmp.models.company import Company, PortalSession, User
 from openmmp.models.conversation import Conversation, InboundMessage
 from openmmp.models.message import Job, Message, MessageEvent, MessagePart, ProviderEvent
 from openmmp.models.tally import MessageTally
@@ -29,6 +29,7 @@ __all__ = [
     "MessageEvent",
     "MessagePart",
     "MessageTally",
+    "PortalSession",
     "ProviderEvent",
     "Template",
     "TemplateFlow",

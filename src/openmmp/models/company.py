@@ -42,8 +42,17 @@ class Company(IdMixin, Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
 
 
+class UserRole:
+    ADMIN = "ADMIN"  # a company's admin: the portal shows that company only
+    OPERATOR = "OPERATOR"  # the platform's operator (a user of a partner company): every company, reviews
+
+
 class User(IdMixin, Base):
-    """A person of a company; today only the admin created at onboarding (portal logins come later)."""
+    """A person who signs in to the portal: a company's admin (created at onboarding) or the operator.
+
+    No password until the person follows a one-time set-up link (`openmmp portal link`); only hashes of
+    the password (argon2) and of the link's token are kept.
+    """
 
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("company_id", "email"),)
@@ -52,5 +61,23 @@ class User(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(20))
-    role: Mapped[str] = mapped_column(String(20), default="ADMIN")
+    role: Mapped[str] = mapped_column(String(20), default=UserRole.ADMIN)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    setup_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    setup_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PortalSession(Base):
+    """A signed-in browser: the cookie carries the token, the table only its hash."""
+
+    __tablename__ = "portal_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64), doc="The session's CSRF token, sent back by every form")
+    company_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("companies.id", ondelete="SET NULL"), doc="The company an operator is looking at"
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

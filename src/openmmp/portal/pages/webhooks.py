@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the portal's webhooks work."""
+
+from openmmp.portal.web import portal_router
+
+router = portal_router()

@@ -1,0 +1,137 @@
+"""Signing in to the portal: set-up links, passwords, sessions, CSRF, and who sees which company."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from openmmp.portal.web import SESSION_COOKIE
+from tests.conftest import Tenant
+from tests.portal.conftest import PASSWORD, PortalClient, csrf_of, look_at
+
+
+async def _sign_in(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    page = await http.get("/portal/login")
+    form = {"csrf": csrf_of(page.text), "email": email, "password": password, "next": "/portal/keys"}
+    return await http.post("/portal/login", data=form)
+
+
+class TestSignIn:
+    async def test_a_page_without_a_session_sends_to_the_sign_in_page(self, client: httpx.AsyncClient):
+        response = await client.get("/portal/?range=7d")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/portal/login?next=/portal/%3Frange%3D7d"
+
+    async def test_the_password_chosen_by_link_signs_in_and_goes_to_next(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        response = await _sign_in(http, admin.email.upper(), PASSWORD)
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == "/portal/keys"
+        cookie = response.headers["set-cookie"]
+        assert f"{SESSION_COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+    async def test_a_wrong_password_is_refused_with_one_message(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        wrong = await _sign_in(http, admin.email, "not the password at all")
+        unknown = await _sign_in(http, "nobody@example.com", PASSWORD)
+        assert wrong.status_code == unknown.status_code == 400
+        assert "Wrong e-mail address or password" in wrong.text
+        assert "Wrong e-mail address or password" in unknown.text
+        assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
+
+    async def test_the_sign_in_form_needs_its_csrf_token(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        response = await http.post(
+            "/portal/login", data={"csrf": "forged", "email": admin.email, "password": PASSWORD}
+        )
+        assert response.status_code == 403
+
+    async def test_a_next_page_elsewhere_is_not_followed(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        page = await http.get("/portal/login")
+        form = {"csrf": csrf_of(page.text), "email": admin.email, "password": PASSWORD}
+        response = await http.post("/portal/login", data={**form, "next": "//evil.example.com/portal/"})
+        assert response.headers["location"] == "/portal/"
+
+    async def test_signing_out_ends_the_session(self, admin: PortalClient):
+        assert (await admin.post("/portal/logout")).status_code == 303
+        assert (await admin.get("/portal/")).status_code == 303
+
+
+class TestSetUpLinks:
+    async def test_a_link_works_once(self, app: Any, tenant: Tenant, sign_in_admin: Any):
+        admin = await sign_in_admin(tenant)
+        page = await admin.get("/portal/setup/used-or-unknown-token")
+        assert page.status_code == 404
+        assert "used or has expired" in page.text
+
+    async def test_a_short_password_is_refused(
+        self, app: Any, tenant: Tenant, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        from sqlalchemy import select
+
+        from openmmp.companies import repository as companies_repository
+        from openmmp.models import User
+        from openmmp.portal import accounts
+
+        async with app.state.db.write_sessions() as session, session.begin():
+            company = await companies_repository.get_by_public_id(session, tenant.company_id)
+            assert company is not None
+            user = (await session.scalars(select(User).where(User.company_id == company.id))).one()
+            token = await accounts.issue_setup_link(session, user, hours=1)
+        http = await browsers()
+        page = await http.get(f"/portal/setup/{token}")
+        form = {"csrf": csrf_of(page.text), "password": "short", "repeated": "short"}
+        response = await http.post(f"/portal/setup/{token}", data=form)
+        assert response.status_code == 400
+        assert "at least 12 characters" in response.text
+        assert (await http.get(f"/portal/setup/{token}")).status_code == 200  # not spent
+
+
+class TestCsrf:
+    async def test_a_change_without_the_token_is_refused(self, admin: PortalClient):
+        response = await admin.http.post("/portal/logout", data={"csrf": "wrong"})
+        assert response.status_code == 403
+        assert (await admin.get("/portal/")).status_code == 200  # still signed in
+
+    async def test_a_change_from_another_site_is_refused(self, admin: PortalClient):
+        response = await admin.post("/portal/logout", headers={"Origin": "https://evil.example.com"})
+        assert response.status_code == 403
+
+
+class TestWhoSeesWhat:
+    async def test_an_admin_sees_the_own_company_and_not_the_operator_pages(
+        self, admin: PortalClient, tenant: Tenant
+    ):
+        home = await admin.get("/portal/")
+        assert home.status_code == 200
+        assert "Dashboard" in home.text
+        assert (await admin.get("/portal/companies")).status_code == 403
+        other = await admin.post(f"/portal/companies/{tenant.company_id}/look")
+        assert other.status_code == 403
+
+    async def test_the_operator_chooses_a_company_then_sees_its_pages(
+        self, operator: PortalClient, tenant: Tenant
+    ):
+        first = await operator.get("/portal/")
+        assert first.status_code == 303 and first.headers["location"].startswith("/portal/companies")
+        listing = await operator.get("/portal/companies")
+        assert tenant.company_id in listing.text
+        await look_at(operator, tenant)
+        assert (await operator.get("/portal/")).status_code == 200
+
+    async def test_pages_carry_secure_headers(self, admin: PortalClient):
+        page = await admin.get("/portal/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["cache-control"] == "no-store"
