@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -861,3 +862,45 @@ class CuttingProxy:
             await asyncio.gather(*tasks)
         finally:
             self._tasks.difference_update(tasks)
+
+
+# ---- the sandbox as `make run` starts it ----------------------------------------------------------------
+
+
+class Sandbox:
+    """`openmmp migrate` + `openmmp serve --sandbox` in a data folder of their own, like `make run`."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OPENMMP_")},
+            "OPENMMP_DATA_DIR": str(work_dir / "data"),
+            "OPENMMP_DISPATCH__RETRY_BASE_SECONDS": "0.1",
+            "OPENMMP_DISPATCH__RETRY_MAX_SECONDS": "0.5",
+            "OPENMMP_WEBHOOKS__RETRY_SCHEDULE_S": "[0.1, 0.2, 0.4]",
+            "OPENMMP_WEBHOOKS__MAX_ATTEMPTS": "300",  # the compressed schedule's bounded life: about 2 minutes
+        }
+        self.log_dir = work_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.starts = 0
+        self.process: Process | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Start (migrating first, as `make run` does); returns the demo data the banner printed."""
+        self.starts += 1
+        migrate = await asyncio.create_subprocess_exec(*OPENMMP, "migrate", env=self.env)
+        assert await migrate.wait() == 0
+        self.process = Process(
+            f"serve-{self.starts}", ["serve", "--sandbox", "--port", str(self.port)], self.env, self.log_dir
+        ).start()
+        await wait_http(f"{self.url}/readyz", timeout=60)
+        demo: dict[str, Any] = json.loads((Path(self.env["OPENMMP_DATA_DIR"]) / "demo.json").read_text())
+        return demo
+
+    def stop(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.kill(sig)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-8000:] for p in sorted(self.log_dir.glob("*.log")))

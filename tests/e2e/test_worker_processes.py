@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.harness import wait_until
-from tests.e2e.test_sandbox_restart import API, Sandbox, _launched, _read
+from tests.e2e.harness import Sandbox, wait_until
+from tests.e2e.test_sandbox_restart import API, _launched, _read
 
 from openmmp.providers.registry import REGISTRY
 

@@ -8,7 +8,6 @@ a machine without internet access.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,25 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Page, Request, Route, async_playwright
+from playwright.async_api import Page, Request, Route
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from tests.browser import chromium, require_chromium
 from tests.conftest import TEST_SECRET, asgi_client, running_app
 from tests.providers.viber_harness import serve
 
 from openmmp.app import create_app
 from openmmp.settings import Settings
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -68,8 +56,7 @@ class Rendered:
 
 async def render_docs(base_url: str, profile: Path) -> Rendered:
     """Open /docs in headless Chromium with every other origin blocked; wait for the operations."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium): /docs cannot be rendered offline")
+    require_chromium("/docs cannot be rendered offline")
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
     seen = Rendered()
 
@@ -92,29 +79,20 @@ async def render_docs(base_url: str, profile: Path) -> Rendered:
         if same_origin(request.url):
             seen.failed.append(f"{request.url}: {request.failure}")
 
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(profile),  # a fresh user-data-dir: nothing cached from an earlier run
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            await context.route("**/*", only_this_server)
-            context.on("request", on_request)
-            context.on("requestfailed", on_failed)
-            page: Page = context.pages[0] if context.pages else await context.new_page()
-            page.on("pageerror", lambda error: seen.errors.append(str(error)))
-            response = await page.goto(f"{base_url}/docs", wait_until="load")
-            assert response is not None and response.status == 200
-            # On a timeout, what did render is reported by the test's assertions.
-            with contextlib.suppress(PlaywrightTimeout):
-                await page.wait_for_selector(".opblock", timeout=15_000)
-            await page.wait_for_load_state("networkidle")
-            seen.operations = await page.locator(".opblock").count()
-            seen.text = await page.inner_text("body")
-        finally:
-            await context.close()
+    async with chromium(profile) as context:
+        await context.route("**/*", only_this_server)
+        context.on("request", on_request)
+        context.on("requestfailed", on_failed)
+        page: Page = context.pages[0] if context.pages else await context.new_page()
+        page.on("pageerror", lambda error: seen.errors.append(str(error)))
+        response = await page.goto(f"{base_url}/docs", wait_until="load")
+        assert response is not None and response.status == 200
+        # On a timeout, what did render is reported by the test's assertions.
+        with contextlib.suppress(PlaywrightTimeout):
+            await page.wait_for_selector(".opblock", timeout=15_000)
+        await page.wait_for_load_state("networkidle")
+        seen.operations = await page.locator(".opblock").count()
+        seen.text = await page.inner_text("body")
     return seen
 
 

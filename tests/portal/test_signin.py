@@ -135,3 +135,16 @@ class TestWhoSeesWhat:
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["cache-control"] == "no-store"
+
+
+class TestGuessing:
+    async def test_after_ten_wrong_passwords_even_the_right_one_waits(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        for _ in range(10):
+            assert (await _sign_in(http, admin.email, "a wrong guess of a password")).status_code == 400
+        blocked = await _sign_in(http, admin.email, PASSWORD)
+        assert blocked.status_code == 429
+        assert int(blocked.headers["retry-after"]) > 0
+        assert "Too many wrong passwords" in blocked.text
