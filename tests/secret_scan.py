@@ -253,6 +253,7 @@ class _Patches:
 
 
 def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
+    from openmmp.portal import accounts
     from openmmp.providers.base import ProviderContext
 
     generate_api_key = crypto.generate_api_key
@@ -284,8 +285,16 @@ def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
             secrets.add(secret, f"provider option {option}")
         return secret
 
+    issue_setup_link = accounts.issue_setup_link
+
+    async def recorded_issue_setup_link(session: Any, user: Any, *, hours: float) -> str:
+        token = await issue_setup_link(session, user, hours=hours)
+        secrets.add(token, "portal set-up link")
+        return token
+
     patches.everywhere(generate_api_key, recorded_generate_api_key)
     patches.everywhere(new_webhook_secret, recorded_new_webhook_secret)
+    patches.everywhere(issue_setup_link, recorded_issue_setup_link)
     patches.everywhere(load_or_create_secret, recorded_load_or_create_secret)
     patches.attribute(ProviderContext, "secret", recorded_operator_secret)
 
@@ -317,6 +326,9 @@ def _install_recorders(secrets: Secrets, patches: _Patches) -> None:
                 if isinstance(body.get("credentials"), dict):
                     secrets.credentials(body["credentials"])
                 secrets.webhook_secret(body.get("secret"))
+        session_cookie = response.cookies.get("mmp_session")
+        if session_cookie:
+            secrets.add(session_cookie, "portal session")
         try:
             answered = response.content
         except httpx.ResponseNotRead:

@@ -219,11 +219,13 @@ class RequestMiddleware:
         method = scope["method"]
         _requests(method, template, str(status)).inc()
         _latency(method, template).observe(elapsed)
-        subject = scope.get("state", {}).get("subject")
+        state = scope.get("state", {})
+        subject = state.get("subject")
         log.info(
             "request",
             method=method,
-            path=scope["path"],
+            # A route whose path carries a secret (a one-time link's token) logs its template instead.
+            path=state.get("log_path", scope["path"]),
             route=template,
             status=status,
             duration_ms=round(elapsed * 1000, 2),

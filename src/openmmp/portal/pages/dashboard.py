@@ -38,11 +38,13 @@ async def dashboard(
         }
         drawn.append(charts.chart(channel.name, channel.public_id, counts, chosen, first))
     drawn.sort(key=lambda c: -sum(c.totals.values()))
+    busy = [c for c in drawn if sum(c.totals.values())]
     template = "_charts.html" if request.headers.get("hx-request") == "true" else "dashboard.html"
     return render(
         request,
         template,
-        charts=drawn,
+        charts=busy,
+        quiet=[c for c in drawn if not sum(c.totals.values())],
         chosen=chosen,
         ranges=charts.RANGES.values(),
         series=charts.SERIES,

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Depends, Form, Request
 from starlette.responses import Response
 
 from openmmp.deps import SettingsDep
@@ -117,7 +117,12 @@ async def logout(request: Request, session: SessionDep, viewer: CsrfViewerDep) -
     return response
 
 
-@router.get("/setup/{token}")
+async def _hide_token(request: Request) -> None:
+    """The link's token is a password until used: the request log shows the route, not the path."""
+    request.state.log_path = f"{PORTAL}/setup/{{token}}"
+
+
+@router.get("/setup/{token}", dependencies=[Depends(_hide_token)])
 async def setup_page(request: Request, session: SessionDep, token: str) -> Response:
     user = await accounts.user_of_setup_link(session, token)
     form_token = _form_token(request)
@@ -125,7 +130,7 @@ async def setup_page(request: Request, session: SessionDep, token: str) -> Respo
     return _with_form_token(request, page, form_token)
 
 
-@router.post("/setup/{token}")
+@router.post("/setup/{token}", dependencies=[Depends(_hide_token)])
 async def setup(
     request: Request,
     session: SessionDep,
