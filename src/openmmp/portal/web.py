@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openmmp.api_keys.auth import Subject
 from openmmp.errors import AppError, Forbidden, validation_items
-from openmmp.kit.db import SessionDep
+from openmmp.kit.db import Database
 from openmmp.models import Company, PortalSession, User
 from openmmp.models.company import UserRole
 from openmmp.portal import accounts
@@ -98,10 +98,17 @@ class Viewer:
         )
 
 
-async def _viewer(request: Request, session: SessionDep) -> Viewer:
+async def _viewer(request: Request) -> Viewer:
+    """The signed-in person, read in a session of its own: the request's transaction (if the route takes
+    one) is not held for it, and a route calling a service that opens its own sessions takes none (on
+    SQLite a request's write transaction would hold the one write connection such a service needs)."""
     token = request.cookies.get(SESSION_COOKIE)
-    found = await accounts.signed_in(session, token) if token else None
-    if token is None or found is None:
+    if token is None:
+        raise SignInNeeded
+    db: Database = request.app.state.db
+    async with db.read_sessions() as session:
+        found = await accounts.signed_in(session, token)
+    if found is None:
         raise SignInNeeded
     portal_session, user, company = found
     viewer = Viewer(user=user, portal_session=portal_session, company=company, token=token)
@@ -242,7 +249,7 @@ class PortalRoute(APIRoute):
             except CompanyNeeded:
                 return redirect(request, f"{PORTAL}/companies", notice="Choose a company to look at first")
             except AppError as exc:
-                return _problem(request, exc.status_code, [(exc.name, exc.message)])
+                return _problem(request, exc.status_code, [(item.name, item.message) for item in exc.items])
             except RequestValidationError as exc:
                 return _problem(request, 400, _validation_messages(exc.errors()))
             except ValidationError as exc:

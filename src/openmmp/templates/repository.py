@@ -47,6 +47,12 @@ async def get(session: AsyncSession, subject: Subject, public_id: str) -> Shown 
     return await _one(session, readable(subject).where(Template.public_id == canonical))
 
 
+async def newest(session: AsyncSession, subject: Subject, *, offset: int, limit: int) -> list[Shown]:
+    """The company's templates, newest first, whatever their status."""
+    statement = readable(subject).order_by(Template.id.desc()).offset(offset).limit(limit)
+    return [(row[0], row[1]) for row in await session.execute(statement)]
+
+
 async def approved_page(
     session: AsyncSession,
     subject: Subject,

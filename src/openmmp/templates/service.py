@@ -545,6 +545,13 @@ def message_for(template: Template, params: Mapping[str, str]) -> dict[str, Any]
         raise _invalid(exc) from None
 
 
+async def of_company(
+    session: AsyncSession, subject: Subject, *, offset: int, limit: int
+) -> list[Shown]:
+    """The company's templates, newest first, whatever their status (the portal's list)."""
+    return await repository.newest(session, subject, offset=offset, limit=limit)
+
+
 async def preview(
     session: AsyncSession,
     keyring: Keyring,
