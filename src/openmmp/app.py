@@ -33,6 +33,7 @@ from openmmp.messages.batching import SendBatcher
 from openmmp.ops.docs import install_docs
 from openmmp.ops.endpoints import router as ops_router
 from openmmp.ops.middleware import RequestMiddleware, Uploads
+from openmmp.portal.pages import campaigns as portal_campaigns
 from openmmp.portal.routes import install_portal
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
 from openmmp.sandbox import router as sandbox_router
@@ -231,7 +232,14 @@ def create_app(
     app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
     max_body, body_timeout = settings.max_body_bytes, settings.body_timeout_seconds
     files = settings.campaigns
-    uploads = [Uploads(CONTACTS_UPLOAD, files.max_upload_bytes, files.upload_timeout_seconds)]
+    uploads = [
+        Uploads(CONTACTS_UPLOAD, files.max_upload_bytes, files.upload_timeout_seconds),
+        Uploads(
+            portal_campaigns.CONTACTS_UPLOAD,
+            files.max_upload_bytes + portal_campaigns.UPLOAD_FORM_BYTES,
+            files.upload_timeout_seconds,
+        ),
+    ]
     app.add_middleware(
         RequestMiddleware, max_body_bytes=max_body, body_timeout_seconds=body_timeout, uploads=uploads
     )
