@@ -220,3 +220,38 @@ async def of_applications(
         .order_by(Message.id)
     )
     return list((await session.execute(statement)).scalars())
+
+
+async def to_phone(
+    session: AsyncSession,
+    subject: Subject,
+    phone: str,
+    *,
+    channel_id: int | None = None,
+    before_id: int | None = None,
+    limit: int,
+) -> list[tuple[Message, Channel]]:
+    """The company's messages to `phone` (E.164 digits, as sends store it), newest first, with their
+    channels: up to `limit` of those with ids below `before_id` (keyset paging), of one channel if given.
+
+    Read as a range of `ix_messages_recipient` (channel_id, recipient, id) per channel of the company. A
+    message to a conversation (BOT channels) or to an e-mail address has another recipient: not found here.
+    """
+    statement = (
+        select(Message, Channel)
+        .join(Channel, Channel.id == Message.channel_id)
+        # `company_id + 0`: on the bare column SQLite, which keeps no statistics, chose the
+        # (company_id, client_message_id) index and read every message of the company; this way it reads
+        # the company's channels, then each one's range of the recipient index (as PostgreSQL does).
+        .where(
+            (Message.company_id + 0) == subject.company_id,
+            Channel.company_id == subject.company_id,
+            Message.recipient == phone,
+        )
+    )
+    if channel_id is not None:
+        statement = statement.where(Message.channel_id == channel_id)
+    if before_id is not None:
+        statement = statement.where(Message.id < before_id)
+    rows = await session.execute(statement.order_by(Message.id.desc()).limit(limit))
+    return [(row[0], row[1]) for row in rows]
