@@ -509,3 +509,20 @@ class TestSandbox:
             form = {"applicationId": "1", "name": "BM", "credentials.serviceId": values["serviceId"]}
             response = await admin.post(CHANNELS, form)
             assert response.status_code == 303, response.text
+
+
+class TestSetUpStatus:
+    async def test_the_status_fragment_follows_the_set_up_and_stops_when_launched(
+        self, admin: Any, tenant: Any, make_channel: Any
+    ):
+        channel = await make_channel(tenant)
+        fragment = await admin.htmx("GET", f"/portal/channels/{channel['publicId']}/setup")
+        assert fragment.status_code == 200
+        assert 'id="channel-status"' in fragment.text
+        launched = "LAUNCH" in fragment.text
+        assert ("hx-trigger" in fragment.text) is not launched
+
+    async def test_another_companys_channel_is_404(self, admin: Any, new_company: Any, make_channel: Any):
+        other = await make_channel(await new_company())
+        response = await admin.htmx("GET", f"/portal/channels/{other['publicId']}/setup")
+        assert response.status_code == 404

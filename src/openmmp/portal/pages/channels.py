@@ -420,6 +420,15 @@ async def channel_details(
     )
 
 
+@router.get("/{public_id}/setup")
+async def setup_status(
+    request: Request, session: SessionDep, viewer: CompanyViewerDep, public_id: str
+) -> Response:
+    """The channel's status, followed while its set-up with the upstream runs (REQUEST, PROCESSING)."""
+    channel = await channels.get(session, viewer.subject, public_id=public_id)
+    return render(request, "channels_setup.html", channel=_channel_view(channel))
+
+
 @router.post("/{public_id}")
 async def edit_channel(
     request: Request,
