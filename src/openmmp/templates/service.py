@@ -545,9 +545,7 @@ def message_for(template: Template, params: Mapping[str, str]) -> dict[str, Any]
         raise _invalid(exc) from None
 
 
-async def of_company(
-    session: AsyncSession, subject: Subject, *, offset: int, limit: int
-) -> list[Shown]:
+async def of_company(session: AsyncSession, subject: Subject, *, offset: int, limit: int) -> list[Shown]:
     """The company's templates, newest first, whatever their status (the portal's list)."""
     return await repository.newest(session, subject, offset=offset, limit=limit)
 
