@@ -7,6 +7,7 @@ now (the same tallies as Get Channel Summary).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -82,7 +83,9 @@ def chart(name: str, account_id: str, counts: dict[tuple[int, int], int], chosen
             for series_status, series, _ in SERIES:
                 if status == series_status:
                     per_bucket[index][series] += messages
-    top = max([sum(b.values()) for b in per_bucket] + [1])
+    # The axis ends at four whole steps at or above the tallest bar: its labels are distinct whole numbers.
+    unit = max(1, math.ceil(max(sum(b.values()) for b in per_bucket) / 4))
+    top = 4 * unit
     plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM - TOP
     step = plot_w / chosen.buckets
     bars = []
@@ -104,5 +107,5 @@ def chart(name: str, account_id: str, counts: dict[tuple[int, int], int], chosen
             )
         )
     totals = {series: sum(b[series] for b in per_bucket) for _, series, _ in SERIES}
-    ticks = [(round(TOP + plot_h - plot_h * part / 4, 2), round(top * part / 4)) for part in range(5)]
+    ticks = [(round(TOP + plot_h - plot_h * part / 4, 2), unit * part) for part in range(5)]
     return Chart(name=name, account_id=account_id, bars=bars, top=top, totals=totals, ticks=ticks)
