@@ -301,3 +301,7 @@ class TestCampaigns:
             await screenshot(page, "dashboard")
             await page.set_viewport_size({"width": 390, "height": 844})
             await screenshot(page, "dashboard-phone")
+            await page.set_viewport_size({"width": 1280, "height": 720})
+            await page.goto(f"{portal.url}/portal/billing")
+            await expect(page.locator("#summary-total")).to_have_text(re.compile(r"[1-9]"))
+            await screenshot(page, "billing")

@@ -19,6 +19,7 @@ from tests.conftest import TEST_SECRET, asgi_client, running_app
 
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.app import create_app
+from openmmp.portal.web import PORTAL
 from openmmp.settings import Settings
 
 # Routes that are not API operations: FastAPI's documentation and, in sandbox mode, the simulators
@@ -54,6 +55,8 @@ def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
 
 def _routes(app: Any) -> Iterator[tuple[str, str, Dependant]]:
     for context in iter_route_contexts(app.routes):
+        if str(context.path).startswith(PORTAL):
+            continue  # pages signed in to with a session, not an API key: tests/portal/test_every_route.py
         if isinstance(context.original_route, APIRoute):
             for method in sorted(context.methods or ()):
                 yield method, str(context.path), context.dependant

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import secrets
 import time
 from collections import deque
@@ -111,7 +112,7 @@ async def set_password(
     """Set the password of the link's user, spend the link, sign out elsewhere and sign in here."""
     user = await user_of_setup_link(session, token)
     _password_rules(password)
-    if password != repeated:
+    if not hmac.compare_digest(password.encode(), repeated.encode()):
         raise Invalid("the two passwords differ", name="repeated")
     user.password_hash = _hasher.hash(password)
     user.setup_token_hash = None

@@ -444,9 +444,10 @@ async def new_template(
 
 @router.post("/templates/preview")
 async def preview_draft(
-    request: Request, session: SessionDep, viewer: CompanyViewerDep, keyring: KeyringDep
+    request: Request, session: SessionDep, viewer: CompanyEditorDep, keyring: KeyringDep
 ) -> Response:
-    """The editor's live preview (an htmx fragment): changes nothing, so it needs no CSRF token."""
+    """The editor's live preview (an htmx fragment). It changes nothing, but is a POST like every form
+    of the portal: it carries the CSRF token too (htmx sends it)."""
     fields = _posted(await request.form())
     shown = _preview(fields, await _options(session, viewer.subject), keyring)
     return render(request, "templates_preview.html", status_code=400 if shown.errors else 200, preview=shown)
@@ -495,7 +496,7 @@ async def show_template(
 async def preview_template(
     request: Request,
     session: SessionDep,
-    viewer: CompanyViewerDep,
+    viewer: CompanyEditorDep,
     keyring: KeyringDep,
     public_id: str,
     samples: Annotated[str, Form(max_length=20_000)] = "",

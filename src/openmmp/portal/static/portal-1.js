@@ -1,6 +1,14 @@
 // The portal's own script: file uploads with a progress bar. Everything else live is htmx.
 "use strict";
 
+function uploadErrors(body) {
+  try {
+    return JSON.parse(body).errors.map((error) => error.message).join("; ");
+  } catch {
+    return "the server refused it.";
+  }
+}
+
 // <form data-upload data-progress="bar-id" data-target="result-id" enctype="multipart/form-data">: the
 // file goes up by XMLHttpRequest so <progress id="bar-id"> shows the bytes sent; the answer (a fragment)
 // replaces the inside of #result-id, or the page follows its HX-Redirect.
@@ -40,10 +48,22 @@ document.addEventListener("submit", (event) => {
       window.location.assign(next);
       return;
     }
-    if (target) {
-      target.innerHTML = request.status ? request.responseText : "<p role='alert'>The upload failed: the server could not be reached.</p>";
-      window.htmx.process(target);
+    if (!target) {
+      return;
     }
+    const json = (request.getResponseHeader("Content-Type") || "").includes("application/json");
+    if (request.status && !json) {
+      target.innerHTML = request.responseText;
+      window.htmx.process(target);
+      return;
+    }
+    // Refused before the portal saw it (the body's size or time limits answer in the API's JSON), or
+    // no answer at all: say so in words.
+    const alert = document.createElement("p");
+    alert.className = "errors";
+    alert.setAttribute("role", "alert");
+    alert.textContent = "The upload failed: " + (json ? uploadErrors(request.responseText) : "the server could not be reached.");
+    target.replaceChildren(alert);
   });
   request.send(new FormData(form));
 });
