@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import TEST_SECRET, Tenant, migrated_database
-from tests.e2e.harness import System, running_system
+from tests.e2e.harness import System, WebhookReceiver, running_system
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -69,6 +69,17 @@ async def launch(
         launcher = Launcher(tmp_path_factory, worker_name, stack)
         request.node.stash[_LAUNCHED] = launcher
         yield launcher
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A business's webhook receiver of the test's own."""
+    hooks = WebhookReceiver()
+    await hooks.start()
+    try:
+        yield hooks
+    finally:
+        await hooks.stop()
 
 
 @pytest.fixture

@@ -96,16 +96,6 @@ async def portal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Port
             sandbox.process.stop()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    try:
-        yield hooks
-    finally:
-        await hooks.stop()
-
-
 # Every page of a company's portal, as the navigation lists them.
 PAGES = ["/", "/channels", "/keys", "/templates", "/campaigns", "/messages", "/webhooks", "/billing"]
 

@@ -35,16 +35,6 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
             running.process.stop()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    try:
-        yield hooks
-    finally:
-        await hooks.stop()
-
-
 async def _launched(api: httpx.AsyncClient, headers: dict[str, str], account: str) -> None:
     async def launched() -> bool:
         answer = await api.get(f"{API}/channel/{account}/status", headers=headers)

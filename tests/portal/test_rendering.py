@@ -1,4 +1,4 @@
-"""The dashboard chart's geometry: buckets, stacking and an axis of distinct whole numbers."""
+"""What pages are drawn with: the dashboard chart's geometry, and the pager of lists."""
 
 from __future__ import annotations
 
@@ -31,3 +31,15 @@ class TestChart:
             assert labels[-1] >= tallest and all(isinstance(v, int) for v in labels)
             height = sum(h for _, h, _, _ in drawn.bars[0].pieces)
             assert height <= charts.HEIGHT - charts.BOTTOM - charts.TOP + 0.01
+
+
+class TestPager:
+    def test_middle_pages_link_both_ways_and_one_page_shows_none(self):
+        from openmmp.portal.web import templates
+
+        pager = templates.get_template("_macros.html").module.pager  # type: ignore[attr-defined]
+        middle = str(pager(2, 3, 45, "keys", "/portal/keys", "&name=a%20b"))
+        assert 'href="/portal/keys?page=1&amp;name=a%20b" rel="prev"' in middle
+        assert 'href="/portal/keys?page=3&amp;name=a%20b" rel="next"' in middle
+        assert "Page 2 of 3 (45 keys)" in middle
+        assert str(pager(1, 1, 3, "keys", "/portal/keys")).strip() == ""
