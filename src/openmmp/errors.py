@@ -286,15 +286,20 @@ def document_database_unavailable(schema: dict[str, Any]) -> None:
                 )
 
 
+def _logged_path(request: Request) -> str:
+    """The request's path, or its route's template where the path carries a secret (ops/middleware.py)."""
+    return str(getattr(request.state, "log_path", request.url.path))
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    log.error("unhandled_error", path=_logged_path(request), error_type=type(exc).__name__, exc_info=exc)
     return single_error(500, ErrorCode.INTERNAL_SERVER_ERROR, "server", "Internal server error")
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
     if not database_is_away(exc):
         return await _server_error(request, exc)
-    log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    log.warning("database_unavailable", path=_logged_path(request), error_type=type(exc).__name__)
     item = ErrorItem(name="database", code=ErrorCode.SERVICE_UNAVAILABLE, message="Database is unavailable")
     return error_response(503, [item], {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 

@@ -148,3 +148,17 @@ class TestGuessing:
         assert blocked.status_code == 429
         assert int(blocked.headers["retry-after"]) > 0
         assert "Too many wrong passwords" in blocked.text
+
+
+class TestTheDatabaseAway:
+    async def test_the_portal_answers_a_503_page_not_json(self, tmp_path: Any):
+        from tests.conftest import asgi_client, running_app
+        from tests.ops.test_ops_endpoints import unreachable_database
+
+        async with running_app(unreachable_database(tmp_path)) as app, asgi_client(app) as http:
+            http.cookies.set(SESSION_COOKIE, "a-session-token", path="/portal")
+            response = await http.get("/portal/")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert response.headers["content-type"].startswith("text/html")
+        assert "The database is unavailable" in response.text

@@ -19,19 +19,24 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openmmp.api_keys.auth import Subject
-from openmmp.errors import AppError, Forbidden, validation_items
-from openmmp.kit.db import Database
+from openmmp.errors import DATABASE_RETRY_AFTER_S, AppError, Forbidden, validation_items
+from openmmp.kit.db import Database, database_is_away
 from openmmp.models import Company, PortalSession, User
 from openmmp.models.company import UserRole
 from openmmp.portal import accounts
+
+log = structlog.get_logger(__name__)
 
 PORTAL = "/portal"
 SESSION_COOKIE = "mmp_session"
@@ -254,6 +259,16 @@ class PortalRoute(APIRoute):
                 return _problem(request, 400, _validation_messages(exc.errors()))
             except ValidationError as exc:
                 return _problem(request, 400, _validation_messages(exc.errors()))
+            except (DBAPIError, PoolTimeout, OSError) as exc:
+                if not database_is_away(exc):
+                    raise
+                where = getattr(request.state, "log_path", request.url.path)
+                log.warning("database_unavailable", path=where, error_type=type(exc).__name__)
+                page = _problem(
+                    request, 503, [("database", "The database is unavailable; try again shortly")]
+                )
+                page.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+                return page
 
         return portal_handler
 
