@@ -28,22 +28,27 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 @dataclass
 class PortalClient:
-    """A signed-in browser: `get` pages, `post` forms (the CSRF field is added unless given)."""
+    """A signed-in browser: `get` pages, `post` forms (the CSRF field, and the company the pages show,
+    are added unless given)."""
 
     http: httpx.AsyncClient
     csrf: str
     email: str
+    company: str | None = None
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.http.get(url, **kwargs)
 
     async def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
-        form = {"csrf": self.csrf, **(data or {})}
+        shown = {"company": self.company} if self.company else {}
+        form = {"csrf": self.csrf, **shown, **(data or {})}
         return await self.http.post(url, data=form, **kwargs)
 
     async def htmx(self, method: str, url: str, data: dict[str, Any] | None = None) -> httpx.Response:
         """As htmx sends it: the HX-Request and X-CSRF-Token headers, the form in the body."""
         headers = {"HX-Request": "true", "X-CSRF-Token": self.csrf}
+        if self.company:
+            headers["X-Portal-Company"] = self.company
         return await self.http.request(method, url, data=data, headers=headers)
 
 
@@ -95,7 +100,9 @@ def sign_in_admin(
             assert company is not None
             admin = (await session.scalars(select(User).where(User.company_id == company.id))).first()
             assert admin is not None
-        return await set_up_and_sign_in(await browsers(), app, admin.id, admin.email)
+        signed_in = await set_up_and_sign_in(await browsers(), app, admin.id, admin.email)
+        signed_in.company = tenant.company_id
+        return signed_in
 
     return make
 
@@ -123,3 +130,4 @@ async def look_at(operator: PortalClient, tenant: Tenant) -> None:
     """The operator chooses the company whose pages to see."""
     response = await operator.post(f"/portal/companies/{tenant.company_id}/look")
     assert response.status_code == 303, response.text
+    operator.company = tenant.company_id

@@ -177,6 +177,19 @@ class TestCreate:
         assert form["credentials.authToken"] not in response.text  # a secret is not echoed back
         assert (await client.get(API, headers=tenant.headers)).json()["total"] == before
 
+    async def test_no_typed_credential_comes_back_whatever_its_name(self, admin: PortalClient):
+        smtp_url = "smtp://mailer:hunter2-secret@smtp.example.com:587"
+        form = {
+            "applicationId": "24",
+            "name": "Mail",
+            "credentials.from": "not an address",
+            "credentials.smtpUrl": smtp_url,
+        }
+        response = await admin.post(CHANNELS, form)
+        assert response.status_code == 400
+        assert "credentials.from" in response.text
+        assert "hunter2" not in response.text and "not an address" not in response.text
+
     async def test_a_bad_credential_value_is_named(self, admin: PortalClient):
         response = await admin.post(CHANNELS, _bot_form(**{"credentials.senderName": "x" * 29}))
         assert response.status_code == 400

@@ -75,3 +75,31 @@ class TestEveryRoute:
         for path in operator_only:
             response = await (admin.post(_url(path)) if method == "POST" else admin.get(_url(path)))
             assert response.status_code == 403, (path, response.status_code)
+
+
+class TestQueryValues:
+    @pytest.mark.parametrize(
+        "path", ["/portal/keys", "/portal/channels", "/portal/webhooks", "/portal/templates"]
+    )
+    async def test_a_page_number_past_any_bound_is_a_400_page(self, admin: PortalClient, path: str):
+        response = await admin.get(path, params={"page": str(10**20)})
+        assert response.status_code == 400, response.text[:300]
+        assert "page" in response.text
+
+    async def test_the_webhooks_filter_any_is_empty_and_a_bad_state_is_named(
+        self, admin: PortalClient, tenant: Any, make_channel: Any
+    ):
+        await make_channel(tenant, webhookUrl="https://hooks.example.com/portal")
+        assert (await admin.get("/portal/webhooks", params={"state": ""})).status_code == 200
+        refused = await admin.get("/portal/webhooks", params={"state": "SOMETIMES"})
+        assert refused.status_code == 400 and "state" in refused.text
+
+    async def test_a_csrf_token_that_is_not_ascii_is_a_403_not_a_500(
+        self, admin: PortalClient, browsers: Any
+    ):
+        refused = await admin.http.post("/portal/logout", data={"csrf": "é" * 10})
+        assert refused.status_code == 403
+        http = await browsers()
+        await http.get("/portal/login")
+        login = await http.post("/portal/login", data={"csrf": "é", "email": "a@b.c", "password": "x"})
+        assert login.status_code == 403

@@ -162,3 +162,54 @@ class TestTheDatabaseAway:
         assert response.headers["retry-after"] == "2"
         assert response.headers["content-type"].startswith("text/html")
         assert "The database is unavailable" in response.text
+
+
+class TestTheOperatorsCompany:
+    async def test_a_change_from_a_page_of_the_company_looked_at_before_is_refused(
+        self, operator: PortalClient, tenant: Tenant, new_company: Any, client: httpx.AsyncClient
+    ):
+        other = await new_company()
+        await look_at(operator, tenant)
+        await look_at(operator, other)  # in another tab
+        stale = await operator.post(
+            "/portal/keys", {"name": "meant for the first", "company": tenant.company_id}
+        )
+        assert stale.status_code == 409
+        assert "reload the page" in stale.text
+        keys = await client.get("/api/v1/onboard/api-key", headers=other.headers)
+        assert "meant for the first" not in keys.text
+        fresh = await operator.post("/portal/keys", {"name": "meant for the second"})
+        assert fresh.status_code == 201
+
+    async def test_an_inactive_companys_pages_are_read_only(
+        self, app: Any, operator: PortalClient, tenant: Tenant
+    ):
+        from sqlalchemy import update
+
+        from openmmp.models import Company
+        from openmmp.models.company import CompanyStatus
+
+        await look_at(operator, tenant)
+        async with app.state.db.write_sessions() as session, session.begin():
+            await session.execute(
+                update(Company)
+                .where(Company.public_id == tenant.company_id)
+                .values(status=CompanyStatus.INACTIVE)
+            )
+        assert (await operator.get("/portal/keys")).status_code == 200
+        refused = await operator.post("/portal/keys", {"name": "for a suspended company"})
+        assert refused.status_code == 403
+        assert "not active" in refused.text
+
+
+class TestNotices:
+    async def test_only_the_sessions_own_redirects_show_a_notice(
+        self, operator: PortalClient, admin: PortalClient, tenant: Tenant
+    ):
+        moved = await operator.post(f"/portal/companies/{tenant.company_id}/look")
+        shown = await operator.get(moved.headers["location"])
+        assert "You are looking at" in shown.text and 'class="notice"' in shown.text
+        forged = await operator.get("/portal/companies", params={"notice": "Your key leaked: call +1 555"})
+        assert "Your key leaked" not in forged.text
+        elsewhere = await admin.get(moved.headers["location"].replace("/portal/", "/portal/keys", 1))
+        assert "You are looking at" not in elsewhere.text  # another session's signature

@@ -7,13 +7,16 @@ Only hashes are stored: of the password (argon2id), of a set-up link's token and
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -30,6 +33,11 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 200
 _HOUR_MS = 3_600_000
 _FAILURE_WINDOW_S = 15 * 60
+_MAX_ADDRESSES = 100_000
+# argon2 costs tens of milliseconds of CPU and 64 MiB a check: it runs in threads, a few at a time, so
+# sign-ins never stall the event loop that serves the API.
+_HASHING = asyncio.Semaphore(2)
+T = TypeVar("T")
 _hasher = PasswordHasher()
 # Verifying against this when no user matches costs the same time as a real check: the answer's timing
 # does not tell which e-mail addresses have an account.
@@ -54,7 +62,10 @@ class SignedIn:
 
 
 class FailedSignIns:
-    """Wrong passwords per e-mail address in the last 15 minutes, in this process: a guesser waits."""
+    """Wrong passwords per e-mail address in the last 15 minutes, in this process: a guesser waits.
+
+    At most `_MAX_ADDRESSES` addresses are remembered (the oldest forgotten first), so addresses made up
+    by the thousand cannot grow it without bound."""
 
     def __init__(self) -> None:
         self._failures: dict[str, deque[float]] = {}
@@ -70,16 +81,34 @@ class FailedSignIns:
             )
 
     def failed(self, email: str) -> None:
-        self._recent(email).append(time.monotonic())
+        recent = self._recent(email)
+        recent.append(time.monotonic())
+        self._failures[email] = recent
+        while len(self._failures) > _MAX_ADDRESSES:
+            del self._failures[next(iter(self._failures))]
 
     def succeeded(self, email: str) -> None:
         self._failures.pop(email, None)
 
     def _recent(self, email: str) -> deque[float]:
-        recent = self._failures.setdefault(email, deque())
+        recent = self._failures.pop(email, deque())  # put back by `failed`, last in the order
         while recent and recent[0] < time.monotonic() - _FAILURE_WINDOW_S:
             recent.popleft()
+        if recent:
+            self._failures[email] = recent
         return recent
+
+
+async def _off_the_loop(work: Callable[[], T]) -> T:
+    async with _HASHING:
+        return await asyncio.to_thread(work)
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _password_rules(password: str) -> None:
@@ -114,7 +143,7 @@ async def set_password(
     _password_rules(password)
     if not hmac.compare_digest(password.encode(), repeated.encode()):
         raise Invalid("the two passwords differ", name="repeated")
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = await _off_the_loop(partial(_hasher.hash, password))
     user.setup_token_hash = None
     user.setup_expires_at = None
     await repository.delete_sessions_of(session, user.id)
@@ -129,9 +158,7 @@ async def sign_in(
     failures.check(email, settings.max_failed_sign_ins)
     candidates = [u for u in await repository.users_by_email(session, email) if u.password_hash]
     for user in candidates:
-        try:
-            _hasher.verify(user.password_hash or "", password)
-        except (VerificationError, InvalidHashError):
+        if not await _off_the_loop(partial(_matches, user.password_hash or "", password)):
             continue
         company = await repository.company(session, user.company_id)
         if company is None or company.status != CompanyStatus.ACTIVE:
@@ -139,8 +166,7 @@ async def sign_in(
         failures.succeeded(email)
         return await _sign_in(session, user, settings)
     if not candidates:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DECOY, password)
+        await _off_the_loop(partial(_matches, _DECOY, password))
     failures.failed(email)
     raise SignInRefused("Wrong e-mail address or password")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.models import Company, PortalSession, User
@@ -10,8 +10,11 @@ from openmmp.models.company import CompanyStatus, CompanyType, UserRole
 
 
 async def users_by_email(session: AsyncSession, email: str) -> list[User]:
-    """Every user with this e-mail address (case-insensitive); oldest first."""
-    found = await session.scalars(select(User).where(User.email.ilike(email)).order_by(User.id))
+    """Every user with exactly this e-mail address, whatever its case; oldest first. (Never a LIKE: a `%`
+    typed as the address would match everyone.)"""
+    found = await session.scalars(
+        select(User).where(func.lower(User.email) == email.lower()).order_by(User.id)
+    )
     return list(found)
 
 

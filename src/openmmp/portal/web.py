@@ -12,6 +12,7 @@ the person as a page, or as an alert fragment for an htmx request: never a JSON 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -30,10 +31,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from openmmp.api_keys.auth import Subject
-from openmmp.errors import DATABASE_RETRY_AFTER_S, AppError, Forbidden, validation_items
+from openmmp.errors import (
+    DATABASE_RETRY_AFTER_S,
+    AppError,
+    CompanyNotActive,
+    Conflict,
+    Forbidden,
+    validation_items,
+)
 from openmmp.kit.db import Database, database_is_away
 from openmmp.models import Company, PortalSession, User
-from openmmp.models.company import UserRole
+from openmmp.models.company import CompanyStatus, UserRole
 from openmmp.portal import accounts
 
 log = structlog.get_logger(__name__)
@@ -42,6 +50,7 @@ PORTAL = "/portal"
 SESSION_COOKIE = "mmp_session"
 SIGN_IN_COOKIE = "mmp_signin"  # the sign-in form's CSRF token (double submit: no session yet)
 CSRF_HEADER = "x-csrf-token"
+COMPANY_HEADER = "x-portal-company"  # the company the page showed, sent back with each change
 
 templates = Environment(
     loader=PackageLoader("openmmp.portal", "templates"),
@@ -129,15 +138,25 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-async def _checked(request: Request, viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
-    presented = request.headers.get(CSRF_HEADER)
+async def _form_value(request: Request, header: str, field: str) -> str | None:
+    """A value a change carries: in a header (htmx, the upload script) or, for a plain form, a field."""
+    presented = request.headers.get(header)
     if presented is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        form = await request.form()
-        value = form.get("csrf")
+        value = (await request.form()).get(field)
         presented = value if isinstance(value, str) else None
-    if not same_origin(request) or not presented or not hmac.compare_digest(presented, viewer.csrf):
+    return presented
+
+
+def same_text(presented: str | None, expected: str) -> bool:
+    """Constant time; any text (compare_digest refuses strings that are not ASCII)."""
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+async def _checked(request: Request, viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
+    presented = await _form_value(request, CSRF_HEADER, "csrf")
+    if not same_origin(request) or not presented or not same_text(presented, viewer.csrf):
         raise Forbidden("This form has expired or did not come from the portal; reload the page", name="csrf")
     return viewer
 
@@ -147,8 +166,22 @@ async def _company_viewer(viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer
     return viewer
 
 
-async def _company_editor(viewer: Annotated[Viewer, Depends(_checked)]) -> Viewer:
-    viewer.subject  # noqa: B018
+async def _company_editor(request: Request, viewer: Annotated[Viewer, Depends(_checked)]) -> Viewer:
+    """A change to the company the page showed: refused when the operator has since chosen another one
+    (in another tab: the change would land in the wrong company), and for a company no longer active
+    (read only, as the API refuses its keys)."""
+    company = viewer.company
+    if company is None:
+        raise CompanyNeeded
+    # An admin's company is always theirs: only the operator's choice can change under a page.
+    if viewer.is_operator and not same_text(
+        await _form_value(request, COMPANY_HEADER, "company"), company.public_id
+    ):
+        raise Conflict(
+            f"You are now looking at {company.name} (chosen in another tab): reload the page", name="company"
+        )
+    if company.status != CompanyStatus.ACTIVE:
+        raise CompanyNotActive("This company is not active: its pages are read only", name="company")
     return viewer
 
 
@@ -188,7 +221,7 @@ def render(
         request=request,
         viewer=viewer,
         path=request.url.path,
-        notice=request.query_params.get("notice"),
+        notice=_notice(request, viewer),
         **context,
     )
     response = HTMLResponse(page, status_code=status_code, headers=headers)
@@ -196,10 +229,29 @@ def render(
     return response
 
 
+def _notice_mac(viewer: Viewer, notice: str) -> str:
+    return hmac.new(viewer.csrf.encode(), notice.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _notice(request: Request, viewer: Viewer | None) -> str | None:
+    """The notice a redirect of this session carries in the address: signed with the session's secret,
+    so a link from elsewhere cannot make a trusted page say what its author wants."""
+    notice, mac = request.query_params.get("notice"), request.query_params.get("n", "")
+    if notice is None or viewer is None or not same_text(mac, _notice_mac(viewer, notice)):
+        return None
+    return notice
+
+
+def wants_fragment(request: Request) -> bool:
+    """An htmx request swapping a part of the page; not htmx restoring the whole page from history."""
+    return is_htmx(request) and request.headers.get("hx-history-restore-request") != "true"
+
+
 def redirect(request: Request, url: str, *, notice: str | None = None) -> Response:
     """See another page after a change (303); htmx follows it with a full page load."""
-    if notice:
-        url += ("&" if "?" in url else "?") + "notice=" + quote(notice)
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    if notice and viewer is not None:
+        url += ("&" if "?" in url else "?") + f"notice={quote(notice)}&n={_notice_mac(viewer, notice)}"
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)

@@ -28,6 +28,7 @@ from openmmp.companies import repository as companies_repository
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import AppError, Invalid, NotFound, validation_items
 from openmmp.kit.db import SessionDep, after_commit
+from openmmp.kit.schemas import PageNumber
 from openmmp.kit.time import now_ms
 from openmmp.messages.schemas import ResponseStatusMessage, SendMessageBroadcast
 from openmmp.messages.service import messages
@@ -80,6 +81,9 @@ class CredentialField:
     @property
     def secret(self) -> bool:
         return self.kind == "password"
+
+
+_CHOICES = ("select", "checkbox", "number")
 
 
 def _label(wire: str) -> str:
@@ -207,10 +211,8 @@ def _channel_view(channel: Channel) -> dict[str, Any]:
 
 @router.get("")
 async def list_channels(
-    request: Request, session: SessionDep, viewer: CompanyViewerDep, page: int = 1
+    request: Request, session: SessionDep, viewer: CompanyViewerDep, page: PageNumber = 1
 ) -> Response:
-    if page < 1:
-        raise Invalid("must be 1 or more", name="page")
     total, found = await channels.list(
         session, viewer.subject, application_id=None, page=page, size=PAGE_SIZE
     )
@@ -332,7 +334,9 @@ async def create_channel(
     except AppError as exc:
         errors = [(item.name, item.message) for item in exc.items]
     if errors:
-        kept = {name: value for name, value in credentials.items() if not _is_secret(fields, name)}
+        # Only choices come back: a typed credential may be a secret whatever its name (a service
+        # account's private key, an SMTP URL with its password), and a page is no place for one.
+        kept = {name: value for name, value in credentials.items() if _is_choice(fields, name)}
         return _new_form(
             request,
             viewer,
@@ -368,8 +372,8 @@ async def create_channel(
     )
 
 
-def _is_secret(fields: list[CredentialField], name: str) -> bool:
-    return any(field.name == name and field.secret for field in fields)
+def _is_choice(fields: list[CredentialField], name: str) -> bool:
+    return any(field.name == name and field.kind in _CHOICES for field in fields)
 
 
 def _provider(channel: Channel) -> Provider | None:

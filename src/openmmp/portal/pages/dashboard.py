@@ -11,7 +11,7 @@ from openmmp.kit.db import SessionDep
 from openmmp.kit.time import now_ms
 from openmmp.messages import tallies
 from openmmp.portal import charts
-from openmmp.portal.web import PORTAL, CompanyViewerDep, portal_router, redirect, render
+from openmmp.portal.web import PORTAL, CompanyViewerDep, portal_router, redirect, render, wants_fragment
 
 router = portal_router()
 
@@ -39,7 +39,7 @@ async def dashboard(
         drawn.append(charts.chart(channel.name, channel.public_id, counts, chosen, first))
     drawn.sort(key=lambda c: -sum(c.totals.values()))
     busy = [c for c in drawn if sum(c.totals.values())]
-    template = "_charts.html" if request.headers.get("hx-request") == "true" else "dashboard.html"
+    template = "_charts.html" if wants_fragment(request) else "dashboard.html"
     return render(
         request,
         template,

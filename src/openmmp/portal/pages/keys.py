@@ -13,6 +13,7 @@ from openmmp.api_keys.service import api_keys
 from openmmp.deps import KeyringDep
 from openmmp.errors import Invalid
 from openmmp.kit.db import SessionDep
+from openmmp.kit.schemas import PageNumber
 from openmmp.kit.time import now_ms
 from openmmp.portal.web import PORTAL, CompanyEditorDep, CompanyViewerDep, portal_router, redirect, render
 
@@ -42,8 +43,6 @@ async def _page(
     new_key: str | None = None,
     new_name: str | None = None,
 ) -> Response:
-    if page < 1:
-        raise Invalid("must be 1 or more", name="page")
     total, keys = await api_keys.list(session, viewer.subject, page=page, size=PAGE_SIZE)
     return render(
         request,
@@ -61,7 +60,7 @@ async def _page(
 
 @router.get("")
 async def list_keys(
-    request: Request, session: SessionDep, viewer: CompanyViewerDep, page: int = 1
+    request: Request, session: SessionDep, viewer: CompanyViewerDep, page: PageNumber = 1
 ) -> Response:
     return await _page(request, session, viewer, page)
 

@@ -24,7 +24,7 @@ from openmmp.messages import repository
 from openmmp.messages.service import MessageNotFound, messages
 from openmmp.models import Channel, Message
 from openmmp.models.message import MessageStatus
-from openmmp.portal.web import CompanyViewerDep, is_htmx, portal_router, render
+from openmmp.portal.web import CompanyViewerDep, portal_router, render, wants_fragment
 from openmmp.providers.applications import Application
 
 router = portal_router("/messages")
@@ -41,11 +41,6 @@ def _phone(text: str, region: str | None) -> str | None:
         return normalise_phone(text, region)
     except ValueError:
         return None
-
-
-def _swapped(request: Request) -> bool:
-    """An htmx search swaps the results only; restoring history after a reload needs the whole page."""
-    return is_htmx(request) and request.headers.get("hx-history-restore-request") != "true"
 
 
 def _application(application_id: int) -> str:
@@ -126,7 +121,7 @@ async def search(
     ]
     return render(
         request,
-        "messages_results.html" if _swapped(request) else "messages.html",
+        "messages_results.html" if wants_fragment(request) else "messages.html",
         q=text,
         account_id=chosen.public_id if chosen else "",
         channels=[(c.public_id, c.name) for c in owned],

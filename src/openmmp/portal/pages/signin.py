@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Annotated
 
@@ -22,7 +21,9 @@ from openmmp.portal.web import (
     redirect,
     render,
     same_origin,
+    same_text,
 )
+from openmmp.settings import Settings
 
 router = portal_router()
 failures = accounts.FailedSignIns()
@@ -32,6 +33,13 @@ def _form_token(request: Request) -> str:
     return request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(32)
 
 
+def _secure(request: Request) -> bool:
+    """Cookies only over HTTPS when the platform is served over it, whether seen here or only by a TLS
+    proxy in front (OPENMMP_PUBLIC_URL says https)."""
+    settings: Settings = request.app.state.settings
+    return request.url.scheme == "https" or settings.resolved_public_url.startswith("https://")
+
+
 def _with_form_token(request: Request, response: Response, token: str) -> Response:
     response.set_cookie(
         SIGN_IN_COOKIE,
@@ -39,14 +47,14 @@ def _with_form_token(request: Request, response: Response, token: str) -> Respon
         httponly=True,
         samesite="strict",
         path=PORTAL,
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
     return response
 
 
 def _check_form_token(request: Request, presented: str) -> None:
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
-    if not same_origin(request) or not expected or not hmac.compare_digest(presented, expected):
+    if not same_origin(request) or not expected or not same_text(presented, expected):
         raise Forbidden("This form has expired; reload the page and try again", name="csrf")
 
 
@@ -65,7 +73,7 @@ def _signed_in(request: Request, signed: accounts.SignedIn, target: str) -> Resp
         httponly=True,
         samesite="lax",
         path=PORTAL,
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
         max_age=int(signed.portal_session.expires_at - signed.portal_session.created_at) // 1000,
     )
     response.delete_cookie(SIGN_IN_COOKIE, path=PORTAL)

@@ -15,6 +15,7 @@ from fastapi import Query, Request
 from starlette.responses import Response
 
 from openmmp.channels.service import channels
+from openmmp.errors import Invalid
 from openmmp.kit.db import SessionDep
 from openmmp.kit.schemas import PageNumber
 from openmmp.models import Channel, WebhookDelivery
@@ -36,15 +37,27 @@ def _default(owned: list[Channel]) -> Channel | None:
     return next((c for c in owned if c.webhook_url), owned[0] if owned else None)
 
 
+def _state(text: str) -> DeliveryStateName | None:
+    if not text:
+        return None
+    try:
+        return DeliveryStateName(text)
+    except ValueError:
+        names = ", ".join(s.value for s in DeliveryStateName)
+        raise Invalid(f"must be one of {names}, or empty for any", name="state") from None
+
+
 @router.get("")
 async def list_deliveries(
     request: Request,
     session: SessionDep,
     viewer: CompanyViewerDep,
     account_id: Annotated[str, Query(alias="accountId", max_length=36)] = "",
-    state: Annotated[DeliveryStateName | None, Query()] = None,
+    state_text: Annotated[str, Query(alias="state", max_length=20)] = "",
     page: PageNumber = 1,
 ) -> Response:
+    """`state` empty: deliveries in any state (the filter's "Any" sends it empty)."""
+    state = _state(state_text)
     subject = viewer.subject
     owned = await channels.all_of(session, subject)
     channel = await channels.get(session, subject, public_id=account_id) if account_id else _default(owned)

@@ -25,6 +25,10 @@ document.addEventListener("submit", (event) => {
   request.open("POST", form.action);
   request.setRequestHeader("HX-Request", "true");
   request.setRequestHeader("X-CSRF-Token", form.elements.namedItem("csrf").value);
+  const company = form.elements.namedItem("company");
+  if (company) {
+    request.setRequestHeader("X-Portal-Company", company.value);
+  }
   if (bar) {
     bar.hidden = false;
     bar.value = 0;
