@@ -45,6 +45,15 @@ class TestSignIn:
         assert "Wrong e-mail address or password" in unknown.text
         assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
 
+    async def test_a_wildcard_for_the_address_matches_nobody(
+        self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
+    ):
+        http = await browsers()
+        for pattern in ("%", "_%", admin.email.replace("admin", "%")):
+            response = await _sign_in(http, pattern, PASSWORD)
+            assert response.status_code == 400, pattern
+            assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+
     async def test_the_sign_in_form_needs_its_csrf_token(
         self, admin: PortalClient, browsers: Callable[[], Awaitable[httpx.AsyncClient]]
     ):
