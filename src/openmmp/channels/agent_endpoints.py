@@ -28,7 +28,7 @@ from openmmp.channels.schemas import (
 )
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import responses
-from openmmp.kit.db import Database
+from openmmp.kit.db import request_database
 from openmmp.kit.schemas import AccountId, RequestModel
 from openmmp.kit.validators import HttpUrl
 from openmmp.models import Channel
@@ -86,11 +86,6 @@ def _status(channel: Channel, state: AgentState) -> CommonGetChannelStatusRespon
     )
 
 
-def _database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 def _tag(provider: Provider) -> str:
     return f"{provider.application.name} agents"
 
@@ -115,7 +110,7 @@ def agent_router(provider: Provider) -> APIRouter:
     async def load(
         request: Request, keyring: KeyringDep, subject: CompanyKey, account_id: str
     ) -> AgentChannel:
-        return await agents.load(_database(request), keyring, subject, account_id)
+        return await agents.load(request_database(request), keyring, subject, account_id)
 
     @router.post(
         "",
@@ -136,7 +131,7 @@ def agent_router(provider: Provider) -> APIRouter:
         settings: SettingsDep,
     ) -> ChannelSaved:
         saved = await agents.create(
-            _database(request),
+            request_database(request),
             keyring,
             subject,
             context(request, settings),
@@ -163,7 +158,7 @@ def agent_router(provider: Provider) -> APIRouter:
         settings: SettingsDep,
     ) -> ChannelSaved:
         saved = await agents.edit(
-            _database(request),
+            request_database(request),
             keyring,
             subject,
             context(request, settings),
@@ -189,7 +184,7 @@ def agent_router(provider: Provider) -> APIRouter:
         settings: SettingsDep,
     ) -> CommonGetChannelStatusResponse:
         found = await load(request, keyring, subject, account_id)
-        channel, state = await agents.state(_database(request), found, context(request, settings))
+        channel, state = await agents.state(request_database(request), found, context(request, settings))
         return _status(channel, state)
 
     @router.post(
@@ -264,7 +259,7 @@ def agent_router(provider: Provider) -> APIRouter:
         keyring: KeyringDep,
     ) -> BackgroundTaskResponse:
         found = await load(request, keyring, subject, account_id)
-        task = await agents.check_phones(_database(request), found, body.phones)
+        task = await agents.check_phones(request_database(request), found, body.phones)
         request.app.state.wake_workers()
         return task_response(task)
 
@@ -331,7 +326,7 @@ def _request_route(
         keyring: KeyringDep,
         settings: SettingsDep,
     ) -> CommonGetChannelStatusResponse:
-        db = _database(request)
+        db = request_database(request)
         found = await agents.load(db, keyring, subject, account_id)
         ctx = settings.provider_context(agents.provider, request.app.state.http)
         state = await upstream(ask(ctx, found, body.model_dump(by_alias=True, exclude_none=True)))

@@ -233,12 +233,18 @@ class Database:
             await self.read_engine.dispose()
 
 
+def request_database(request: Request) -> Database:
+    """The app's database, for work that opens sessions of its own (services given no transaction)."""
+    db: Database = request.app.state.db
+    return db
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one transaction: committed when the endpoint returns, before the response is sent.
 
     GET and HEAD requests read; everything else may write. Services never commit (style.md habit 3).
     """
-    db: Database = request.app.state.db
+    db = request_database(request)
     factory = db.read_sessions if request.method in ("GET", "HEAD") else db.write_sessions
     async with factory() as session, session.begin():
         yield session

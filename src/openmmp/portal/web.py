@@ -39,10 +39,11 @@ from openmmp.errors import (
     Forbidden,
     validation_items,
 )
-from openmmp.kit.db import Database, database_is_away
+from openmmp.kit.db import database_is_away, request_database
 from openmmp.models import Company, PortalSession, User
 from openmmp.models.company import CompanyStatus, UserRole
 from openmmp.portal import accounts
+from openmmp.providers.applications import Application
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,18 @@ def _when(epoch_ms: int | None) -> str:
 
 
 templates.filters["when"] = _when
+
+
+def application_name(application_id: int | None) -> str:
+    """An application's name (`SMS`), or its number if this platform does not know it."""
+    if application_id is None:
+        return ""
+    try:
+        return Application(application_id).name
+    except ValueError:
+        return str(application_id)
+
+
 templates.globals["PORTAL"] = PORTAL
 
 
@@ -119,8 +132,7 @@ async def _viewer(request: Request) -> Viewer:
     token = request.cookies.get(SESSION_COOKIE)
     if token is None:
         raise SignInNeeded
-    db: Database = request.app.state.db
-    async with db.read_sessions() as session:
+    async with request_database(request).read_sessions() as session:
         found = await accounts.signed_in(session, token)
     if found is None:
         raise SignInNeeded

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from openmmp.api_keys.auth import CompanyKey
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import responses
-from openmmp.kit.db import Database, SessionDep, after_commit
+from openmmp.kit.db import SessionDep, after_commit, request_database
 from openmmp.kit.schemas import MessageId, PageNumber, PageSize
 from openmmp.messages.schemas import MessageObject
 from openmmp.providers.applications import Application
@@ -69,11 +69,6 @@ def _upstream_context(request: Request, settings: SettingsDep) -> Callable[[Prov
 UpstreamContext = Annotated[Callable[[Provider], ProviderContext], Depends(_upstream_context)]
 
 
-def _database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 def _read(shown: Shown) -> ResponseGetTemplate:
     template, account_id = shown
     return ResponseGetTemplate(
@@ -112,7 +107,7 @@ async def create_template(
     keyring: KeyringDep,
     context: UpstreamContext,
 ) -> ResponseCreateTemplateMessage:
-    template, _ = await templates.save(_database(request), keyring, subject, context, form=body)
+    template, _ = await templates.save(request_database(request), keyring, subject, context, form=body)
     request.app.state.wake_workers()
     return ResponseCreateTemplateMessage(
         public_id=template.public_id, name=template.name, status=template.status
@@ -204,7 +199,7 @@ async def update_template(
     context: UpstreamContext,
 ) -> ResponseGetTemplate:
     saved = await templates.save(
-        _database(request), keyring, subject, context, form=body, public_id=template_id
+        request_database(request), keyring, subject, context, form=body, public_id=template_id
     )
     request.app.state.wake_workers()
     return _read(saved)
@@ -227,7 +222,7 @@ async def delete_template(
     keyring: KeyringDep,
     context: UpstreamContext,
 ) -> Response:
-    await templates.delete(_database(request), keyring, subject, context, public_id=template_id)
+    await templates.delete(request_database(request), keyring, subject, context, public_id=template_id)
     return Response(status_code=204)
 
 

@@ -21,7 +21,7 @@ from openmmp.billing.endpoints import BillingCdrRequest
 from openmmp.billing.summary import summary
 from openmmp.channels.service import channels
 from openmmp.errors import Invalid
-from openmmp.kit.db import SessionDep
+from openmmp.kit.db import SessionDep, request_database
 from openmmp.kit.time import MAX_EPOCH_MS, now_ms
 from openmmp.models import BackgroundTask
 from openmmp.models.task import TaskStatus
@@ -29,12 +29,12 @@ from openmmp.portal.web import (
     PORTAL,
     CompanyEditorDep,
     CompanyViewerDep,
+    application_name,
     is_htmx,
     portal_router,
     redirect,
     render,
 )
-from openmmp.providers.applications import Application
 from openmmp.tasks import service as tasks
 from openmmp.tasks.endpoints import result_response
 from openmmp.tasks.schemas import task_response
@@ -75,13 +75,6 @@ def _day(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).date().isoformat()
 
 
-def _application(application_id: int | None) -> str:
-    try:
-        return Application(application_id).name if application_id is not None else ""
-    except ValueError:
-        return str(application_id)
-
-
 @router.get("")
 async def billing(
     request: Request,
@@ -107,7 +100,7 @@ async def billing(
         account_id=account_id,
         channels=[(c.public_id, c.name) for c in owned],
         answer=answer,
-        applications=[(_application(a.application_id), a) for a in answer.applications],
+        applications=[(application_name(a.application_id), a) for a in answer.applications],
         exports=[_export_view(t, {c.id: c.name for c in owned}) for t in recent],
     )
 
@@ -147,7 +140,7 @@ async def create_cdr(
         {"fromDate": first, "toDate": end, "accountId": account_id or None}
     )
     task = await cdr.request_export(
-        request.app.state.db,
+        request_database(request),
         subject,
         from_date=body.from_date,
         to_date=body.to_date,

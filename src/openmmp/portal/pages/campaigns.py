@@ -39,7 +39,7 @@ from openmmp.campaigns.schemas import (
 from openmmp.channels.service import channels
 from openmmp.deps import SettingsDep
 from openmmp.errors import AppError, Invalid, PayloadTooLarge, RejectedBody
-from openmmp.kit.db import Database, SessionDep, after_commit
+from openmmp.kit.db import SessionDep, after_commit, request_database
 from openmmp.kit.schemas import PageNumber
 from openmmp.kit.zones import country_zone
 from openmmp.models import BackgroundTask, Campaign
@@ -578,7 +578,7 @@ async def upload_contacts(
     phone_column = upload.fields.get("phoneColumn", "").strip() or "phone"
     if len(phone_column) > 200:
         raise Invalid("at most 200 characters", name="phoneColumn")
-    db: Database = request.app.state.db
+    db = request_database(request)
     task = await start_import(
         db,
         subject,

@@ -24,8 +24,7 @@ from openmmp.messages import repository
 from openmmp.messages.service import MessageNotFound, messages
 from openmmp.models import Channel, Message
 from openmmp.models.message import MessageStatus
-from openmmp.portal.web import CompanyViewerDep, portal_router, render, wants_fragment
-from openmmp.providers.applications import Application
+from openmmp.portal.web import CompanyViewerDep, application_name, portal_router, render, wants_fragment
 
 router = portal_router("/messages")
 
@@ -43,20 +42,13 @@ def _phone(text: str, region: str | None) -> str | None:
         return None
 
 
-def _application(application_id: int) -> str:
-    try:
-        return Application(application_id).name
-    except ValueError:
-        return str(application_id)
-
-
 def _row(message: Message, channel: Channel) -> dict[str, Any]:
     return {
         "message_id": message.public_id,
         "client_message_id": message.client_message_id,
         "to": message.phone or message.recipient,
         "channel": channel.name,
-        "application": _application(channel.application_id),
+        "application": application_name(channel.application_id),
         "status": MessageStatus(message.status).name,
         "created_at": message.created_at,
     }
@@ -159,7 +151,7 @@ async def detail(request: Request, session: SessionDep, viewer: CompanyViewerDep
         shown=shown,
         message=message,
         channel=channel,
-        application=_application(channel.application_id),
+        application=application_name(channel.application_id),
         status=MessageStatus(shown.status).name,
         timeline=timeline,
         content_type=content.get("type", ""),
@@ -169,7 +161,7 @@ async def detail(request: Request, session: SessionDep, viewer: CompanyViewerDep
             {
                 "message_id": leg.message_id,
                 "account_id": leg.public_id,
-                "application": _application(leg.application_id),
+                "application": application_name(leg.application_id),
                 "status": MessageStatus(leg.status).name,
                 "timestamp": leg.timestamp,
             }

@@ -28,7 +28,7 @@ from openmmp.channels.service import channels, open_credentials
 from openmmp.deps import KeyringDep
 from openmmp.errors import AppError, Invalid, validation_items
 from openmmp.kit.crypto import Keyring
-from openmmp.kit.db import Database, SessionDep, after_commit
+from openmmp.kit.db import SessionDep, after_commit, request_database
 from openmmp.messages import rendering
 from openmmp.messages.capabilities import check_content
 from openmmp.messages.schemas import MessageObject
@@ -42,6 +42,7 @@ from openmmp.portal.web import (
     OperatorDep,
     OperatorEditorDep,
     Viewer,
+    application_name,
     portal_router,
     redirect,
     render,
@@ -90,7 +91,7 @@ class Option:
 
     @property
     def label(self) -> str:
-        return f"{self.channel.name} ({_application(self.channel.application_id)})"
+        return f"{self.channel.name} ({application_name(self.channel.application_id)})"
 
 
 @dataclass
@@ -121,13 +122,6 @@ class Row:
     reviewed_upstream: bool
 
 
-def _application(application_id: int) -> str:
-    try:
-        return Application(application_id).name
-    except ValueError:
-        return str(application_id)
-
-
 def reviewer_of(template: Template) -> str:
     if template.upstream is None:
         return "operator"
@@ -136,7 +130,7 @@ def reviewer_of(template: Template) -> str:
 
 
 def _row(template: Template, account_id: str | None, names: dict[int, str]) -> Row:
-    application = _application(template.application_id)
+    application = application_name(template.application_id)
     if template.channel_id is None:
         channel = f"every {application} channel"
     else:
@@ -328,11 +322,6 @@ def _preview(fields: Fields, options: list[Option], keyring: Keyring) -> Preview
     return shown
 
 
-def _database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 async def _release(session: AsyncSession) -> None:
     """End the request's transaction before a service that opens its own sessions (`save`, `delete`):
     on SQLite the request's write transaction holds the process's one write connection, which they need
@@ -385,7 +374,7 @@ async def _save_posted(
         option = _chosen(options, fields["accountId"])
         form = CreateFormTemplateMessage.model_validate(_body(fields, option.channel, message))
         saved, _ = await templates.save(
-            _database(request),
+            request_database(request),
             keyring,
             viewer.subject,
             context,
@@ -559,7 +548,7 @@ async def submit_template(
     form = stored_form(template, account_id)
     await _release(session)
     saved, _ = await templates.save(
-        _database(request), keyring, viewer.subject, context, form=form, public_id=public_id
+        request_database(request), keyring, viewer.subject, context, form=form, public_id=public_id
     )
     request.app.state.wake_workers()
     status = TemplateStatus(saved.status).name
@@ -580,7 +569,7 @@ async def delete_template(
     template, _ = await templates.get(session, viewer.subject, public_id=public_id)
     name = template.name
     await _release(session)
-    await templates.delete(_database(request), keyring, viewer.subject, context, public_id=public_id)
+    await templates.delete(request_database(request), keyring, viewer.subject, context, public_id=public_id)
     return redirect(request, f"{PORTAL}/templates", notice=f"Template {name} deleted")
 
 
@@ -595,7 +584,7 @@ async def review_queue(request: Request, session: SessionDep, viewer: OperatorDe
             "account_id": account_id,
             "company": companies.get(company, company),
             "company_id": company,
-            "application": _application(template.application_id),
+            "application": application_name(template.application_id),
             "first": templates.message_for(template, {}),
             "messages_json": json.dumps(template.messages, indent=2, ensure_ascii=False),
         }
