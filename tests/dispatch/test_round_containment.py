@@ -154,43 +154,23 @@ async def test_an_answer_of_an_upstream_without_idempotency_is_committed_before_
         ).scalar_one()
     slow = await _send(client, tenant, viber["publicId"], {"phone": "85512345670", "message": text})
     quick = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
-    http = HttpClient(timeout=8.0)
-    contexts = {
-        p.name: ProviderContext(http, f"{simulators}/{p.name}", "http://127.0.0.1:9", False)
-        for p in REGISTRY.providers
-    }
-    dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())
-    await http.post(f"{simulators}/viber/_sandbox/faults", json={"kind": "timeout", "count": 1})
-    ours = select(Message.id).where(Message.public_id.in_([slow, quick])).scalar_subquery()
-    others = (Job.kind == "dispatch") & ~Job.message_id.in_(ours)
 
     async def status(message_id: str) -> int:
         async with app.state.db.read_sessions() as session:
             found = await session.execute(select(Message.status).where(Message.public_id == message_id))
             return int(found.scalar_one())
 
-    # Earlier tests' unsent jobs (the database lives for the session) would share the first round, and
-    # the two messages could land in different rounds: set them aside until the end.
-    async with app.state.db.write_sessions() as session, session.begin():
-        await session.execute(update(Job).where(others).values(run_at=Job.run_at + _ASIDE_MS))
-    rounds = asyncio.create_task(_all_rounds(dispatcher))
-    try:
+    async def quick_sent() -> bool:
+        return await status(quick) == 2
 
-        async def quick_sent() -> bool:
-            return await status(quick) == 2
-
-        # Before the hanging request's 8 s timeout ends the round (a loaded machine can take seconds).
-        await wait_until(quick_sent, timeout=6.0, interval=0.02, what="the Viber Bot message SENT")
-        assert await status(slow) == 1  # its request still hangs: its round has not ended
-        await rounds
-    finally:
-        rounds.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+    async with _simulators_client(simulators) as (http, contexts):
+        dispatcher = Dispatcher(app.state.db, app.state.keyring, app.state.settings, contexts, LocalLimiter())
+        await http.post(f"{simulators}/viber/_sandbox/faults", json={"kind": "timeout", "count": 1})
+        async with _rounds_alone(app, dispatcher, [slow, quick]) as rounds:
+            # Before the hanging request's 8 s timeout ends the round (a loaded machine can take seconds).
+            await wait_until(quick_sent, timeout=6.0, interval=0.02, what="the Viber Bot message SENT")
+            assert await status(slow) == 1  # its request still hangs: its round has not ended
             await rounds
-        await http.aclose()
-        async with app.state.db.write_sessions() as session, session.begin():
-            aside = (Job.kind == "dispatch") & (Job.run_at > _ASIDE_MS)
-            await session.execute(update(Job).where(aside).values(run_at=Job.run_at - _ASIDE_MS))
     assert await status(quick) == 2
 
 
@@ -198,6 +178,100 @@ _ASIDE_MS = 10**15
 """Added to other tests' jobs' run_at while this one runs (far beyond any real epoch ms), then taken off."""
 
 
+@contextlib.asynccontextmanager
+async def _simulators_client(simulators: str) -> AsyncIterator[tuple[HttpClient, dict[str, ProviderContext]]]:
+    """An HTTP client to the simulators, and every provider's context through it."""
+    http = HttpClient(timeout=8.0)
+    try:
+        yield (
+            http,
+            {
+                p.name: ProviderContext(http, f"{simulators}/{p.name}", "http://127.0.0.1:9", False)
+                for p in REGISTRY.providers
+            },
+        )
+    finally:
+        await http.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _rounds_alone(
+    app: Any, dispatcher: Dispatcher, public_ids: list[str]
+) -> AsyncIterator[asyncio.Task]:
+    """The dispatcher's rounds, as a task, over these messages alone: earlier tests' unsent jobs (the
+    database lives for the session) would share the first round, and the messages could land in
+    different rounds, so the others are set aside until the end."""
+    ours = select(Message.id).where(Message.public_id.in_(public_ids)).scalar_subquery()
+    others = (Job.kind == "dispatch") & ~Job.message_id.in_(ours)
+    async with app.state.db.write_sessions() as session, session.begin():
+        await session.execute(update(Job).where(others).values(run_at=Job.run_at + _ASIDE_MS))
+    rounds = asyncio.create_task(_all_rounds(dispatcher))
+    try:
+        yield rounds
+    finally:
+        rounds.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rounds
+        async with app.state.db.write_sessions() as session, session.begin():
+            aside = (Job.kind == "dispatch") & (Job.run_at > _ASIDE_MS)
+            await session.execute(update(Job).where(aside).values(run_at=Job.run_at - _ASIDE_MS))
+
+
 async def _all_rounds(dispatcher: Dispatcher) -> None:
     while await dispatcher.run_once():
         pass
+
+
+class GatedDispatcher(Dispatcher):
+    """A dispatcher whose commits wait for `gate`: a commit that takes as long as the test wants."""
+
+    gate: asyncio.Event
+
+    async def _commit(self, round_: Any, channels: dict[int, Channel]) -> None:
+        await self.gate.wait()
+        await super()._commit(round_, channels)
+
+
+async def test_an_upstream_without_idempotency_never_has_more_unrecorded_acceptances_than_requests_in_flight(
+    app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
+):
+    """Every acceptance not yet recorded would be sent again by a crash: a slow commit must hold the next
+    requests back rather than let them pile up. With one request in flight, one acceptance at most."""
+    bot = await make_channel(tenant)
+    await _launch(app, bot["publicId"])
+    sent = []
+    for n in range(4):
+        user = f"u-{uuid.uuid4().hex[:8]}-0"
+        await user_writes(client, bot["publicId"], user, int(now_ms()) + n)
+        async with app.state.db.read_sessions() as session:
+            conversation = (
+                await session.execute(select(Conversation).where(Conversation.external_id == user))
+            ).scalar_one()
+        text = {"type": "text", "message": f"hello {n}"}
+        sent.append(
+            await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
+        )
+    settings = app.state.settings
+    one_in_flight = settings.model_copy(
+        update={"dispatch": settings.dispatch.model_copy(update={"concurrency": 1})}
+    )
+    async with _simulators_client(simulators) as (http, contexts):
+
+        async def accepted() -> int:
+            return int((await http.get(f"{simulators}/viber-bot/_sandbox/stats")).json()["accepted"])
+
+        async def first_accepted() -> bool:
+            return await accepted() > before
+
+        dispatcher = GatedDispatcher(app.state.db, app.state.keyring, one_in_flight, contexts, LocalLimiter())
+        dispatcher.gate = asyncio.Event()
+        before = await accepted()
+        async with _rounds_alone(app, dispatcher, sent) as rounds:
+            await wait_until(first_accepted, timeout=10, what="the first request accepted")
+            await asyncio.sleep(0.5)  # room for the next requests to go out, were they let through
+            assert await accepted() - before == 1
+            dispatcher.gate.set()
+            await rounds
+    async with app.state.db.read_sessions() as session:
+        found = await session.execute(select(Message.status).where(Message.public_id.in_(sent)))
+        assert sorted(found.scalars()) == [2, 2, 2, 2]

@@ -12,7 +12,8 @@ messages FAIL with the cause, since credentials that cannot be read will not bec
 one request (while sending: a retryable error, counted against `max_attempts`), and the outcomes of every
 other request are committed. The commit itself is retried while the database is briefly away, within the
 lease, so what upstreams accepted is recorded rather than sent again; the answers of upstreams without
-an idempotency key are committed as soon as they arrive, without waiting for the round's slowest request.
+an idempotency key are committed as soon as they arrive, without waiting for the round's slowest request,
+and no more than `concurrency` such requests are under way or awaiting that commit.
 """
 
 from __future__ import annotations
@@ -133,33 +134,35 @@ class _EarlyCommits:
         self._dispatcher = dispatcher
         self._round = round_
         self._channels = channels
-        self._waiting: list[_Round] = []
+        self._waiting: list[tuple[_Round, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    def add(self, part: _Round) -> None:
-        self._waiting.append(part)
+    async def record(self, part: _Round) -> None:
+        """Hand `part` over and wait until it is committed (or handed back to the round)."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((part, done))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
+        await done
 
     async def _flush(self) -> None:
         try:
             while self._waiting:
                 batch = self._round.part()
-                for part in self._waiting:
-                    batch.absorb(part)
-                self._waiting = []
+                waiting, self._waiting = self._waiting, []
                 try:
+                    for part, _ in waiting:
+                        batch.absorb(part)
                     await self._dispatcher._commit(batch, self._channels)
                 except Exception:
                     log.exception("dispatch_early_commit_failed")
                     self._round.absorb(batch)
+                finally:
+                    for _, done in waiting:
+                        if not done.done():
+                            done.set_result(None)
         finally:
             self._flushing = None
-
-    async def drain(self) -> None:
-        """Wait until every answer handed over is committed (or handed back to the round)."""
-        if self._flushing is not None:
-            await self._flushing
 
 
 class Dispatcher:
@@ -189,6 +192,9 @@ class Dispatcher:
             skip_locked=not db.is_sqlite,
         )
         self._semaphore = asyncio.Semaphore(settings.dispatch.concurrency)
+        self._unrecorded = asyncio.Semaphore(settings.dispatch.concurrency)
+        """Units of upstreams without an idempotency key from their request until their answers are
+        committed (`_EarlyCommits`)."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -259,19 +265,24 @@ class Dispatcher:
         early = _EarlyCommits(self, round_, channels)
 
         async def send(unit: _Unit) -> None:
-            results = await self._send(unit, round_)
-            if results is None:
+            if not await self._wait_for_limit(unit, round_):
                 return  # handed back to the queue for later
-            if unit.provider.refreshes_credentials and any(map(_stale, results.values())):
-                results = {**results, **await self._send_renewed(unit, results)}
-            target = round_ if unit.provider.idempotent else round_.part()
-            for message in unit.messages:
-                self._record(target, message, results[message.id])
-            if target is not round_:
-                early.add(target)
+            if unit.provider.idempotent:
+                results = await self._call(unit, round_)
+                for message in unit.messages:
+                    self._record(round_, message, results[message.id])
+                return
+            # What such an upstream accepted and we have not recorded, a crash would send again: a unit
+            # holds a place from its request until its answers are committed, so that those stay within
+            # `concurrency` however long the commits take.
+            async with self._unrecorded:
+                results = await self._call(unit, round_)
+                part = round_.part()
+                for message in unit.messages:
+                    self._record(part, message, results[message.id])
+                await early.record(part)
 
         await asyncio.gather(*(send(unit) for unit in units))
-        await early.drain()
         await self._commit(round_, channels)
         return len(jobs)
 
@@ -304,8 +315,8 @@ class Dispatcher:
                 self._fail(round_, message, "NOT_PLANNED", "The provider planned no request for it", now)
         return units
 
-    async def _send(self, unit: _Unit, round_: _Round) -> Outcomes | None:
-        """The unit's outcome per message id, or None when it was handed back to wait for its limit."""
+    async def _wait_for_limit(self, unit: _Unit, round_: _Round) -> bool:
+        """Wait for the unit's turn within its rate limits; False when it was handed back for later."""
         limit = channel_limit(unit.channel, unit.provider, self.settings)
         max_wait = self.settings.dispatch.max_limit_wait_seconds
         recipient = self._recipient_limit(unit)
@@ -316,14 +327,14 @@ class Dispatcher:
                 if wait > 0:
                     _LIMITER_DEFERRED(unit.provider.name, "recipient").inc()
                     self._hand_back(round_, unit, now_ms() + int(wait * 1000))
-                    return None
+                    return False
             wait = await reserve_within(self.limiter, f"channel:{unit.channel.id}", limit, max_wait)
         except LimiterUnavailable:
             # Without the shared limit we cannot know what is safe: pause this channel's sending.
             _LIMITER_DEFERRED(unit.provider.name, "limiter_unavailable").inc()
             wait = self.settings.dispatch.limiter_unavailable_pause_seconds
             self._hand_back(round_, unit, now_ms() + int(wait * 1000))
-            return None
+            return False
         if wait > max_wait:
             # Over the limit for longer than we hold the lease comfortably: hand the jobs back for later
             # (their slot was not kept, or the schedule would run ahead and nothing would be sent again).
@@ -332,10 +343,15 @@ class Dispatcher:
                 with contextlib.suppress(LimiterUnavailable):
                     await self.limiter.reserve(*recipient, cost=-1)
             self._hand_back(round_, unit, now_ms() + int(wait * 1000))
-            return None
+            return False
         _LIMITER_WAIT(unit.provider.name).observe(wait)
         if wait > 0:
             await asyncio.sleep(wait)
+        return True
+
+    async def _call(self, unit: _Unit, round_: _Round) -> Outcomes:
+        """Send the unit within a slot of `concurrency`, again with renewed credentials where the upstream
+        found them stale: its outcome per message id."""
         async with self._semaphore:
             # SENT is when we asked: the upstream accepted it after this and reports delivery later.
             for message in unit.messages:
@@ -351,13 +367,16 @@ class Dispatcher:
             _SEND_SECONDS(unit.provider.name, send_outcome(results, unit.messages)).observe(
                 time.perf_counter() - started
             )
-        # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
-        return {m.id: results.get(m.id, _MISSING) for m in unit.messages}
+            # A message the call said nothing about (it raised, or forgot one) is retried: attempts bound it.
+            outcomes = {m.id: results.get(m.id, _MISSING) for m in unit.messages}
+            if unit.provider.refreshes_credentials and any(map(_stale, outcomes.values())):
+                outcomes |= await self._send_renewed(unit, outcomes)
+        return outcomes
 
     async def _send_renewed(self, unit: _Unit, results: Outcomes) -> Outcomes:
         """Send again, with renewed credentials, what the upstream refused because the channel's were
         stale (an expired access token). Renewal is one at a time per channel (channels/renewal.py): a
-        unit that comes second gets the credentials the first one stored."""
+        unit that comes second gets the credentials the first one stored. Called within the unit's slot."""
         stale = [m for m in unit.messages if _stale(results[m.id])]
         ctx = self.contexts[unit.provider.name]
         try:
@@ -375,14 +394,13 @@ class Dispatcher:
             Outgoing(m.id, m.recipient, m.content, m.expire_at, unit.channel.public_id) for m in stale
         ]
         again: Outcomes = {}
-        async with self._semaphore:
-            try:
-                for planned in unit.provider.plan(ctx, credentials, outgoing):
-                    again.update(await planned.call())
-            except Exception as exc:
-                log.exception(
-                    "dispatch_send_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
-                )
+        try:
+            for planned in unit.provider.plan(ctx, credentials, outgoing):
+                again.update(await planned.call())
+        except Exception as exc:
+            log.exception(
+                "dispatch_send_failed", channel=unit.channel.public_id, error_type=type(exc).__name__
+            )
         outcomes: Outcomes = {}
         for message in stale:
             outcome = again.get(message.id, _MISSING)
@@ -469,8 +487,10 @@ class Dispatcher:
             ids = [c.message.id for c in round_.changes]
             fresh = {}
             if ids:
-                rows = await session.execute(select(Message).where(Message.id.in_(ids)))
-                fresh = {m.id: m for m in rows.scalars()}
+                # Locked: a report applied between this read and our update would be overwritten by a
+                # stale step (DELIVERED back to SENT, where nothing would ever move it again).
+                statement = select(Message).where(Message.id.in_(ids)).order_by(Message.id).with_for_update()
+                fresh = {m.id: m for m in (await session.execute(statement)).scalars()}
             changes = [
                 status_machine.Change(
                     fresh[c.message.id],
