@@ -109,6 +109,7 @@ async def limited_upstream(request: pytest.FixtureRequest, launch: Launcher) -> 
     )
 
 
+@pytest.mark.alone
 async def test_after_an_upstream_outage_the_backlog_drains_at_the_channels_rate_and_expired_ones_fail(
     limited_upstream: System,
 ):
