@@ -8,7 +8,9 @@ bug). What the upstream accepted is recorded SENT; the unreadable channel's mess
 cause; the crashed request's message is retried (an attempt counted), never lost.
 
 And while a round waits for a hanging Viber request, the Viber Bot message the upstream accepted in the
-same round is already committed SENT: a crash then would not send it again.
+same round is already committed SENT: a crash then would not send it again. However slow those commits,
+no more Viber Bot requests are accepted and unrecorded than the worker has requests in flight. A report
+applied while the round records its send is never undone by it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from tests.callbacks.test_callback_endpoints import user_writes
 from tests.conftest import Tenant, viber_credentials
 from tests.e2e.harness import wait_until
@@ -31,7 +33,9 @@ from openmmp.dispatch.flows import Dispatcher
 from openmmp.kit.http import HttpClient, HttpResponse
 from openmmp.kit.limits import LocalLimiter
 from openmmp.kit.time import now_ms
-from openmmp.models import Channel, Conversation, Job, Message
+from openmmp.messages import status as status_machine
+from openmmp.models import Channel, Conversation, Job, Message, MessageEvent
+from openmmp.models.message import MessageStatus
 from openmmp.providers.base import ProviderContext
 from openmmp.providers.registry import REGISTRY
 from openmmp.providers.simulation import SimulatorConfig, create_simulators_app
@@ -55,6 +59,9 @@ async def simulators() -> AsyncIterator[str]:
         await http.aclose()
 
 
+TEXT = {"type": "text", "message": "hello"}
+
+
 async def _send(client: httpx.AsyncClient, tenant: Tenant, account: str, body: dict[str, Any]) -> str:
     response = await client.post(f"/api/v1/channel/{account}/broadcast", json=body, headers=tenant.headers)
     assert response.status_code == 200, response.text
@@ -69,7 +76,6 @@ async def _launch(app: Any, *accounts: str) -> None:
 async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_round_is_recorded(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
 ):
-    text = {"type": "text", "message": "hello"}
     healthy = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     unreadable = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     bot = await make_channel(tenant)
@@ -82,11 +88,11 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
         ).scalar_one()
 
     sent = [
-        await _send(client, tenant, healthy["publicId"], {"phone": f"8551234567{d}", "message": text})
+        await _send(client, tenant, healthy["publicId"], {"phone": f"8551234567{d}", "message": TEXT})
         for d in (0, 1)
     ]
-    lost = await _send(client, tenant, unreadable["publicId"], {"phone": "85512345672", "message": text})
-    crashed = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
+    lost = await _send(client, tenant, unreadable["publicId"], {"phone": "85512345672", "message": TEXT})
+    crashed = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": TEXT})
     async with app.state.db.write_sessions() as session, session.begin():
         await session.execute(
             update(Channel)
@@ -141,7 +147,6 @@ async def test_an_unexpected_error_stays_with_its_messages_and_the_rest_of_the_r
 async def test_an_answer_of_an_upstream_without_idempotency_is_committed_before_the_round_ends(
     app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
 ):
-    text = {"type": "text", "message": "hello"}
     viber = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
     bot = await make_channel(tenant)
     await _launch(app, viber["publicId"], bot["publicId"])
@@ -152,8 +157,8 @@ async def test_an_answer_of_an_upstream_without_idempotency_is_committed_before_
         conversation = (
             await session.execute(select(Conversation).where(Conversation.external_id == user))
         ).scalar_one()
-    slow = await _send(client, tenant, viber["publicId"], {"phone": "85512345670", "message": text})
-    quick = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
+    slow = await _send(client, tenant, viber["publicId"], {"phone": "85512345670", "message": TEXT})
+    quick = await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": TEXT})
 
     async def status(message_id: str) -> int:
         async with app.state.db.read_sessions() as session:
@@ -247,10 +252,9 @@ async def test_an_upstream_without_idempotency_never_has_more_unrecorded_accepta
             conversation = (
                 await session.execute(select(Conversation).where(Conversation.external_id == user))
             ).scalar_one()
-        text = {"type": "text", "message": f"hello {n}"}
-        sent.append(
-            await _send(client, tenant, bot["publicId"], {"to": conversation.public_id, "message": text})
-        )
+        # Texts that differ: each message is a request of its own (equal ones share a broadcast).
+        body = {"to": conversation.public_id, "message": {"type": "text", "message": f"hello {n}"}}
+        sent.append(await _send(client, tenant, bot["publicId"], body))
     settings = app.state.settings
     one_in_flight = settings.model_copy(
         update={"dispatch": settings.dispatch.model_copy(update={"concurrency": 1})}
@@ -275,3 +279,52 @@ async def test_an_upstream_without_idempotency_never_has_more_unrecorded_accepta
     async with app.state.db.read_sessions() as session:
         found = await session.execute(select(Message.status).where(Message.public_id.in_(sent)))
         assert sorted(found.scalars()) == [2, 2, 2, 2]
+
+
+async def test_a_report_applied_while_the_round_records_its_send_is_not_undone(
+    app, client: httpx.AsyncClient, tenant: Tenant, make_channel, simulators: str
+):
+    """The round reads its messages again before recording SENT. A delivery report committed between
+    that read and the update (its callback overtook the round's commit) must survive: recorded over it,
+    SENT would move the message back, and nothing would ever move it forward again."""
+    if app.state.db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: nothing to interleave")
+    viber = await make_channel(tenant, applicationId=1, credentials=viber_credentials())
+    await _launch(app, viber["publicId"])
+    sent = await _send(client, tenant, viber["publicId"], {"phone": "85512345670", "message": TEXT})
+    db = app.state.db
+
+    async def round_waits_for_a_lock() -> bool:
+        async with db.read_sessions() as session:
+            waiting = await session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return bool(waiting.scalar_one())
+
+    async with _simulators_client(simulators) as (_, contexts):
+        dispatcher = Dispatcher(db, app.state.keyring, app.state.settings, contexts, LocalLimiter())
+        async with db.write_sessions() as report, _rounds_alone(app, dispatcher, [sent]) as rounds:
+            await report.begin()
+            # The report's transaction holds the message, as a callback applying DELIVERED does.
+            message = (
+                await report.execute(select(Message).where(Message.public_id == sent).with_for_update())
+            ).scalar_one()
+            channel = await report.get_one(Channel, message.channel_id)
+            await wait_until(round_waits_for_a_lock, timeout=10, what="the round's write waiting")
+            await status_machine.apply(
+                report,
+                [status_machine.Change(message, MessageStatus.DELIVERED, now_ms())],
+                {channel.id: channel},
+            )
+            await report.commit()
+            await rounds
+    async with db.read_sessions() as session:
+        message = (await session.execute(select(Message).where(Message.public_id == sent))).scalar_one()
+        history = await session.execute(
+            select(MessageEvent.status).where(MessageEvent.message_id == message.id).order_by(MessageEvent.id)
+        )
+        assert message.status == MessageStatus.DELIVERED
+        assert list(history.scalars()) == [2, 4]  # SENT filled in by the report, once
