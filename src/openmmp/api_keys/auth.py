@@ -13,7 +13,7 @@ from openmmp.api_keys import repository
 from openmmp.deps import KeyringDep
 from openmmp.errors import CompanyNotActive, Forbidden, TooManyRequests, Unauthenticated
 from openmmp.kit.crypto import api_key_well_formed
-from openmmp.kit.db import Database, SessionDep
+from openmmp.kit.db import SessionDep, request_database
 from openmmp.kit.time import now_ms
 from openmmp.models.company import CompanyStatus, CompanyType
 
@@ -99,8 +99,7 @@ async def _authenticate(
     else:
         # A request that may write looks its key up in a read session of its own: the write connection,
         # and on SQLite the write lock, are taken only for its writes (a send's in its batch).
-        db: Database = request.app.state.db
-        async with db.read_sessions() as reads:
+        async with request_database(request).read_sessions() as reads:
             found = await repository.find_by_hash(reads, digest)
     if found is None:
         raise Unauthenticated("API key is not valid")

@@ -25,7 +25,7 @@ from openmmp.campaigns.schemas import (
 )
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import Invalid, responses
-from openmmp.kit.db import Database, SessionDep, after_commit
+from openmmp.kit.db import SessionDep, after_commit, request_database
 from openmmp.kit.paths import API_PREFIX
 from openmmp.kit.schemas import PageNumber, PageSize
 from openmmp.models import Campaign
@@ -272,9 +272,8 @@ async def upload_contacts(
     param: Annotated[list[str] | None, Query(max_length=200)] = None,
     filename: Annotated[str | None, Query(max_length=255)] = None,
 ) -> BackgroundTaskResponse:
-    db: Database = request.app.state.db
     task = await start_import(
-        db,
+        request_database(request),
         subject,
         campaign_id,
         filename=filename or "",

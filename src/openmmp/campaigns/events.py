@@ -10,7 +10,7 @@ from fastapi import Request
 from openmmp.api_keys.auth import Subject
 from openmmp.campaigns import repository, service
 from openmmp.campaigns.service import CampaignNotFound
-from openmmp.kit.db import Database
+from openmmp.kit.db import request_database
 from openmmp.settings import Settings
 
 KEEP_ALIVE_S = 15.0
@@ -20,7 +20,7 @@ KEEP_ALIVE_S = 15.0
 async def progress_events(request: Request, subject: Subject, campaign_id: str) -> AsyncIterator[bytes]:
     """`event: progress` with the campaign (Get bulk campaign's answer) now and at each change; ends once
     the campaign is DONE or CANCELLED with nothing left in queue, or when it is gone, or the client is."""
-    db: Database = request.app.state.db
+    db = request_database(request)
     settings: Settings = request.app.state.settings
     interval = settings.campaigns.events_interval_seconds
     last = b""

@@ -21,7 +21,7 @@ from openmmp.channels.service import ChannelNotFound
 from openmmp.deps import KeyringDep, SettingsDep
 from openmmp.errors import Invalid, responses
 from openmmp.kit.crypto import Keyring
-from openmmp.kit.db import Database
+from openmmp.kit.db import request_database
 from openmmp.kit.phone import normalise_phone
 from openmmp.kit.schemas import AccountId
 from openmmp.models import Channel
@@ -65,7 +65,7 @@ def consent_router(path: str, providers: list[Provider]) -> APIRouter:
     async def load(
         request: Request, keyring: Keyring, subject: CompanyKey, account_id: str
     ) -> tuple[Channel, Provider, Renewal]:
-        db: Database = request.app.state.db
+        db = request_database(request)
         async with db.read_sessions() as session, session.begin():
             channel = await repository.get(session, subject, account_id)
         if channel is None or channel.application_id not in by_application:

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmmp.errors import ServiceUnavailable, responses
-from openmmp.kit.db import Database
+from openmmp.kit.db import Database, request_database
 from openmmp.kit.http import HttpClient, HttpUnreachable
 from openmmp.kit.metrics import BACKLOG, Backlog, JobBacklog, merge_exposition
 from openmmp.kit.schemas import ResponseModel
@@ -39,7 +39,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", summary="The database answers", response_model=Health, responses=responses(503))
 async def readyz(request: Request) -> Health:
-    db: Database = request.app.state.db
+    db = request_database(request)
     try:
         await db.ping()
     except Exception as exc:
@@ -54,7 +54,7 @@ async def readyz(request: Request) -> Health:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
 )
 async def metrics(request: Request) -> Response:
-    await read_backlog(request.app.state.db, request.app.state.settings)
+    await read_backlog(request_database(request), request.app.state.settings)
     own = generate_latest()
     workers: list[str] = request.app.state.worker_metrics
     if not workers:

@@ -68,6 +68,7 @@ def _when(epoch_ms: int | None) -> str:
 
 
 templates.filters["when"] = _when
+templates.globals["PORTAL"] = PORTAL
 
 
 def application_name(application_id: int | None) -> str:
@@ -78,9 +79,6 @@ def application_name(application_id: int | None) -> str:
         return Application(application_id).name
     except ValueError:
         return str(application_id)
-
-
-templates.globals["PORTAL"] = PORTAL
 
 
 class SignInNeeded(Exception):
